@@ -1,0 +1,262 @@
+"""Typed, frozen configuration objects, validated on construction.
+
+Everything a run needs is here: the model shape, the data, the training budget, the base
+hyperparameters and the base shape they were tuned at. YAML and CLI input is parsed into
+these objects at the boundary (see ``hptransfer.sweep.spec``); inside, they are trusted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hptransfer.errors import ConfigError
+
+MODEL_KINDS = ("gpt", "mlp")
+KERNELS = ("auto", "torch", "triton")
+MASK_KINDS = ("random", "row_balanced", "block")
+BLOCK_SIZES = (16, 32, 64, 128)
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("cosine", "linear", "constant")
+WEIGHT_DECAY_MODES = ("independent", "coupled")
+CORPORA = ("shakespeare", "text", "digits", "synthetic")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _one_of(name: str, value: Any, choices: tuple[Any, ...]) -> None:
+    _require(value in choices, f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+
+def _check_density(name: str, value: float) -> None:
+    _require(
+        isinstance(value, (int, float)) and 0 < value <= 1 and math.isfinite(value),
+        f"{name} must be in (0, 1]; got {value!r}",
+    )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of one model. ``width`` is d_model (GPT) or the hidden width (MLP).
+
+    ``input_size``/``output_size`` are the vocabulary (GPT) or features/classes (MLP); the
+    data source fills them in when left at ``None``.
+    """
+
+    kind: str = "gpt"
+    width: int = 128
+    depth: int = 2
+    heads: int = 4
+    context: int = 128
+    ffn_mult: int = 4
+    input_size: int | None = None
+    output_size: int | None = None
+    tied_embeddings: bool = False
+    bias: bool = False
+    density: float = 1.0
+    mask: str = "random"
+    mask_block: int = 64
+    mask_seed: int = 0
+    kernel: str = "auto"
+
+    def __post_init__(self) -> None:
+        _one_of("model.kind", self.kind, MODEL_KINDS)
+        for name in ("width", "depth", "context", "ffn_mult"):
+            value = getattr(self, name)
+            _require(
+                isinstance(value, int) and value >= 1, f"model.{name} must be a positive integer"
+            )
+        _require(isinstance(self.heads, int) and self.heads >= 1, "model.heads must be >= 1")
+        if self.kind == "gpt":
+            _require(
+                self.width % self.heads == 0,
+                f"model.width ({self.width}) must be divisible by model.heads ({self.heads})",
+            )
+        _check_density("model.density", self.density)
+        _one_of("model.mask", self.mask, MASK_KINDS)
+        _one_of("model.mask_block", self.mask_block, BLOCK_SIZES)
+        _one_of("model.kernel", self.kernel, KERNELS)
+        for name in ("input_size", "output_size"):
+            value = getattr(self, name)
+            _require(value is None or (isinstance(value, int) and value >= 1),
+                     f"model.{name} must be a positive integer")
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class BaseShape:
+    """The proxy shape the base HPs were tuned at: m_d = width/base width, m_rho likewise."""
+
+    width: int = 128
+    density: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.width, int) and self.width >= 1, "base.width must be >= 1")
+        _check_density("base.density", self.density)
+
+
+@dataclass(frozen=True)
+class Multipliers:
+    """SμPar's width multiplier m_d and density multiplier m_rho."""
+
+    width: float = 1.0
+    density: float = 1.0
+
+    @classmethod
+    def of(cls, model: ModelConfig, base: BaseShape) -> Multipliers:
+        return cls(width=model.width / base.width, density=model.density / base.density)
+
+
+@dataclass(frozen=True)
+class BaseHPs:
+    """Base hyperparameters (σ, η, α_in, α_out, weight decay), tuned once at the base shape."""
+
+    lr: float = 2.0**-7
+    init_std: float = 0.02
+    alpha_in: float = 1.0
+    alpha_out: float = 1.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            _require(
+                isinstance(value, (int, float)) and math.isfinite(value),
+                f"hps.{f.name} must be a finite number; got {value!r}",
+            )
+        for name in ("lr", "init_std", "alpha_in", "alpha_out"):
+            _require(getattr(self, name) > 0, f"hps.{name} must be > 0; got {getattr(self, name)}")
+        _require(self.weight_decay >= 0, "hps.weight_decay must be >= 0")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where batches come from. ``path`` is required for ``corpus: text``."""
+
+    corpus: str = "shakespeare"
+    path: str | None = None
+    batch_size: int = 16
+    seq_len: int = 128
+    eval_batches: int = 8
+
+    def __post_init__(self) -> None:
+        _one_of("data.corpus", self.corpus, CORPORA)
+        _require(self.corpus != "text" or bool(self.path), "data.path is required for corpus: text")
+        for name in ("batch_size", "seq_len", "eval_batches"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and value >= 1, f"data.{name} must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training budget and optimizer. Not transferable by μP/SμPar: proxy and target share it."""
+
+    steps: int = 200
+    warmup_steps: int = 20
+    schedule: str = "cosine"
+    final_lr_ratio: float = 0.1
+    optimizer: str = "adamw"
+    weight_decay_mode: str = "independent"
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    scale_eps: bool = False
+    momentum: float = 0.9
+    grad_clip: float | None = 1.0
+    eval_every: int = 0
+    divergence_factor: float = 3.0
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.steps, int) and self.steps >= 1, "train.steps must be >= 1")
+        _require(
+            isinstance(self.warmup_steps, int) and 0 <= self.warmup_steps <= self.steps,
+            "train.warmup_steps must be in [0, train.steps]",
+        )
+        _one_of("train.schedule", self.schedule, SCHEDULES)
+        _one_of("train.optimizer", self.optimizer, OPTIMIZERS)
+        _one_of("train.weight_decay_mode", self.weight_decay_mode, WEIGHT_DECAY_MODES)
+        _require(0 <= self.final_lr_ratio <= 1, "train.final_lr_ratio must be in [0, 1]")
+        _require(self.eps > 0, "train.eps must be > 0")
+        _require(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip must be > 0")
+        _require(self.eval_every >= 0, "train.eval_every must be >= 0 (0: only at the end)")
+        _require(self.divergence_factor > 1, "train.divergence_factor must be > 1")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run: everything needed to reproduce it."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    hps: BaseHPs = field(default_factory=BaseHPs)
+    base: BaseShape = field(default_factory=BaseShape)
+    parameterization: str = "supar"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from hptransfer.param import PARAMETERIZATIONS
+
+        _one_of("parameterization", self.parameterization, tuple(PARAMETERIZATIONS))
+
+    @property
+    def multipliers(self) -> Multipliers:
+        return Multipliers.of(self.model, self.base)
+
+
+TARGET_KEYS = ("width", "density", "depth", "heads")
+
+
+def parse_target(text: str) -> dict[str, int | float]:
+    """Parse a ``--to`` spec such as ``width=4096,density=0.125`` into model overrides."""
+    if not text or not text.strip():
+        raise ConfigError("empty --to spec; expected e.g. width=4096,density=0.125")
+    overrides: dict[str, int | float] = {}
+    for item in text.split(","):
+        key, sep, raw = (part.strip() for part in item.partition("="))
+        if not sep or not key or not raw:
+            raise ConfigError(f"bad --to item {item.strip()!r}; expected key=value")
+        if key not in TARGET_KEYS:
+            raise ConfigError(f"unknown --to key {key!r}; expected one of {', '.join(TARGET_KEYS)}")
+        if key in overrides:
+            raise ConfigError(f"--to key {key!r} given twice")
+        overrides[key] = _parse_target_value(key, raw)
+    return overrides
+
+
+def _parse_target_value(key: str, raw: str) -> int | float:
+    try:
+        if key == "density":
+            value: int | float = float(_fraction(raw))
+            _check_density("--to density", value)
+            return value
+        value = int(raw)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"bad --to value {key}={raw!r}") from None
+    _require(value >= 1, f"--to {key} must be a positive integer; got {raw}")
+    return value
+
+
+def _fraction(raw: str) -> float:
+    """Accept ``0.125`` and ``1/8``."""
+    num, slash, den = raw.partition("/")
+    return float(num) / float(den) if slash else float(raw)
+
+
+def parse_targets(text: str) -> list[dict[str, int | float]]:
+    """Several targets separated by ``;``."""
+    return [parse_target(part) for part in text.split(";") if part.strip()] or [parse_target("")]

@@ -1,0 +1,118 @@
+"""The model library: build a model for a run, list each parameter's role, initialise it.
+
+``build_model`` on ``device="meta"`` builds shapes only (no memory, no masks): that is how
+``plan`` shows a width-16384 model instantly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hptransfer.config import RunConfig
+from hptransfer.models.gpt import GPT, ForwardScales
+from hptransfer.models.mlp import MLP
+from hptransfer.models.sparse import MaskedLinear, draw_mask
+from hptransfer.param import (
+    PARAMETERIZATIONS,
+    ParamHP,
+    ParamSpec,
+    Role,
+    attention_scale,
+    output_multiplier,
+    resolve,
+)
+
+
+def forward_scales(run: RunConfig) -> ForwardScales:
+    p = PARAMETERIZATIONS[run.parameterization]
+    m = run.multipliers
+    base_head_dim = max(1, run.base.width // run.model.heads)
+    return ForwardScales(
+        embedding=output_multiplier(p, Role.EMBEDDING, run.hps, m),
+        readout=output_multiplier(p, Role.READOUT, run.hps, m),
+        attention=attention_scale(p, run.model.head_dim, base_head_dim),
+    )
+
+
+def build_model(run: RunConfig, device: torch.device | str = "cpu") -> nn.Module:
+    """Build and initialise the run's model (seeded by ``run.seed``)."""
+    model_cls = GPT if run.model.kind == "gpt" else MLP
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(run.seed)
+        model = model_cls(run.model, forward_scales(run), device=device)
+        if torch.device(device).type != "meta":
+            init_parameters(model, plan_parameters(model, run))
+    return model
+
+
+def param_specs(model: nn.Module) -> dict[str, ParamSpec]:
+    """Every parameter's role, claimed exactly once (tied weights appear once)."""
+    specs: dict[str, ParamSpec] = {}
+    for module_name, module in model.named_modules():
+        for param_name, _ in module.named_parameters(recurse=False):
+            name = f"{module_name}.{param_name}" if module_name else param_name
+            specs[name] = _spec(module, param_name)
+    names = {name for name, _ in model.named_parameters()}
+    unclaimed = names - specs.keys()
+    if unclaimed:
+        raise AssertionError(f"parameters with no role: {sorted(unclaimed)}")
+    return {name: spec for name, spec in specs.items() if name in names}
+
+
+def _spec(module: nn.Module, param_name: str) -> ParamSpec:
+    if isinstance(module, nn.LayerNorm):
+        return ParamSpec(Role.VECTOR, fill=1.0 if param_name == "weight" else 0.0)
+    if param_name == "bias":
+        return ParamSpec(Role.VECTOR, fill=0.0)
+    if isinstance(module, MaskedLinear):
+        return ParamSpec(Role.HIDDEN, density=module.density,
+                         init_scale=getattr(module, "init_scale", 1.0))
+    if isinstance(module, nn.Embedding):
+        return ParamSpec(Role.EMBEDDING)
+    role = getattr(module, "hp_role", None)
+    if role is None:
+        raise AssertionError(f"{type(module).__name__}.{param_name} has no declared role")
+    return ParamSpec(role)
+
+
+def plan_parameters(model: nn.Module, run: RunConfig) -> list[ParamHP]:
+    """The resolved HPs of every parameter, in ``named_parameters`` order."""
+    p = PARAMETERIZATIONS[run.parameterization]
+    specs = param_specs(model)
+    return [
+        resolve(name, tuple(param.shape), specs[name], p, run.hps, run.multipliers, run.train)
+        for name, param in model.named_parameters()
+    ]
+
+
+@torch.no_grad()
+def init_parameters(model: nn.Module, plans: list[ParamHP]) -> None:
+    params = dict(model.named_parameters())
+    for plan in plans:
+        if plan.fill is not None:
+            params[plan.name].fill_(plan.fill)
+        else:
+            params[plan.name].normal_(0.0, plan.init_std)
+    for module in model.modules():
+        if isinstance(module, MaskedLinear):
+            module.apply_mask_()
+
+
+def sparse_layers(model: nn.Module) -> list[MaskedLinear]:
+    return [m for m in model.modules() if isinstance(m, MaskedLinear)]
+
+
+__all__ = [
+    "GPT",
+    "MLP",
+    "ForwardScales",
+    "MaskedLinear",
+    "build_model",
+    "draw_mask",
+    "forward_scales",
+    "init_parameters",
+    "param_specs",
+    "plan_parameters",
+    "sparse_layers",
+]

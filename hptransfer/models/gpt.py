@@ -1,0 +1,115 @@
+"""A GPT-style decoder: pre-LN blocks, causal attention, sparse hidden linears.
+
+The hidden linears (QKV, attention out, FFN up, FFN down) are :class:`MaskedLinear`; embeddings,
+the readout and norms stay dense (SPEC.md). The parameterization enters through three
+forward scales (embedding and readout multipliers, attention logit scale) and the per-parameter
+init/LR table that :mod:`hptransfer.param` resolves.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hptransfer.config import ModelConfig
+from hptransfer.models.sparse import MaskedLinear
+from hptransfer.param import Role
+
+
+@dataclass(frozen=True)
+class ForwardScales:
+    """Multipliers applied in the forward pass (all 1, and 1/√d_head, under SP at α = 1)."""
+
+    embedding: float = 1.0
+    readout: float = 1.0
+    attention: float | None = None  # None: 1/√d_head
+
+
+def _sparse_linear(cfg: ModelConfig, fan_in: int, fan_out: int, seed: int, device) -> MaskedLinear:
+    return MaskedLinear(
+        fan_in, fan_out, bias=cfg.bias, density=cfg.density, mask_kind=cfg.mask,
+        mask_block=cfg.mask_block, seed=seed, kernel=cfg.kernel, device=device,
+    )
+
+
+def _residual(layer: MaskedLinear, depth: int) -> MaskedLinear:
+    layer.init_scale = 1.0 / math.sqrt(2 * depth)  # GPT-2's residual-projection init factor
+    return layer
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig, scale: float | None, seed: int, device=None) -> None:
+        super().__init__()
+        self.heads = cfg.heads
+        self.scale = scale
+        self.qkv = _sparse_linear(cfg, cfg.width, 3 * cfg.width, seed, device)
+        self.proj = _residual(_sparse_linear(cfg, cfg.width, cfg.width, seed + 1, device), cfg.depth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, time, width = x.shape
+        # (B, T, 3·C) -> 3 × (B, heads, T, head_dim)
+        q, k, v = self.qkv(x).view(batch, time, 3, self.heads, width // self.heads).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+        return self.proj(y.transpose(1, 2).reshape(batch, time, width))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: ModelConfig, seed: int, device=None) -> None:
+        super().__init__()
+        hidden = cfg.ffn_mult * cfg.width
+        self.up = _sparse_linear(cfg, cfg.width, hidden, seed, device)
+        self.down = _residual(_sparse_linear(cfg, hidden, cfg.width, seed + 1, device), cfg.depth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.gelu(self.up(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, scale: float | None, seed: int, device=None) -> None:
+        super().__init__()
+        self.ln_attn = nn.LayerNorm(cfg.width, bias=cfg.bias, device=device)
+        self.attn = CausalSelfAttention(cfg, scale, seed, device)
+        self.ln_ffn = nn.LayerNorm(cfg.width, bias=cfg.bias, device=device)
+        self.ffn = FeedForward(cfg, seed + 2, device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_attn(x))
+        return x + self.ffn(self.ln_ffn(x))
+
+
+class GPT(nn.Module):
+    """Token ids (B, T) -> logits (B, T, vocab)."""
+
+    def __init__(self, cfg: ModelConfig, scales: ForwardScales, device=None) -> None:
+        super().__init__()
+        if cfg.input_size is None:
+            raise ValueError("GPT needs model.input_size (the vocabulary size)")
+        self.cfg = cfg
+        self.scales = scales
+        vocab = cfg.input_size
+        self.tok_emb = nn.Embedding(vocab, cfg.width, device=device)
+        self.pos_emb = nn.Embedding(cfg.context, cfg.width, device=device)
+        # Each block's four sparse layers get their own mask seeds.
+        self.blocks = nn.ModuleList(
+            Block(cfg, scales.attention, cfg.mask_seed * 1000 + 4 * i, device)
+            for i in range(cfg.depth)
+        )
+        self.ln_f = nn.LayerNorm(cfg.width, bias=cfg.bias, device=device)
+        self.head = None
+        if not cfg.tied_embeddings:
+            self.head = nn.Linear(cfg.width, cfg.output_size or vocab, bias=False, device=device)
+            self.head.hp_role = Role.READOUT
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(idx.shape[1], device=idx.device)
+        x = (self.tok_emb(idx) + self.pos_emb(positions)) * self.scales.embedding
+        for block in self.blocks:
+            x = block(x)
+        x = self.ln_f(x)
+        weight = self.tok_emb.weight if self.head is None else self.head.weight
+        return F.linear(x, weight) * self.scales.readout

@@ -1,0 +1,109 @@
+"""From (parameter role, parameterization, base HPs, multipliers) to concrete per-parameter HPs.
+
+A pure step: models declare each parameter's :class:`ParamSpec`; this module turns specs into
+init std, learning rate, forward multiplier, weight decay and Adam ε. ``plan``, model init and
+the optimizer all read the same :class:`ParamHP` rows, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hptransfer.config import BaseHPs, Multipliers, TrainConfig
+from hptransfer.param.rules import Parameterization, Role
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """What a model says about one parameter.
+
+    ``init_scale`` is a structural factor on the init std (GPT-2's 1/√(2·n_layer) on residual
+    output projections); ``density`` is the sparse layer's requested density (1 if dense);
+    ``fill`` is a constant init (norm gains 1, biases 0) instead of a normal draw.
+    """
+
+    role: Role
+    density: float = 1.0
+    init_scale: float = 1.0
+    fill: float | None = None
+
+
+@dataclass(frozen=True)
+class ParamHP:
+    """The resolved hyperparameters of one parameter tensor."""
+
+    name: str
+    role: Role
+    shape: tuple[int, ...]
+    density: float
+    init_std: float
+    fill: float | None
+    lr: float
+    multiplier: float
+    weight_decay: float
+    eps: float
+
+    def table_row(self) -> dict[str, object]:
+        """The columns ``hptransfer plan`` shows, in its order."""
+        return {
+            "name": self.name,
+            "role": self.role.value,
+            "shape": list(self.shape),
+            "density": self.density,
+            "init_std": 0.0 if self.fill is not None else self.init_std,
+            "lr": self.lr,
+            "multiplier": self.multiplier,
+        }
+
+
+def lr_factor(p: Parameterization, role: Role, m: Multipliers, optimizer: str) -> float:
+    rule = p.rule(role)
+    return (rule.sgd_lr if optimizer == "sgd" else rule.adam_lr)(m)
+
+
+def output_multiplier(p: Parameterization, role: Role, hps: BaseHPs, m: Multipliers) -> float:
+    """Forward multiplier on a layer's output: α_in for embeddings, α_out/m_d for μP readouts."""
+    alpha = {Role.EMBEDDING: hps.alpha_in, Role.READOUT: hps.alpha_out}.get(role, 1.0)
+    return alpha * p.rule(role).output(m)
+
+
+def attention_scale(p: Parameterization, head_dim: int, base_head_dim: int) -> float:
+    """Logit scale: SP's 1/√d_head, or μP's √d₀/d_head, written as (1/√d_head)·√(d₀/d_head)
+    so that it is bit-identical to SP at the base head size."""
+    sp_scale = 1.0 / math.sqrt(head_dim)
+    return sp_scale * math.sqrt(base_head_dim / head_dim) if p.mup_attention else sp_scale
+
+
+def resolve(
+    name: str,
+    shape: tuple[int, ...],
+    spec: ParamSpec,
+    p: Parameterization,
+    hps: BaseHPs,
+    m: Multipliers,
+    train: TrainConfig,
+) -> ParamHP:
+    rule = p.rule(spec.role)
+    lr_mult = lr_factor(p, spec.role, m, train.optimizer)
+    lr = hps.lr * lr_mult
+    return ParamHP(
+        name=name,
+        role=spec.role,
+        shape=tuple(shape),
+        density=spec.density,
+        init_std=hps.init_std * math.sqrt(rule.init_var(m)) * spec.init_scale,
+        fill=spec.fill,
+        lr=lr,
+        multiplier=output_multiplier(p, spec.role, hps, m),
+        weight_decay=_weight_decay(rule.decay, hps.weight_decay, lr_mult, train.weight_decay_mode),
+        eps=train.eps * (rule.adam_lr(m) if train.scale_eps else 1.0),
+    )
+
+
+def _weight_decay(decays: bool, wd: float, lr_mult: float, mode: str) -> float:
+    """PyTorch decays by lr·wd. ``coupled``: wd as given, so decay shrinks with the group's LR.
+    ``independent``: wd / lr_mult, so lr·wd per step equals η·wd at every width and density."""
+    if not decays or wd == 0:
+        return 0.0
+    return wd if mode == "coupled" else wd / lr_mult
