@@ -30,7 +30,9 @@ def _require(ok: bool, message: str) -> None:
 
 
 def _one_of(name: str, value: Any, choices: tuple[Any, ...]) -> None:
-    _require(value in choices, f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+    _require(
+        value in choices, f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}"
+    )
 
 
 def _check_density(name: str, value: float) -> None:
@@ -83,8 +85,10 @@ class ModelConfig:
         _one_of("model.kernel", self.kernel, KERNELS)
         for name in ("input_size", "output_size"):
             value = getattr(self, name)
-            _require(value is None or (isinstance(value, int) and value >= 1),
-                     f"model.{name} must be a positive integer")
+            _require(
+                value is None or (isinstance(value, int) and value >= 1),
+                f"model.{name} must be a positive integer",
+            )
 
     @property
     def head_dim(self) -> int:
@@ -164,7 +168,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The training budget and optimizer. Not transferable by μP/SμPar: proxy and target share it."""
+    """Training budget and optimizer. Not transferable by μP/SμPar: proxy and target share it."""
 
     steps: int = 200
     warmup_steps: int = 20

@@ -66,8 +66,9 @@ def _spec(module: nn.Module, param_name: str) -> ParamSpec:
     if param_name == "bias":
         return ParamSpec(Role.VECTOR, fill=0.0)
     if isinstance(module, MaskedLinear):
-        return ParamSpec(Role.HIDDEN, density=module.density,
-                         init_scale=getattr(module, "init_scale", 1.0))
+        return ParamSpec(
+            Role.HIDDEN, density=module.density, init_scale=getattr(module, "init_scale", 1.0)
+        )
     if isinstance(module, nn.Embedding):
         return ParamSpec(Role.EMBEDDING)
     role = getattr(module, "hp_role", None)

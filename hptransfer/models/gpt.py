@@ -31,8 +31,15 @@ class ForwardScales:
 
 def _sparse_linear(cfg: ModelConfig, fan_in: int, fan_out: int, seed: int, device) -> MaskedLinear:
     return MaskedLinear(
-        fan_in, fan_out, bias=cfg.bias, density=cfg.density, mask_kind=cfg.mask,
-        mask_block=cfg.mask_block, seed=seed, kernel=cfg.kernel, device=device,
+        fan_in,
+        fan_out,
+        bias=cfg.bias,
+        density=cfg.density,
+        mask_kind=cfg.mask,
+        mask_block=cfg.mask_block,
+        seed=seed,
+        kernel=cfg.kernel,
+        device=device,
     )
 
 
@@ -47,7 +54,9 @@ class CausalSelfAttention(nn.Module):
         self.heads = cfg.heads
         self.scale = scale
         self.qkv = _sparse_linear(cfg, cfg.width, 3 * cfg.width, seed, device)
-        self.proj = _residual(_sparse_linear(cfg, cfg.width, cfg.width, seed + 1, device), cfg.depth)
+        self.proj = _residual(
+            _sparse_linear(cfg, cfg.width, cfg.width, seed + 1, device), cfg.depth
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, time, width = x.shape

@@ -25,8 +25,14 @@ class MLP(nn.Module):
         self.input.hp_role = Role.EMBEDDING
         self.hidden = nn.ModuleList(
             MaskedLinear(
-                cfg.width, cfg.width, bias=cfg.bias, density=cfg.density, mask_kind=cfg.mask,
-                mask_block=cfg.mask_block, seed=cfg.mask_seed * 1000 + i, kernel=cfg.kernel,
+                cfg.width,
+                cfg.width,
+                bias=cfg.bias,
+                density=cfg.density,
+                mask_kind=cfg.mask,
+                mask_block=cfg.mask_block,
+                seed=cfg.mask_seed * 1000 + i,
+                kernel=cfg.kernel,
                 device=device,
             )
             for i in range(cfg.depth)

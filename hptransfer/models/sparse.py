@@ -82,7 +82,11 @@ class MaskedLinear(nn.Linear):
         if density < 1 and self.weight.device.type != "meta":
             generator = torch.Generator().manual_seed(seed)
             mask = draw_mask(
-                out_features, in_features, density, kind=mask_kind, block=mask_block,
+                out_features,
+                in_features,
+                density,
+                kind=mask_kind,
+                block=mask_block,
                 generator=generator,
             ).to(self.weight.device)
         self.register_buffer("mask", mask)

@@ -1,0 +1,1 @@
+"""Command-line interface (thin: parsing and printing over library functions)."""

@@ -1,0 +1,58 @@
+"""``hptransfer`` entry point: one thin module per subcommand over the library.
+
+Every user-facing error (:class:`hptransfer.errors.HPTransferError`) ends as one line on
+stderr and exit code 2; Ctrl-C exits 130 without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from hptransfer.errors import HPTransferError
+
+# Subcommand modules, each with ``register(subparsers)`` that sets ``func`` on its parser.
+SUBCOMMANDS = (
+    "hptransfer.cli.plan",
+    "hptransfer.cli.coord_check",
+    "hptransfer.cli.bench",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit 2 like every other user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise HPTransferError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = _Parser(prog="hptransfer", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="verbose output")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for module in SUBCOMMANDS:
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
+        )
+        return int(args.func(args) or 0)
+    except HPTransferError as exc:
+        print(f"hptransfer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hptransfer: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""One training run: build the model and optimizer from the run's parameterization, train,
+evaluate, and return tidy metrics. No Ray, no storage: the sweep layer wraps this.
+
+A run whose loss turns NaN/inf, or exceeds ``divergence_factor`` times its initial loss, is
+stopped and returned with ``diverged=True``: a diverged run is data, not an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hptransfer.config import RunConfig
+from hptransfer.data import Dataset, load_dataset
+from hptransfer.errors import ConfigError
+from hptransfer.models import build_model, plan_parameters, sparse_layers
+from hptransfer.optim import build_optimizer, build_schedule
+
+LOSS_WINDOW = 10  # the reported train loss is the mean of the last steps' losses
+
+
+@dataclass
+class RunResult:
+    train_loss: float
+    val_loss: float
+    diverged: bool
+    steps: int
+    tokens: int
+    wall_s: float
+    kernel: str
+    curve: list[dict[str, float]] = field(default_factory=list)
+
+
+def complete_run(run: RunConfig, dataset: Dataset) -> RunConfig:
+    """Fill dataset-derived model sizes and check the model fits the data."""
+    model = run.model
+    if (model.kind == "gpt") != (dataset.kind == "text"):
+        raise ConfigError(
+            f"model.kind {model.kind} does not fit data.corpus {run.data.corpus} "
+            "(gpt needs a text corpus, mlp needs digits)"
+        )
+    if model.kind == "gpt" and run.data.seq_len > model.context:
+        raise ConfigError(
+            f"data.seq_len ({run.data.seq_len}) exceeds model.context ({model.context})"
+        )
+    model = model.replace(
+        input_size=model.input_size or dataset.input_size,
+        output_size=model.output_size or dataset.output_size,
+    )
+    return dataclasses.replace(run, model=model)
+
+
+def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    logits = model(x)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    model.eval()
+    loss = sum(loss_fn(model, x, y).item() for x, y in batches) / len(batches)
+    model.train()
+    return loss
+
+
+def kernel_path(model: nn.Module) -> str:
+    """Which masked-matmul backend the sparse layers use ("dense" if there are none)."""
+    backends = {layer.backend() for layer in sparse_layers(model) if layer.mask is not None}
+    return ",".join(sorted(backends)) or "dense"
+
+
+def train(
+    run: RunConfig,
+    *,
+    on_eval: Callable[[dict[str, float]], None] | None = None,
+    device: str = "cpu",
+) -> RunResult:
+    """Train ``run`` and return its metrics; ``on_eval`` receives each curve point."""
+    start = time.perf_counter()
+    dataset = load_dataset(run.data)
+    run = complete_run(run, dataset)
+    model = build_model(run, device=device)
+    optimizer = build_optimizer(model, plan_parameters(model, run), run.train)
+    schedule = build_schedule(optimizer, run.train)
+    val = [
+        (x.to(device), y.to(device))
+        for x, y in dataset.val_batches(
+            run.data.batch_size, run.data.seq_len, run.data.eval_batches
+        )
+    ]
+    generator = torch.Generator().manual_seed(run.seed)
+    tokens_per_step = run.data.batch_size * (run.data.seq_len if dataset.kind == "text" else 1)
+
+    curve: list[dict[str, float]] = []
+    recent: list[float] = []
+    first_loss = math.nan
+    diverged = False
+    step = 0
+    for step in range(1, run.train.steps + 1):
+        x, y = dataset.train_batch(run.data.batch_size, run.data.seq_len, generator)
+        loss = _train_step(model, optimizer, x.to(device), y.to(device), run.train.grad_clip)
+        schedule.step()
+        first_loss = loss if step == 1 else first_loss
+        recent = [*recent[-(LOSS_WINDOW - 1) :], loss]
+        diverged = not math.isfinite(loss) or loss > run.train.divergence_factor * first_loss
+        is_eval = step == run.train.steps or (
+            run.train.eval_every and step % run.train.eval_every == 0
+        )
+        if diverged or is_eval:
+            point = {
+                "step": step,
+                "tokens": step * tokens_per_step,
+                "train_loss": loss if diverged else sum(recent) / len(recent),
+                "val_loss": math.nan if diverged else evaluate(model, val),
+            }
+            curve.append(point)
+            if on_eval is not None:
+                on_eval(point)
+        if diverged:
+            break
+    last = curve[-1]
+    return RunResult(
+        train_loss=last["train_loss"],
+        val_loss=last["val_loss"],
+        diverged=diverged,
+        steps=step,
+        tokens=step * tokens_per_step,
+        wall_s=time.perf_counter() - start,
+        kernel=kernel_path(model),
+        curve=curve,
+    )
+
+
+def _train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    grad_clip: float | None,
+) -> float:
+    loss = loss_fn(model, x, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.item()
