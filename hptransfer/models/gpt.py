@@ -43,6 +43,12 @@ def _sparse_linear(cfg: ModelConfig, fan_in: int, fan_out: int, seed: int, devic
     )
 
 
+def _embedding(rows: int, width: int, device) -> nn.Embedding:
+    # Uninitialised storage: init_parameters draws every weight, and nn.Embedding's own
+    # normal_ on the meta device costs seconds (it loads torch's reference kernels).
+    return nn.Embedding(rows, width, _weight=torch.empty(rows, width, device=device))
+
+
 def _residual(layer: MaskedLinear, depth: int) -> MaskedLinear:
     layer.init_scale = 1.0 / math.sqrt(2 * depth)  # GPT-2's residual-projection init factor
     return layer
@@ -101,8 +107,8 @@ class GPT(nn.Module):
         self.cfg = cfg
         self.scales = scales
         vocab = cfg.input_size
-        self.tok_emb = nn.Embedding(vocab, cfg.width, device=device)
-        self.pos_emb = nn.Embedding(cfg.context, cfg.width, device=device)
+        self.tok_emb = _embedding(vocab, cfg.width, device)
+        self.pos_emb = _embedding(cfg.context, cfg.width, device)
         # Each block's four sparse layers get their own mask seeds.
         self.blocks = nn.ModuleList(
             Block(cfg, scales.attention, cfg.mask_seed * 1000 + 4 * i, device)
