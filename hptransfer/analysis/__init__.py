@@ -1,0 +1,1 @@
+"""Analysis of sweep results: fit optima, draw figures. Reads the store only, never torch."""

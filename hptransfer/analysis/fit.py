@@ -1,0 +1,465 @@
+"""Fitting the optimum of every searched HP in every group of a sweep, and its drift.
+
+A *group* is one value of each axis in :data:`GROUP_AXES` present in trials.parquet
+(parameterization, model, depth, width, density). A *searched* HP is an HP column with more
+than one distinct value. Only completed, non-diverged trials with a finite loss at the full
+horizon (the most steps any completed trial ran) are fitted: ASHA-stopped and short trials
+bias the LR optimum (SPEC.md). HP values <= 0 (e.g. weight decay 0) are off the log2 axis and
+skipped. Per group and HP, the loss is averaged over seeds at each grid point and the
+optimum located as in :mod:`hptransfer.analysis.optimum` (parabola in log2(HP) around the
+arg-min, seed bootstrap for a 95% interval, flags ``ok``/``edge``/``flat``/``few_points``).
+
+Joint searches: when several HPs vary within a group, each HP is fitted on its *slice*: the
+trials whose other HPs lie within ``slice_octaves`` of the best configuration's (method
+``slice``, the other HPs' values in ``slice_at``); otherwise the method is ``grid``.
+
+The *drift* of an optimum along an axis is max − min of its log2 over the groups that differ
+only in that axis (``axis`` = width, density, ...; ``at`` = the held axes' values); ``axis``
+``all`` is max − min over every group of the parameterization. Flagged optima are included
+(``n_flagged`` counts them): with edge optima the drift is a lower bound.
+
+fit.json (``schema_version`` 1; strict JSON, null for missing numbers; HP units unless a
+key says log2)::
+
+    {"schema_version": 1,
+     "sweep": "<folder name>", "created": "<ISO 8601 UTC>",
+     "metric": "val_loss", "horizon": {"steps": int, "tokens": int | null},
+     "spec_hash": [str, ...],
+     "base": {"width": int, "density": float, ["depth": int,] "source": str},
+     "parameterizations": ["sp", "mup", "supar"], "searched_hps": ["lr", ...],
+     "group_axes": ["parameterization", "width", "density", ...],
+     "settings": {"n_boot": int, "window_octaves": float, "slice_octaves": float, "seed": int},
+     "base_hps": {parameterization: {hp: {"value": float, "log2": float | null,
+                                          "ci95": [lo, hi] | null, "flag": str}}},
+     "optima": [{<group axes>, "hp", "value", "log2", "ci95_lo", "ci95_hi", "flag",
+                 "method", "slice_at": {hp: value} | null, "curvature", "loss",
+                 "n_points", "n_fitted", "n_seeds", "n_trials", "n_diverged"}],
+     "drift": [{"parameterization", "hp", "axis", "at": {axis: value}, "octaves",
+                "n_optima", "n_flagged"}]}
+
+``base_hps`` holds, per parameterization, the optima at the base shape plus every HP the
+sweep held fixed (flag ``fixed``, ``ci95`` null). ``curvature`` is the parabola's loss per
+octave² (the loss one octave off the optimum is ``loss + curvature``); ``loss`` is the fitted
+(or, when flagged, observed mean) loss at the optimum.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hptransfer.analysis import results
+from hptransfer.analysis.optimum import estimate
+from hptransfer.config import BaseHPs, BaseShape
+from hptransfer.errors import ConfigError, ResultsError
+
+FIT_FILE = "fit.json"
+SCHEMA_VERSION = 1
+METRICS = ("val_loss", "train_loss")
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How optima are located: loss column, bootstrap size, parabola and slice widths."""
+
+    metric: str = "val_loss"
+    n_boot: int = 1000
+    window_octaves: float = 1.0
+    slice_octaves: float = 0.25
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ConfigError(f"metric must be one of {', '.join(METRICS)}; got {self.metric!r}")
+        if self.n_boot < 1 or self.window_octaves <= 0 or self.slice_octaves < 0:
+            raise ConfigError("n_boot must be >= 1, window_octaves > 0 and slice_octaves >= 0")
+
+
+@dataclass(frozen=True)
+class HPEstimate:
+    """One base HP: its value, log2, 95% interval (HP units) and flag."""
+
+    value: float
+    log2: float | None
+    ci95: tuple[float, float] | None
+    flag: str
+
+
+@dataclass(frozen=True, eq=False)
+class Fit:
+    """The contents of fit.json; :func:`load_fit` reads one, :func:`fit_sweep` makes one."""
+
+    sweep: str
+    created: str
+    metric: str
+    horizon: dict[str, int | None]
+    spec_hash: list[str]
+    base: dict[str, Any]
+    parameterizations: list[str]
+    searched_hps: list[str]
+    group_axes: list[str]
+    settings: FitSettings
+    base_hps: dict[str, dict[str, HPEstimate]]
+    optima: pd.DataFrame = field(repr=False)
+    drift: pd.DataFrame = field(repr=False)
+
+    def base_shape(self) -> BaseShape:
+        """The shape the base HPs were fitted at."""
+        return BaseShape(width=int(self.base["width"]), density=float(self.base["density"]))
+
+    def base_config(self, parameterization: str) -> BaseHPs:
+        """The base HPs of ``parameterization`` (fitted or fixed; defaults for the rest)."""
+        if parameterization not in self.base_hps or not self.base_hps[parameterization]:
+            raise ResultsError(
+                f"fit of sweep {self.sweep!r} has no optimum for {parameterization!r} at the "
+                f"base shape {self.base}; fitted: {', '.join(self.parameterizations)}"
+            )
+        hps = self.base_hps[parameterization]
+        return BaseHPs(**{name: est.value for name, est in hps.items()})
+
+    def to_json(self) -> dict[str, Any]:
+        """The fit.json document (strict JSON types)."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            **{k: getattr(self, k) for k in _PLAIN_KEYS},
+            "settings": asdict(self.settings),
+            "base_hps": {
+                p: {hp: asdict(est) for hp, est in hps.items()} for p, hps in self.base_hps.items()
+            },
+            "optima": _records(self.optima),
+            "drift": _records(self.drift),
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Fit:
+        return cls(
+            **{k: doc[k] for k in _PLAIN_KEYS},
+            settings=FitSettings(**doc["settings"]),
+            base_hps={
+                p: {hp: _hp_estimate(est) for hp, est in hps.items()}
+                for p, hps in doc["base_hps"].items()
+            },
+            optima=pd.DataFrame(doc["optima"]),
+            drift=pd.DataFrame(doc["drift"]),
+        )
+
+
+_PLAIN_KEYS = (
+    "sweep",
+    "created",
+    "metric",
+    "horizon",
+    "spec_hash",
+    "base",
+    "parameterizations",
+    "searched_hps",
+    "group_axes",
+)
+
+
+def _hp_estimate(doc: dict[str, Any]) -> HPEstimate:
+    ci95 = doc["ci95"]
+    return HPEstimate(doc["value"], doc["log2"], tuple(ci95) if ci95 else None, doc["flag"])
+
+
+def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain JSON values (NaN → None, numpy scalars → Python)."""
+    return json.loads(table.to_json(orient="records", double_precision=15))
+
+
+# ---------------------------------------------------------------------------- selecting trials
+
+
+def usable_mask(trials: pd.DataFrame, metric: str) -> tuple[pd.Series, int]:
+    """Trials to fit (completed, not diverged, finite loss, full horizon) and that horizon."""
+    if metric not in trials.columns:
+        raise ResultsError(f"trials have no {metric!r} column")
+    ok = (
+        trials["status"].eq("completed")
+        & ~trials["diverged"].astype(bool)
+        & np.isfinite(trials[metric].astype(float))
+    )
+    if not ok.any():
+        raise ResultsError(
+            f"all {len(trials)} trials diverged or did not complete: nothing to fit "
+            "(lower the HP range or check the sweep's errors)"
+        )
+    horizon = int(trials.loc[ok, "steps"].max())
+    return ok & trials["steps"].eq(horizon), horizon
+
+
+def searched_hps(trials: pd.DataFrame) -> list[str]:
+    """HP columns with more than one distinct value."""
+    return [hp for hp in results.HP_NAMES if hp in trials and trials[hp].nunique() > 1]
+
+
+def group_axes(trials: pd.DataFrame) -> list[str]:
+    """The grouping axes present in ``trials``."""
+    return [axis for axis in results.GROUP_AXES if axis in trials]
+
+
+def _log2(values: pd.Series) -> np.ndarray:
+    """log2 of positive values, NaN elsewhere."""
+    v = values.to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(v > 0, np.log2(v), np.nan)
+
+
+def _slice(
+    group: pd.DataFrame, hp: str, others: list[str], metric: str, octaves: float
+) -> tuple[pd.DataFrame, dict[str, float] | None]:
+    """The trials of ``group`` near the best configuration in every HP but ``hp``."""
+    if not others:
+        return group, None
+    best = group.groupby([*others, hp])[metric].mean().idxmin()
+    at = {h: float(v) for h, v in zip(others, best[:-1], strict=True)}
+    near = np.ones(len(group), dtype=bool)
+    for h, v in at.items():
+        close = np.abs(_log2(group[h]) - (math.log2(v) if v > 0 else np.nan)) <= octaves + 1e-9
+        near &= close | group[h].eq(v).to_numpy()
+    return group[near], at
+
+
+def _points(rows: pd.DataFrame, hp: str, metric: str) -> pd.DataFrame:
+    """Mean loss per (seed, HP value) over positive HP values: columns seed, value, log2, loss."""
+    rows = rows[rows[hp] > 0]
+    points = rows.groupby(["seed", hp], as_index=False)[metric].mean()
+    points.columns = ["seed", "value", "loss"]
+    return points.assign(log2=np.log2(points["value"].astype(float)))
+
+
+@dataclass(frozen=True)
+class _Slice:
+    key: dict[str, Any]
+    hp: str
+    points: pd.DataFrame
+    slice_at: dict[str, float] | None
+    n_trials: int
+    n_diverged: int
+
+
+def _slices(trials: pd.DataFrame, settings: FitSettings) -> Iterator[_Slice]:
+    """Every (group, searched HP) with the seed-level points its optimum is fitted on."""
+    usable, _ = usable_mask(trials, settings.metric)
+    hps = searched_hps(trials)
+    axes = group_axes(trials)
+    for key, group in trials.groupby(axes, dropna=False, sort=True):
+        fitted = group[usable.loc[group.index]]
+        varying = [hp for hp in hps if fitted[hp].nunique() > 1]
+        for hp in varying:
+            others = [h for h in varying if h != hp]
+            rows, at = _slice(fitted, hp, others, settings.metric, settings.slice_octaves)
+            points = _points(rows, hp, settings.metric)
+            n_diverged = int(group["diverged"].astype(bool).sum())
+            yield _Slice(dict(zip(axes, key, strict=True)), hp, points, at, len(rows), n_diverged)
+
+
+def seed_points(trials: pd.DataFrame, settings: FitSettings | None = None) -> pd.DataFrame:
+    """Tidy points the fit uses: group axes, hp, seed, value, log2, loss (for plots)."""
+    settings = settings or FitSettings()
+    parts = [s.points.assign(**s.key, hp=s.hp) for s in _slices(trials, settings)]
+    axes = group_axes(trials)
+    return pd.concat(parts, ignore_index=True)[[*axes, "hp", "seed", "value", "log2", "loss"]]
+
+
+# ---------------------------------------------------------------------------- fitting
+
+
+def _optimum_row(s: _Slice, settings: FitSettings, rng: np.random.Generator) -> dict[str, Any]:
+    matrix = s.points.pivot_table(index="seed", columns="log2", values="loss", aggfunc="mean")
+    x = matrix.columns.to_numpy(float)
+    opt = estimate(x, matrix.to_numpy(float), settings.window_octaves, settings.n_boot, rng)
+    lo, hi = opt.ci95 if opt.ci95 else (np.nan, np.nan)
+    return {
+        **s.key,
+        "hp": s.hp,
+        "value": 2.0**opt.log2,
+        "log2": opt.log2,
+        "ci95_lo": 2.0**lo,
+        "ci95_hi": 2.0**hi,
+        "flag": opt.flag,
+        "method": "slice" if s.slice_at else "grid",
+        "slice_at": s.slice_at,
+        "curvature": opt.curvature,
+        "loss": opt.loss,
+        "n_points": len(x),
+        "n_fitted": opt.n_fitted,
+        "n_seeds": len(matrix),
+        "n_trials": s.n_trials,
+        "n_diverged": s.n_diverged,
+    }
+
+
+def fit_optima(trials: pd.DataFrame, settings: FitSettings | None = None) -> pd.DataFrame:
+    """One row per (group, searched HP): the optimum, its interval and flag (see module doc)."""
+    settings = settings or FitSettings()
+    if not searched_hps(trials):
+        looked = ", ".join(results.HP_NAMES)
+        raise ResultsError(f"no HP varies across the trials (looked for {looked}): nothing to fit")
+    rng = np.random.default_rng(settings.seed)
+    return pd.DataFrame([_optimum_row(s, settings, rng) for s in _slices(trials, settings)])
+
+
+def drift_table(optima: pd.DataFrame) -> pd.DataFrame:
+    """Drift in octaves per parameterization and HP: overall and along each swept axis."""
+    axes = [a for a in results.GROUP_AXES[1:] if a in optima and optima[a].nunique() > 1]
+    rows = []
+    for (param, hp), part in optima.groupby(["parameterization", "hp"], sort=True):
+        rows.append(_drift_row(param, hp, "all", {}, part))
+        for axis in axes:
+            held = [a for a in axes if a != axis]
+            for at, sub in part.groupby(held) if held else [((), part)]:
+                if sub[axis].nunique() > 1:
+                    rows.append(_drift_row(param, hp, axis, dict(zip(held, at, strict=True)), sub))
+    return pd.DataFrame(rows)
+
+
+def _drift_row(
+    param: str, hp: str, axis: str, at: dict[str, Any], optima: pd.DataFrame
+) -> dict[str, Any]:
+    return {
+        "parameterization": param,
+        "hp": hp,
+        "axis": axis,
+        "at": at,
+        "octaves": float(optima["log2"].max() - optima["log2"].min()),
+        "n_optima": len(optima),
+        "n_flagged": int(optima["flag"].ne("ok").sum()),
+    }
+
+
+def base_shape(trials: pd.DataFrame, spec_base: dict[str, Any] | None) -> dict[str, Any]:
+    """The base shape: spec.yaml's ``base``, else the smallest width at the highest density."""
+    if spec_base:
+        return {"density": 1.0, **spec_base, "source": "spec.yaml"}
+    density = float(trials["density"].max())
+    width = int(trials.loc[trials["density"].eq(density), "width"].min())
+    note = "dense" if density == 1 else f"density {density:g}"
+    return {
+        "width": width,
+        "density": density,
+        "source": f"smallest {note} width (spec.yaml has no base)",
+    }
+
+
+def base_hps(
+    optima: pd.DataFrame, trials: pd.DataFrame, base: dict[str, Any]
+) -> dict[str, dict[str, HPEstimate]]:
+    """Per parameterization: the optima at the base shape, plus the HPs held fixed."""
+    at_base = np.ones(len(optima), dtype=bool)
+    for axis in ("width", "density", "depth"):
+        if axis in base and axis in optima:
+            at_base &= np.isclose(optima[axis].astype(float), float(base[axis]))
+    fixed = {
+        hp: HPEstimate(float(v), math.log2(v) if v > 0 else None, None, "fixed")
+        for hp in results.HP_NAMES
+        if hp in trials and trials[hp].nunique() == 1
+        for v in [trials[hp].iloc[0]]
+    }
+    out: dict[str, dict[str, HPEstimate]] = {}
+    for param in sorted(trials["parameterization"].unique()):
+        rows = optima[at_base & optima["parameterization"].eq(param)].drop_duplicates("hp")
+        fitted = {r.hp: _estimate_of(r) for r in rows.itertuples()}
+        out[param] = {**fixed, **fitted} if fitted else {}
+    return out
+
+
+def _estimate_of(row: Any) -> HPEstimate:
+    ci = None if math.isnan(row.ci95_lo) else (float(row.ci95_lo), float(row.ci95_hi))
+    return HPEstimate(float(row.value), float(row.log2), ci, row.flag)
+
+
+def fit_trials(
+    trials: pd.DataFrame,
+    sweep: str,
+    spec_base: dict[str, Any] | None = None,
+    settings: FitSettings | None = None,
+) -> Fit:
+    """The full fit of one sweep's trials table."""
+    settings = settings or FitSettings()
+    if trials.empty:
+        raise ResultsError(f"sweep {sweep!r} has no trials yet: run `hptransfer sweep` first")
+    usable, horizon = usable_mask(trials, settings.metric)
+    optima = fit_optima(trials, settings)
+    base = base_shape(trials, spec_base)
+    tokens = trials.loc[usable, "tokens"].max() if "tokens" in trials else None
+    return Fit(
+        sweep=sweep,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        metric=settings.metric,
+        horizon={"steps": horizon, "tokens": None if pd.isna(tokens) else int(tokens)},
+        spec_hash=sorted(trials["spec_hash"].dropna().astype(str).unique().tolist())
+        if "spec_hash" in trials
+        else [],
+        base=base,
+        parameterizations=sorted(trials["parameterization"].unique().tolist()),
+        searched_hps=searched_hps(trials),
+        group_axes=group_axes(trials),
+        settings=settings,
+        base_hps=base_hps(optima, trials, base),
+        optima=optima,
+        drift=drift_table(optima),
+    )
+
+
+def fit_sweep(sweep_dir: Path, settings: FitSettings | None = None) -> Fit:
+    """Fit the sweep stored in ``sweep_dir`` (trials.parquet, optional spec.yaml)."""
+    sweep_dir = Path(sweep_dir)
+    trials = results.read_trials(sweep_dir)
+    return fit_trials(trials, sweep_dir.name, results.read_spec_base(sweep_dir), settings)
+
+
+# ---------------------------------------------------------------------------- fit.json
+
+
+def write_fit(fit: Fit, sweep_dir: Path) -> Path:
+    """Write ``sweep_dir/fit.json`` atomically (temporary file, then rename)."""
+    path = Path(sweep_dir) / FIT_FILE
+    text = json.dumps(fit.to_json(), indent=1, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{FIT_FILE}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_fit(path: Path) -> Fit:
+    """Read fit.json (``path`` is the file or its sweep folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / FIT_FILE
+    if not path.is_file():
+        raise ResultsError(f"{path} not found: run `hptransfer fit` first")
+    try:
+        doc = json.loads(path.read_text())
+        if doc.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"schema_version {doc.get('schema_version')!r} != {SCHEMA_VERSION}")
+        return Fit.from_json(doc)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ResultsError(
+            f"{path} is not a valid fit.json ({exc}): rerun `hptransfer fit`"
+        ) from exc
+
+
+def latest_fit(root: Path = results.RESULTS_ROOT) -> Path:
+    """The most recently written fit.json under ``root``."""
+    fits = sorted(Path(root).glob(f"*/{FIT_FILE}"), key=lambda p: p.stat().st_mtime)
+    if not fits:
+        raise ResultsError(f"no {FIT_FILE} under {root}/: run `hptransfer fit` first")
+    return fits[-1]

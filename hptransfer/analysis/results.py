@@ -1,0 +1,95 @@
+"""Reading a sweep's results folder for analysis: Parquet tables and the spec's base shape.
+
+A sweep folder ``results/<sweep>/`` holds ``trials.parquet`` (one row per trial),
+``curves.parquet`` (one row per trial and logged step) and ``spec.yaml``. Analysis reads these
+with pandas only: it never imports the sweep, Ray or torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hptransfer.config import BaseHPs
+from hptransfer.errors import ResultsError
+
+RESULTS_ROOT = Path("results")
+TRIALS_FILE = "trials.parquet"
+CURVES_FILE = "curves.parquet"
+SPEC_FILE = "spec.yaml"
+
+HP_NAMES = BaseHPs.names()
+# Columns that define a group of trials (the HP grid is fitted within each group).
+GROUP_AXES = ("parameterization", "model", "depth", "width", "density")
+TRIAL_COLUMNS = (
+    "trial_id",
+    "parameterization",
+    "width",
+    "density",
+    "seed",
+    "steps",
+    "diverged",
+    "status",
+)
+CURVE_COLUMNS = ("trial_id", "step")
+
+
+def latest_sweep(root: Path = RESULTS_ROOT) -> Path:
+    """The sweep folder under ``root`` whose trials.parquet was modified last."""
+    tables = sorted(Path(root).glob(f"*/{TRIALS_FILE}"), key=lambda p: p.stat().st_mtime)
+    if not tables:
+        raise ResultsError(
+            f"no sweep results under {root}/ (no */{TRIALS_FILE}): run `hptransfer sweep` first"
+        )
+    return tables[-1].parent
+
+
+def read_table(path: Path, required: Sequence[str]) -> pd.DataFrame:
+    """Read one Parquet table, checking that it exists, parses and has ``required`` columns."""
+    if not path.is_file():
+        raise ResultsError(f"{path} not found: run `hptransfer sweep` first")
+    try:
+        table = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
+        raise ResultsError(f"{path} is not a readable Parquet file ({exc})") from exc
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise ResultsError(f"{path} lacks column(s) {', '.join(missing)}")
+    return table
+
+
+def read_trials(sweep_dir: Path) -> pd.DataFrame:
+    """The sweep's trials table (one row per trial)."""
+    return read_table(Path(sweep_dir) / TRIALS_FILE, TRIAL_COLUMNS)
+
+
+def read_curves(sweep_dir: Path, name: str = CURVES_FILE) -> pd.DataFrame | None:
+    """A curves table (one row per trial and step), or None when the file does not exist."""
+    path = Path(sweep_dir) / name
+    return read_table(path, CURVE_COLUMNS) if path.exists() else None
+
+
+def read_spec_base(sweep_dir: Path) -> dict[str, Any] | None:
+    """The ``base`` shape (width, density) from spec.yaml, or None when absent or unreadable.
+
+    Accepts ``base`` at the top level or one level down (e.g. under ``model``).
+    """
+    path = Path(sweep_dir) / SPEC_FILE
+    if not path.is_file():
+        return None
+    import yaml
+
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ResultsError(f"{path} is not valid YAML ({exc})") from exc
+    if not isinstance(spec, dict):
+        return None
+    for section in [spec, *(v for v in spec.values() if isinstance(v, dict))]:
+        base = section.get("base")
+        if isinstance(base, dict) and "width" in base:
+            return {k: base[k] for k in ("width", "density", "depth") if k in base}
+    return None
