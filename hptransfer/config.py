@@ -171,7 +171,7 @@ class TrainConfig:
     """Training budget and optimizer. Not transferable by μP/SμPar: proxy and target share it."""
 
     steps: int = 200
-    warmup_steps: int = 20
+    warmup_steps: int = 0
     schedule: str = "cosine"
     final_lr_ratio: float = 0.1
     optimizer: str = "adamw"

@@ -87,6 +87,11 @@ def plan_parameters(model: nn.Module, run: RunConfig) -> list[ParamHP]:
     ]
 
 
+def describe(run: RunConfig) -> list[ParamHP]:
+    """The per-parameter HP table of ``run``'s model, built on the meta device (no memory)."""
+    return plan_parameters(build_model(run, device="meta"), run)
+
+
 @torch.no_grad()
 def init_parameters(model: nn.Module, plans: list[ParamHP]) -> None:
     params = dict(model.named_parameters())
@@ -110,6 +115,7 @@ __all__ = [
     "ForwardScales",
     "MaskedLinear",
     "build_model",
+    "describe",
     "draw_mask",
     "forward_scales",
     "init_parameters",

@@ -1,0 +1,119 @@
+"""``hptransfer plan``: the per-parameter init std, LR and multiplier at a target shape."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from hptransfer.config import (
+    BaseHPs,
+    BaseShape,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    parse_target,
+)
+from hptransfer.models import describe
+from hptransfer.param import PARAMETERIZATIONS
+
+# Vocabulary / features / classes per corpus, so a plan needs no data loaded.
+_IO_SIZES = {
+    "shakespeare": (256, 256),
+    "text": (256, 256),
+    "synthetic": (32, 32),
+    "digits": (64, 10),
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "plan",
+        help="print per-parameter init std, LR and forward multiplier at a target shape",
+        description="Per-parameter HP table. The model comes from a sweep spec or from flags; "
+        "--to changes width/density/depth/heads (no weights are built).",
+    )
+    parser.add_argument("spec", nargs="?", help="sweep YAML (model, base shape, HPs)")
+    parser.add_argument("--to", default="", help="target, e.g. width=4096,density=0.125")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of rows")
+    parser.add_argument("-p", "--parameterization", choices=sorted(PARAMETERIZATIONS))
+    model = parser.add_argument_group("model (without a spec)")
+    model.add_argument("--kind", default="gpt", choices=("gpt", "mlp"))
+    model.add_argument("--width", type=int, default=128)
+    model.add_argument("--depth", type=int, default=2)
+    model.add_argument("--heads", type=int, default=4)
+    model.add_argument("--context", type=int, default=128)
+    model.add_argument("--base-width", type=int, help="base (proxy) width; default --width")
+    model.add_argument("--lr", type=float, default=BaseHPs.lr, help="base learning rate η")
+    model.add_argument("--init-std", type=float, default=BaseHPs.init_std, help="base σ")
+    parser.set_defaults(func=run)
+
+
+def base_run(args: argparse.Namespace) -> RunConfig:
+    """The proxy run: from the spec if given, else from the flags."""
+    if args.spec:
+        from hptransfer.sweep.spec import load_spec
+
+        run = load_spec(args.spec).base_run()
+    else:
+        corpus = "digits" if args.kind == "mlp" else "shakespeare"
+        inputs, outputs = _IO_SIZES[corpus]
+        run = RunConfig(
+            model=ModelConfig(
+                kind=args.kind,
+                width=args.width,
+                depth=args.depth,
+                heads=args.heads,
+                context=args.context,
+                input_size=inputs,
+                output_size=outputs,
+            ),
+            data=DataConfig(corpus=corpus, seq_len=min(args.context, DataConfig.seq_len)),
+            hps=BaseHPs(lr=args.lr, init_std=args.init_std),
+            base=BaseShape(width=args.base_width or args.width),
+        )
+    if args.parameterization:
+        run = dataclasses.replace(run, parameterization=args.parameterization)
+    inputs, outputs = _IO_SIZES[run.data.corpus]
+    model = run.model.replace(
+        input_size=run.model.input_size or inputs, output_size=run.model.output_size or outputs
+    )
+    return dataclasses.replace(run, model=model)
+
+
+def target_run(run: RunConfig, to: str) -> RunConfig:
+    return dataclasses.replace(run, model=run.model.replace(**parse_target(to))) if to else run
+
+
+def run(args: argparse.Namespace) -> int:
+    target = target_run(base_run(args), args.to)
+    rows = [p.table_row() for p in describe(target)]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    m = target.multipliers
+    print(
+        f"{target.parameterization}: {target.model.kind} width {target.model.width}, "
+        f"depth {target.model.depth}, density {target.model.density:g} "
+        f"(m_d = {m.width:g}, m_rho = {m.density:g}; base width {target.base.width})"
+    )
+    print(format_table(rows))
+    return 0
+
+
+def format_table(rows: list[dict[str, object]]) -> str:
+    """A plain aligned text table; floats in 4 significant digits."""
+
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        if isinstance(value, list):
+            return "×".join(map(str, value))
+        return str(value)
+
+    header = list(rows[0])
+    cells = [[cell(row[k]) for k in header] for row in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
