@@ -1,0 +1,160 @@
+"""Fitting whole synthetic sweep tables: groups, exclusions, joint searches, drift, fit.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from synthetic_sweeps import LR_GRID, make_trials, true_log2_lr
+
+from hptransfer.analysis.fit import (
+    FitSettings,
+    fit_optima,
+    fit_sweep,
+    fit_trials,
+    latest_fit,
+    load_fit,
+    write_fit,
+)
+from hptransfer.errors import ConfigError, ResultsError
+
+FAST = FitSettings(n_boot=300)
+
+
+def truth(row: pd.Series) -> float:
+    return true_log2_lr(row.parameterization, row.width, row.density)
+
+
+def test_recovers_every_group_within_grid_spacing_despite_diverged_trials() -> None:
+    trials = make_trials()
+    assert trials["diverged"].any()
+    optima = fit_optima(trials, FAST)
+    assert len(optima) == 8 and set(optima["flag"]) == {"ok"}
+    errors = optima["log2"] - optima.apply(truth, axis=1)
+    assert errors.abs().max() < 0.5
+    covered = optima["ci95_lo"] <= 2.0 ** optima.apply(truth, axis=1)
+    covered &= 2.0 ** optima.apply(truth, axis=1) <= optima["ci95_hi"]
+    assert covered.mean() >= 0.75
+    assert (optima["n_diverged"] > 0).all() and (optima["n_seeds"] == 3).all()
+
+
+def test_stopped_short_and_errored_trials_are_excluded() -> None:
+    trials = make_trials(parameterizations=("supar",), widths=(64,), densities=(1.0,))
+    bad = trials.sample(n=10, random_state=0).index
+    trials.loc[bad, "val_loss"] = 0.0  # would be the optimum if used
+    trials.loc[bad[:4], ["status", "steps"]] = ["stopped", 30]
+    trials.loc[bad[4:7], "status"] = "error"
+    trials.loc[bad[7:], "steps"] = 50  # completed, but short of the full horizon
+    row = fit_optima(trials, FAST).iloc[0]
+    assert row.flag == "ok" and abs(row.log2 + 7.3) < 0.5
+
+
+@pytest.mark.parametrize(("true", "edge"), [(-2.0, LR_GRID[-1]), (-11.5, LR_GRID[0])])
+def test_edge_optimum_is_flagged_at_the_edge_point(true: float, edge: float) -> None:
+    trials = make_trials(lambda *_: true, widths=(64,), diverge_octaves=9)
+    optima = fit_optima(trials, FAST)
+    assert set(optima["flag"]) == {"edge"}
+    assert np.allclose(optima["value"], edge)
+
+
+def test_optimum_next_to_diverged_runs_is_an_edge_of_the_usable_grid() -> None:
+    trials = make_trials(lambda *_: -5.0, widths=(64,), diverge_octaves=0.2)
+    optima = fit_optima(trials, FAST)
+    assert set(optima["flag"]) == {"edge"}
+    assert np.allclose(optima["log2"], -5.0)
+
+
+def test_flat_basin_is_flagged() -> None:
+    trials = make_trials(widths=(64,), densities=(1.0,), curvature=0.0)
+    assert set(fit_optima(trials, FAST)["flag"]) == {"flat"}
+
+
+def test_joint_search_fits_each_hp_on_its_slice() -> None:
+    init_grid = 2.0 ** np.arange(-8, -3.9, 0.5)
+    trials = make_trials(
+        parameterizations=("supar",), widths=(64,), densities=(1.0,), hps={"init_std": init_grid}
+    )
+    optima = fit_optima(trials, FAST).set_index("hp")
+    assert set(optima["method"]) == {"slice"}
+    assert optima.loc["lr", "slice_at"] == {"init_std": pytest.approx(2.0**-6)}
+    assert abs(optima.loc["lr", "log2"] + 7.3) < 0.5
+    assert abs(optima.loc["init_std", "log2"] + 6.0) < 0.5
+    assert optima.loc["init_std", "n_points"] == len(init_grid)
+
+
+def test_drift_in_octaves_matches_the_known_drift() -> None:
+    fit = fit_trials(make_trials(), "demo", {"width": 64}, FAST)
+    drift = fit.drift.set_index(["parameterization", "axis"])
+    sp_density = drift.loc[("sp", "density"), "octaves"]
+    assert list(drift.loc[("sp", "density"), "at"]) == [{"width": 64}, {"width": 128}]
+    assert np.allclose(sp_density, 1.0, atol=0.3)  # 0.5 octave per halving, density 1 → 1/4
+    assert (drift.loc[("supar", "density"), "octaves"] < 0.3).all()
+    assert (drift.loc[("supar", "width"), "octaves"] < 0.3).all()
+    assert drift.loc[("sp", "all"), "octaves"] == pytest.approx(sp_density.max(), abs=0.3)
+
+
+def test_base_hps_at_the_base_shape_include_fixed_hps() -> None:
+    fit = fit_trials(make_trials(), "demo", None, FAST)
+    assert fit.base["width"] == 64 and fit.base["density"] == 1.0
+    assert "spec.yaml has no base" in fit.base["source"]
+    lr = fit.base_hps["supar"]["lr"]
+    assert abs(lr.log2 + 7.3) < 0.5 and lr.ci95[0] < lr.value < lr.ci95[1]
+    assert fit.base_hps["supar"]["init_std"].flag == "fixed"
+    hps = fit.base_config("supar")
+    assert (hps.lr, hps.init_std) == (lr.value, 0.02)
+    assert fit.base_shape().width == 64
+
+
+def test_fit_json_round_trip_is_strict_and_atomic(sweep_dir: Path) -> None:
+    fit = fit_sweep(sweep_dir, FAST)
+    assert fit.base["source"] == "spec.yaml"
+    path = write_fit(fit, sweep_dir)
+    doc = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert doc["schema_version"] == 1 and doc["horizon"]["steps"] == 100
+    assert set(doc["base_hps"]) == {"sp", "supar"}
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.name.startswith(".")) == []
+    loaded = load_fit(sweep_dir)
+    assert loaded.base_hps == fit.base_hps and loaded.settings == fit.settings
+    pd.testing.assert_frame_equal(loaded.optima, fit.optima, check_dtype=False)
+    assert latest_fit(sweep_dir.parent) == path
+
+
+def test_single_seed_gives_null_intervals(tmp_path: Path) -> None:
+    fit = fit_trials(make_trials(seeds=(0,), widths=(64,)), "one", None, FAST)
+    assert fit.optima["ci95_lo"].isna().all()
+    assert fit.base_hps["sp"]["lr"].ci95 is None
+    assert load_fit(write_fit(fit, tmp_path)).base_hps == fit.base_hps
+
+
+def test_all_diverged_and_nothing_searched_are_results_errors() -> None:
+    trials = make_trials(widths=(64,))
+    with pytest.raises(ResultsError, match="diverged"):
+        fit_optima(trials.assign(diverged=True), FAST)
+    with pytest.raises(ResultsError, match="no HP varies"):
+        fit_optima(trials[trials["lr"] == LR_GRID[3]], FAST)
+    with pytest.raises(ConfigError):
+        FitSettings(metric="accuracy")
+
+
+def test_missing_base_shape_and_corrupt_fit_json(tmp_path: Path) -> None:
+    fit = fit_trials(make_trials(widths=(64,)), "x", {"width": 512}, FAST)
+    with pytest.raises(ResultsError, match="no optimum for 'sp' at the base shape"):
+        fit.base_config("sp")
+    (tmp_path / "fit.json").write_text('{"schema_version": 1, "sweep": "x"}')
+    with pytest.raises(ResultsError, match=r"not a valid fit\.json"):
+        load_fit(tmp_path)
+    with pytest.raises(ResultsError, match="not found"):
+        load_fit(tmp_path / "nope")
+
+
+def test_weight_decay_zero_is_skipped_on_the_log_axis() -> None:
+    trials = make_trials(parameterizations=("supar",), widths=(64,), densities=(1.0,))
+    trials["weight_decay"] = 0.0
+    extra = trials.assign(weight_decay=0.1, val_loss=trials["val_loss"] + 0.01)
+    optima = fit_optima(pd.concat([trials, extra], ignore_index=True), FAST)
+    lr = optima.set_index("hp").loc["lr"]
+    assert lr["slice_at"] == {"weight_decay": 0.0} and abs(lr["log2"] + 7.3) < 0.5
+    assert optima.set_index("hp").loc["weight_decay", "flag"] == "few_points"
