@@ -1,22 +1,36 @@
 """Masked-matmul kernels behind one function, :func:`masked_linear`.
 
 Backends: ``torch`` (always available; the ground truth) and ``triton`` (CUDA, or CPU through
-the Triton interpreter with ``TRITON_INTERPRET=1``). Triton is imported lazily.
+the Triton interpreter with ``TRITON_INTERPRET=1`` set before Python starts). Triton and the
+kernel module are imported lazily, on first use of the ``triton`` backend.
 """
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 import torch
 
+from hptransfer.errors import BackendUnavailableError
+from hptransfer.kernels.block_layout import BlockLayout, block_layout
 from hptransfer.kernels.torch_masked import reference_masked_linear, torch_masked_linear
 
 BACKENDS = ("torch", "triton")
 
 
 def resolve_backend(requested: str, device: torch.device) -> str:
-    """Map a model's ``kernel: auto | torch | triton`` to the backend that will run."""
+    """Map a model's ``kernel: auto | torch | triton`` to the backend that will run.
+
+    ``auto`` picks Triton on CUDA when it is installed, torch otherwise. An explicit
+    ``triton`` that cannot run here raises :class:`BackendUnavailableError` saying why.
+    """
     if requested == "auto":
         return "triton" if device.type == "cuda" and _triton_importable() else "torch"
+    if requested == "triton":
+        triton_kernels().check_device(device)
+    elif requested not in BACKENDS:
+        raise ValueError(f"unknown kernel {requested!r}; expected auto or one of {BACKENDS}")
     return requested
 
 
@@ -28,6 +42,19 @@ def _triton_importable() -> bool:
     return True
 
 
+def triton_kernels() -> ModuleType:
+    """The Triton kernel module, imported on first use (with an install hint if it cannot be)."""
+    try:
+        return importlib.import_module("hptransfer.kernels.triton_masked")
+    except ImportError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "triton":
+            raise
+        raise BackendUnavailableError(
+            "kernel 'triton' needs the triton package: pip install 'hptransfer[triton]' "
+            "(or use kernel: torch)"
+        ) from None
+
+
 def masked_linear(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -35,11 +62,26 @@ def masked_linear(
     bias: torch.Tensor | None = None,
     *,
     backend: str = "torch",
+    layout: BlockLayout | None = None,
 ) -> torch.Tensor:
-    """``x @ (W ⊙ M)ᵀ + b`` with ``dW`` masked, on the chosen backend."""
+    """``x @ (W ⊙ M)ᵀ + b`` with ``dW`` masked, on the chosen backend.
+
+    ``layout`` (the block layout of ``mask``) makes the Triton backend launch only over
+    non-empty blocks; the torch backend ignores it.
+    """
     if backend == "torch":
         return torch_masked_linear(x, weight, mask, bias)
+    if backend == "triton":
+        return triton_kernels().triton_masked_linear(x, weight, mask, bias, layout)
     raise ValueError(f"unknown kernel backend {backend!r}")
 
 
-__all__ = ["BACKENDS", "masked_linear", "reference_masked_linear", "resolve_backend"]
+__all__ = [
+    "BACKENDS",
+    "BlockLayout",
+    "block_layout",
+    "masked_linear",
+    "reference_masked_linear",
+    "resolve_backend",
+    "triton_kernels",
+]

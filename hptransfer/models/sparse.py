@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hptransfer.kernels import masked_linear, resolve_backend
+from hptransfer.kernels import BlockLayout, block_layout, masked_linear, resolve_backend
 
 
 def draw_mask(
@@ -77,7 +77,12 @@ class MaskedLinear(nn.Linear):
     ) -> None:
         super().__init__(in_features, out_features, bias=bias, device=device)
         self.density = density
+        self.mask_kind = mask_kind
+        self.mask_block = mask_block
         self.kernel = kernel
+        # Block layout of the static mask, computed on first use; keyed on the mask's device,
+        # storage and version so a move, a load_state_dict or an in-place edit rebuilds it.
+        self._layout_cache: tuple[tuple, BlockLayout] | None = None
         mask = None
         if density < 1 and self.weight.device.type != "meta":
             generator = torch.Generator().manual_seed(seed)
@@ -106,10 +111,22 @@ class MaskedLinear(nn.Linear):
     def backend(self) -> str:
         return resolve_backend(self.kernel, self.weight.device)
 
+    def block_layout(self) -> BlockLayout | None:
+        """The non-empty blocks of a ``block`` mask (None for other kinds), computed once."""
+        if self.mask is None or self.mask_kind != "block":
+            return None
+        key = (self.mask.device, self.mask.data_ptr(), self.mask._version)
+        if self._layout_cache is None or self._layout_cache[0] != key:
+            self._layout_cache = (key, block_layout(self.mask, self.mask_block))
+        return self._layout_cache[1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mask is None:
             return super().forward(x)
-        return masked_linear(x, self.weight, self.mask, self.bias, backend=self.backend())
+        backend = self.backend()
+        # Only the Triton backend has a block-sparse path; torch's GEMM ignores the layout.
+        layout = self.block_layout() if backend == "triton" else None
+        return masked_linear(x, self.weight, self.mask, self.bias, backend=backend, layout=layout)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, density={self.density}"

@@ -1,0 +1,252 @@
+"""The Triton masked linear against the torch reference (CPU: through Triton's interpreter)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    # @triton.jit picks interpreted kernels only if this is set when the kernel module is
+    # imported, which happens lazily below (first use of the triton backend).
+    os.environ["TRITON_INTERPRET"] = "1"
+
+pytest.importorskip("triton")
+
+from hptransfer.config import ModelConfig, RunConfig
+from hptransfer.errors import BackendUnavailableError
+from hptransfer.kernels import (
+    block_layout,
+    masked_linear,
+    reference_masked_linear,
+    resolve_backend,
+    triton_kernels,
+)
+from hptransfer.models import build_model
+from hptransfer.models.sparse import MaskedLinear, draw_mask
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+# Triton's interpreter holds bf16 as raw integers: bf16 only on a GPU.
+DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if DEVICE.type == "cuda" else [])
+TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
+
+
+def _case(x_shape, out, kind, block=32, density=0.4, dtype=torch.float32, seed=0, bias=True):
+    gen = torch.Generator().manual_seed(seed)
+    in_features = x_shape[-1]
+    mask = draw_mask(out, in_features, density, kind=kind, block=block, generator=gen)
+    weight = torch.randn(out, in_features, generator=gen) * mask  # the layer's invariant
+    tensors = {
+        "x": torch.randn(*x_shape, generator=gen),
+        "weight": weight,
+        "bias": torch.randn(out, generator=gen) if bias else None,
+    }
+    tensors = {k: None if v is None else v.to(DEVICE, dtype) for k, v in tensors.items()}
+    return tensors["x"], tensors["weight"], mask.to(DEVICE), tensors["bias"]
+
+
+def _grads(fn, x, weight, mask, bias, grad_out=None, **kwargs):
+    """Output and grads (x, weight, bias) of ``fn`` at fresh leaves."""
+    leaves = [t.detach().clone().requires_grad_() for t in (x, weight)]
+    if bias is not None:
+        leaves.append(bias.detach().clone().requires_grad_())
+    y = fn(leaves[0], leaves[1], mask, leaves[2] if bias is not None else None, **kwargs)
+    if grad_out is None:
+        grad_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y)
+    return (y, *torch.autograd.grad(y, leaves, grad_out)), grad_out
+
+
+def _assert_matches_reference(x, weight, mask, bias, layout=None, reference_weight=None):
+    got, grad_out = _grads(masked_linear, x, weight, mask, bias, backend="triton", layout=layout)
+    # Ground truth in fp64 from the literal W ⊙ M.
+    ref_w = weight if reference_weight is None else reference_weight
+    want, _ = _grads(
+        reference_masked_linear,
+        x.double(),
+        ref_w.double(),
+        mask,
+        None if bias is None else bias.double(),
+        grad_out.double(),
+    )
+    tol = TOLERANCE[x.dtype]
+    for name, g, w in zip(("y", "dX", "dW", "db")[: len(got)], got, want, strict=True):
+        assert g.shape == w.shape and g.dtype == x.dtype, name
+        scale = w.abs().max().clamp_min(1.0)
+        err = ((g.double() - w).abs().max() / scale).item()
+        assert err < tol, f"{name}: relative error {err:.2e} > {tol:.0e}"
+    assert (got[2][~mask] == 0).all(), "masked entries of dW must be exactly zero"
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "out", "kind", "block"),
+    [
+        ((40, 72), 100, "random", 32),  # ragged: no dim a multiple of the 64-wide tiles
+        ((2, 20, 72), 100, "row_balanced", 32),  # 3-D input
+        ((3, 130), 70, "random", 32),  # fewer tokens than a tile
+        ((2, 3, 7, 48), 33, "random", 16),  # 4-D input
+    ],
+)
+def test_fused_matches_reference(x_shape, out, kind, block):
+    _assert_matches_reference(*_case(x_shape, out, kind, block))
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "out", "block"),
+    [((2, 20, 72), 100, 32), ((40, 48), 90, 16), ((33, 130), 70, 64), ((33, 130), 200, 128)],
+)
+def test_block_sparse_matches_reference(x_shape, out, block):
+    x, weight, mask, bias = _case(x_shape, out, "block", block)
+    layout = block_layout(mask, block)
+    assert layout.full
+    _assert_matches_reference(x, weight, mask, bias, layout)
+
+
+def test_block_sparse_with_partial_blocks_applies_the_element_mask():
+    x, weight, mask, bias = _case((2, 20, 72), 100, "random", density=0.1)
+    layout = block_layout(mask, 32)
+    assert not layout.full
+    _assert_matches_reference(x, weight, mask, bias, layout)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_half_precision_with_fp32_accumulation(dtype):
+    x, weight, mask, bias = _case((2, 20, 72), 100, "block", 32, dtype=dtype)
+    _assert_matches_reference(x, weight, mask, bias)
+    _assert_matches_reference(x, weight, mask, bias, block_layout(mask, 32))
+
+
+def test_uint8_mask_and_no_bias():
+    x, weight, mask, _ = _case((40, 72), 100, "random")
+    _assert_matches_reference(x, weight, mask.to(torch.uint8).bool(), None)
+    got = masked_linear(x, weight, mask.to(torch.uint8), backend="triton")
+    torch.testing.assert_close(got, reference_masked_linear(x, weight, mask))
+
+
+def test_mask_is_applied_as_weights_load_and_empty_blocks_are_never_read():
+    x, weight, mask, bias = _case((40, 72), 100, "block", 32)
+    # Break the layer's invariant with NaN under the mask: the fused path masks every
+    # loaded tile, and the block path (full blocks: no element mask) must skip the NaNs.
+    poisoned = weight.masked_fill(~mask, float("nan"))
+    _assert_matches_reference(x, poisoned, mask, bias, reference_weight=weight)
+    _assert_matches_reference(
+        x, poisoned, mask, bias, block_layout(mask, 32), reference_weight=weight
+    )
+
+
+def test_empty_block_rows_and_columns_give_bias_and_zero_grads():
+    mask = torch.zeros(70, 96, dtype=torch.bool, device=DEVICE)
+    mask[:32, 32:64] = True  # one non-empty block: block rows 1-2, block columns 0, 2 empty
+    x, weight, _, bias = _case((20, 96), 70, "random")
+    weight = weight * mask
+    layout = block_layout(mask, 32)
+    assert layout.nnz == 1 and layout.grid == (3, 3)
+    (y, dx, dw, _), _ = _grads(
+        masked_linear, x, weight, mask, bias, backend="triton", layout=layout
+    )
+    torch.testing.assert_close(y[:, 32:], bias[32:].expand(20, -1))
+    assert (dx[:, :32] == 0).all() and (dx[:, 64:] == 0).all()
+    assert (dw[~mask] == 0).all()
+    _assert_matches_reference(x, weight, mask, bias, layout)
+
+
+def test_block_layout_lists_each_nonempty_block_in_row_and_column_order():
+    mask = draw_mask(100, 72, 0.5, kind="block", block=16, generator=torch.Generator())
+    layout = block_layout(mask, 16)
+    tiles = torch.zeros(layout.grid, dtype=torch.bool)
+    tiles[layout.tile_rows.long(), layout.tile_cols.long()] = True
+    dense = torch.nn.functional.pad(mask, (0, 8, 0, 12)).view(7, 16, 5, 16).any(3).any(1)
+    assert torch.equal(tiles, dense)
+    for r in range(7):
+        lo, hi = layout.row_ptr[r], layout.row_ptr[r + 1]
+        assert layout.row_idx[lo:hi].tolist() == dense[r].nonzero().flatten().tolist()
+    for c in range(5):
+        lo, hi = layout.col_ptr[c], layout.col_ptr[c + 1]
+        assert layout.col_idx[lo:hi].tolist() == dense[:, c].nonzero().flatten().tolist()
+    assert layout.full and layout.block_density == layout.nnz / 35
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"x": torch.randn(4, 71)}, "last dim must equal"),
+        ({"weight": torch.randn(100)}, "weight must be 2-D"),
+        ({"mask": torch.ones(72, 100, dtype=torch.bool)}, "mask shape"),
+        ({"mask": torch.ones(100, 72)}, "mask must be bool or uint8"),
+        ({"bias": torch.randn(72)}, "bias must have shape"),
+        ({"x": torch.randn(4, 72, dtype=torch.float64)}, "dtypes must equal"),
+        ({"layout": block_layout(torch.ones(72, 100, dtype=torch.bool), 32)}, "block layout"),
+    ],
+)
+def test_bad_input_is_a_clear_error_before_launch(change, message):
+    x, weight, mask, bias = _case((4, 72), 100, "random")
+    args = {"x": x, "weight": weight, "mask": mask, "bias": bias, "layout": None}
+    args.update({k: v.to(DEVICE) if isinstance(v, torch.Tensor) else v for k, v in change.items()})
+    with pytest.raises(ValueError, match=message):
+        masked_linear(**args, backend="triton")
+
+
+def test_no_gpu_and_no_interpreter_is_a_clear_error(monkeypatch):
+    kernels = triton_kernels()
+    monkeypatch.setattr(kernels, "INTERPRETED", False)
+    with pytest.raises(BackendUnavailableError, match="TRITON_INTERPRET=1"):
+        resolve_backend("triton", torch.device("cpu"))
+    assert resolve_backend("auto", torch.device("cpu")) == "torch"
+
+
+def test_masked_linear_layer_caches_its_block_layout_until_the_mask_changes():
+    layer = MaskedLinear(
+        64, 96, density=0.5, mask_kind="block", mask_block=32, kernel="triton", device=DEVICE
+    )
+    layout = layer.block_layout()
+    assert layout is layer.block_layout() and layout.full
+    other = MaskedLinear(
+        64, 96, density=0.5, mask_kind="block", mask_block=32, seed=7, device=DEVICE
+    )
+    layer.load_state_dict(other.state_dict())
+    assert layer.block_layout() is not layout
+    assert torch.equal(layer.block_layout().tile_rows, other.block_layout().tile_rows)
+    assert MaskedLinear(64, 96, density=0.5, kernel="triton").block_layout() is None
+    x = torch.randn(2, 5, 64, device=DEVICE)
+    torch.testing.assert_close(
+        layer(x), reference_masked_linear(x, layer.weight, layer.mask, layer.bias)
+    )
+
+
+def _train_losses(kernel: str, mask: str, steps: int = 4) -> list[float]:
+    model_cfg = ModelConfig(
+        kind="gpt",
+        width=64,
+        heads=2,
+        depth=1,
+        context=16,
+        input_size=32,
+        density=0.5,
+        mask=mask,
+        mask_block=32,
+        kernel=kernel,
+    )
+    model = build_model(RunConfig(model=model_cfg), device=DEVICE)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    # One batch seen repeatedly: the loss must fall, and both paths must see the same data.
+    batch = torch.randint(0, 32, (4, 17), generator=torch.Generator().manual_seed(0))
+    losses = []
+    batch = batch.to(DEVICE)
+    for _ in range(steps):
+        logits = model(batch[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    sparse = [m for m in model.modules() if isinstance(m, MaskedLinear)]
+    assert all((m.weight[~m.mask] == 0).all() for m in sparse), "masked weights revived"
+    return losses
+
+
+@pytest.mark.parametrize("mask", ["random", "block"])
+def test_sparse_gpt_trains_the_same_with_triton_as_with_torch(mask):
+    torch_losses = _train_losses("torch", mask)
+    triton_losses = _train_losses("triton", mask)
+    assert triton_losses[-1] < triton_losses[0]
+    torch.testing.assert_close(triton_losses, torch_losses, rtol=1e-4, atol=1e-4)
