@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny "debug" model flavours keep end-to-end tests cheap on 2 CPU cores."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from hptransfer.config import BaseHPs, BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
+
+torch.set_num_threads(1)
+
+
+def tiny_gpt_run(**model_changes) -> RunConfig:
+    shape = {"width": 32, "depth": 2, "heads": 2, "context": 16, **model_changes}
+    model = ModelConfig(kind="gpt", **shape)
+    return RunConfig(
+        model=model,
+        data=DataConfig(corpus="synthetic", batch_size=4, seq_len=16, eval_batches=2),
+        train=TrainConfig(steps=5, warmup_steps=1),
+        hps=BaseHPs(lr=2**-6, weight_decay=0.1),
+        base=BaseShape(width=32),
+    )
+
+
+def tiny_mlp_run(**model_changes) -> RunConfig:
+    run = tiny_gpt_run()
+    return dataclasses.replace(
+        run,
+        model=ModelConfig(kind="mlp", **{"width": 32, "depth": 2, **model_changes}),
+        data=DataConfig(corpus="digits", batch_size=16, eval_batches=2),
+    )
+
+
+@pytest.fixture
+def gpt_run() -> RunConfig:
+    return tiny_gpt_run()
+
+
+@pytest.fixture
+def mlp_run() -> RunConfig:
+    return tiny_mlp_run()

@@ -1,0 +1,142 @@
+"""Models and sparse layers: μP reductions, masks, roles."""
+
+import dataclasses
+import io
+
+import pytest
+import torch
+
+from hptransfer.config import BaseShape, RunConfig
+from hptransfer.models import MaskedLinear, build_model, describe, draw_mask, param_specs
+from hptransfer.param import Role
+from hptransfer.train import train
+from tests.conftest import tiny_gpt_run, tiny_mlp_run
+
+
+def with_p(run: RunConfig, p: str, **model) -> RunConfig:
+    return dataclasses.replace(run, parameterization=p, model=run.model.replace(**model))
+
+
+@pytest.mark.parametrize("make", [tiny_gpt_run, tiny_mlp_run])
+def test_all_parameterizations_identical_at_base_shape(make):
+    """m_d = m_rho = 1: SP, μP and SμPar are the same model, bit for bit, through training."""
+    results = [train(with_p(make(), p)) for p in ("sp", "mup", "supar")]
+    curves = [[(pt["train_loss"], pt["val_loss"]) for pt in r.curve] for r in results]
+    assert curves[0] == curves[1] == curves[2]
+
+
+def test_supar_equals_mup_at_density_one_at_any_width(gpt_run):
+    wide = dataclasses.replace(gpt_run, base=BaseShape(width=16))  # m_d = 2
+    mup, supar = (train(with_p(wide, p)) for p in ("mup", "supar"))
+    assert mup.curve == supar.curve
+
+
+def test_supar_differs_from_mup_when_sparse(gpt_run):
+    mup, supar = (train(with_p(gpt_run, p, density=0.25)) for p in ("mup", "supar"))
+    assert mup.curve != supar.curve
+
+
+@pytest.mark.parametrize("kind", ["random", "row_balanced", "block"])
+def test_mask_density_and_determinism(kind):
+    g = torch.Generator().manual_seed(3)
+    mask = draw_mask(512, 1024, 0.125, kind=kind, block=32, generator=g)
+    assert mask.dtype == torch.bool and mask.shape == (512, 1024)
+    assert abs(mask.float().mean().item() - 0.125) < 0.01 * 0.125 + 1e-3
+    again = draw_mask(
+        512, 1024, 0.125, kind=kind, block=32, generator=torch.Generator().manual_seed(3)
+    )
+    assert torch.equal(mask, again)
+
+
+def test_row_balanced_and_block_structure():
+    rows = draw_mask(8, 64, 0.25, kind="row_balanced", generator=torch.Generator().manual_seed(0))
+    assert (rows.sum(1) == 16).all()
+    block = draw_mask(
+        64, 96, 0.5, kind="block", block=16, generator=torch.Generator().manual_seed(0)
+    )
+    tiles = block.view(4, 16, 6, 16).permute(0, 2, 1, 3).reshape(24, -1)
+    assert ((tiles.all(1)) | (~tiles.any(1))).all()  # every tile all-on or all-off
+
+
+def test_mask_survives_state_dict_round_trip():
+    layer = MaskedLinear(64, 32, density=0.25, seed=1)
+    buffer = io.BytesIO()
+    torch.save(layer.state_dict(), buffer)
+    other = MaskedLinear(64, 32, density=0.25, seed=2)  # would draw a different mask
+    assert not torch.equal(layer.mask, other.mask)
+    buffer.seek(0)
+    other.load_state_dict(torch.load(buffer))
+    assert torch.equal(layer.mask, other.mask)
+    assert (other.weight[~other.mask] == 0).all()
+
+
+def test_loading_nonzero_masked_weights_re_zeroes_them():
+    layer = MaskedLinear(16, 8, density=0.5)
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    state["weight"].fill_(1.0)
+    layer.load_state_dict(state)
+    assert (layer.weight[~layer.mask] == 0).all() and (layer.weight[layer.mask] == 1).all()
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_masked_weights_stay_zero_and_get_zero_gradient(optimizer):
+    run = tiny_gpt_run(density=0.25)
+    run = dataclasses.replace(run, train=dataclasses.replace(run.train, optimizer=optimizer))
+    model = build_model(dataclasses.replace(run, model=run.model.replace(input_size=32)))
+    from hptransfer.models import plan_parameters
+    from hptransfer.optim import build_optimizer
+
+    opt = build_optimizer(model, plan_parameters(model, run), run.train)
+    layers = [m for m in model.modules() if isinstance(m, MaskedLinear)]
+    for _ in range(4):
+        x = torch.randint(0, 32, (4, 16))
+        loss = model(x).logsumexp(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        for layer in layers:
+            assert (layer.weight.grad[~layer.mask] == 0).all()
+        opt.step()
+    for layer in layers:
+        assert (layer.weight[~layer.mask] == 0).all()
+        assert (layer.weight[layer.mask] != 0).all()
+
+
+def test_forward_equals_reference_masked_product():
+    layer = MaskedLinear(24, 16, density=0.3, seed=5)
+    x = torch.randn(3, 5, 24)
+    expected = torch.nn.functional.linear(x, layer.weight * layer.mask, layer.bias)
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_every_parameter_has_one_role(gpt_run):
+    run = dataclasses.replace(gpt_run, model=gpt_run.model.replace(input_size=32))
+    model = build_model(run)
+    specs = param_specs(model)
+    assert set(specs) == {n for n, _ in model.named_parameters()}
+    assert specs["tok_emb.weight"].role is Role.EMBEDDING
+    assert specs["head.weight"].role is Role.READOUT
+    assert specs["blocks.0.attn.qkv.weight"].role is Role.HIDDEN
+    assert specs["blocks.1.ffn.down.weight"].init_scale == pytest.approx(0.5)  # 1/√(2·2)
+    assert specs["blocks.0.ln_attn.weight"].role is Role.VECTOR
+
+
+def test_tied_embeddings_share_one_parameter(gpt_run):
+    run = dataclasses.replace(
+        gpt_run, model=gpt_run.model.replace(input_size=32, tied_embeddings=True)
+    )
+    names = [row.name for row in describe(run)]
+    assert "head.weight" not in names and "tok_emb.weight" in names
+    assert train(run).val_loss < 10
+
+
+def test_plan_of_huge_model_builds_no_weights():
+    run = tiny_gpt_run(width=16384, heads=128, density=0.125, input_size=256)
+    rows = describe(run)
+    qkv = next(r for r in rows if r.name == "blocks.0.attn.qkv.weight")
+    assert qkv.shape == (3 * 16384, 16384) and qkv.density == 0.125
+
+
+def test_realised_density_reported():
+    layer = MaskedLinear(256, 256, density=0.125)
+    assert layer.realised_density == pytest.approx(0.125, abs=1e-3)
+    assert MaskedLinear(8, 8).realised_density == 1.0
