@@ -419,6 +419,60 @@ def fit_sweep(sweep_dir: Path, settings: FitSettings | None = None) -> Fit:
     return fit_trials(trials, sweep_dir.name, results.read_spec_base(sweep_dir), settings)
 
 
+# ---------------------------------------------------------------------------- summaries
+
+
+def optima_summary(fit: Fit) -> pd.DataFrame:
+    """The optima as a readable table: varying group axes, HP, optimum, interval, flag."""
+    optima = fit.optima
+    axes = [
+        a
+        for a in fit.group_axes
+        if a in ("parameterization", "width", "density") or optima[a].nunique() > 1
+    ]
+    return optima[[*axes, "hp"]].assign(
+        optimum=[
+            f"{v:.3g} (2^{x:.2f})" for v, x in zip(optima["value"], optima["log2"], strict=True)
+        ],
+        ci95=[
+            _interval(lo, hi) for lo, hi in zip(optima["ci95_lo"], optima["ci95_hi"], strict=True)
+        ],
+        flag=optima["flag"],
+        method=optima["method"],
+        seeds=optima["n_seeds"],
+        diverged=optima["n_diverged"],
+    )
+
+
+def format_value(value: Any) -> str:
+    """A group-axis value for people: numbers in %g, anything else as str."""
+    return f"{value:g}" if isinstance(value, (int, float, np.number)) else str(value)
+
+
+def _interval(lo: float, hi: float) -> str:
+    return "-" if math.isnan(lo) else f"[{lo:.3g}, {hi:.3g}]"
+
+
+def drift_summary(fit: Fit) -> pd.DataFrame:
+    """The drift as a readable table: octaves per parameterization, HP, axis and held values."""
+    drift = fit.drift
+    return pd.DataFrame(
+        {
+            "parameterization": drift["parameterization"],
+            "hp": drift["hp"],
+            "across": drift["axis"],
+            "at": [
+                ", ".join(f"{k}={format_value(v)}" for k, v in at.items()) or "-"
+                for at in drift["at"]
+            ],
+            "octaves": drift["octaves"].round(2),
+            "flagged": [
+                f"{f}/{n}" for f, n in zip(drift["n_flagged"], drift["n_optima"], strict=True)
+            ],
+        }
+    )
+
+
 # ---------------------------------------------------------------------------- fit.json
 
 
@@ -437,6 +491,17 @@ def write_fit(fit: Fit, sweep_dir: Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def current_fit(sweep_dir: Path, settings: FitSettings | None = None) -> tuple[Fit, bool]:
+    """The sweep's fit.json if at least as new as its trials, else a fresh (unwritten) fit.
+
+    The flag says whether fit.json was used.
+    """
+    path, trials = Path(sweep_dir) / FIT_FILE, Path(sweep_dir) / results.TRIALS_FILE
+    if path.is_file() and trials.is_file() and path.stat().st_mtime >= trials.stat().st_mtime:
+        return load_fit(path), True
+    return fit_sweep(sweep_dir, settings), False
 
 
 def load_fit(path: Path) -> Fit:

@@ -18,6 +18,8 @@ SUBCOMMANDS = (
     "hptransfer.cli.plan",
     "hptransfer.cli.coord_check",
     "hptransfer.cli.bench",
+    "hptransfer.cli.fit",
+    "hptransfer.cli.plot",
 )
 
 

@@ -1,0 +1,330 @@
+"""Figures of a sweep: HP stability, optimum vs density/width, training curves.
+
+Every ``plot_*`` function takes DataFrames (as read from the store or made by
+:mod:`hptransfer.analysis.fit`) and returns a matplotlib :class:`~matplotlib.figure.Figure`
+drawn on the Agg canvas (no pyplot, no global state), so the notebook reuses them;
+:func:`write_plots` draws everything for a sweep folder into ``<sweep>/plots/`` as PNG and SVG.
+
+Transferred runs (``transfer.parquet``: ``trial_id, parameterization, width, density``, plus
+``transfer_curves.parquet``: ``trial_id, step, <loss>``) are drawn when present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from hptransfer.analysis import fit as fitting
+from hptransfer.analysis import results
+
+PLOTS_DIR = "plots"
+FORMATS = ("png", "svg")
+TRANSFER_FILE = "transfer.parquet"
+TRANSFER_CURVES_FILE = "transfer_curves.parquet"
+TRANSFER_COLUMNS = ("trial_id", "parameterization", "width", "density")
+PARAM_STYLE = {
+    "sp": ("SP", "tab:blue"),
+    "mup": ("μP", "tab:orange"),
+    "supar": ("SμPar", "tab:green"),
+}
+HP_LABELS = {
+    "lr": "base learning rate η",
+    "init_std": "base init std σ",
+    "alpha_in": "input multiplier α_in",
+    "alpha_out": "output multiplier α_out",
+    "weight_decay": "weight decay",
+}
+METRIC_LABELS = {
+    "val_loss": "validation loss (nats)",
+    "train_loss": "train loss (nats)",
+}
+# Axes that split figures (one figure per value) in the HP-stability plot.
+FIGURE_AXES = ("model", "depth", "width")
+
+
+def _param_order(params: Any) -> list[str]:
+    """Parameterizations in the paper's order (SP, μP, SμPar), unknown ones last."""
+    known = list(PARAM_STYLE)
+    return sorted(set(params), key=lambda p: (known.index(p) if p in known else len(known), p))
+
+
+def param_label(parameterization: str) -> str:
+    return PARAM_STYLE.get(parameterization, (parameterization, None))[0]
+
+
+def _param_color(parameterization: str) -> str | None:
+    return PARAM_STYLE.get(parameterization, (None, None))[1]
+
+
+def new_figure(n_panels: int, title: str, panel_width: float = 4.2) -> tuple[Figure, list[Axes]]:
+    """A row of ``n_panels`` panels sharing the y axis, on the Agg canvas."""
+    fig = Figure(figsize=(panel_width * n_panels + 0.6, 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = list(fig.subplots(1, n_panels, sharey=True, squeeze=False)[0])
+    fig.suptitle(title)
+    return fig, axes
+
+
+def _density_colors(densities: np.ndarray) -> dict[float, Any]:
+    from matplotlib import colormaps
+
+    ordered = sorted(densities, reverse=True)
+    cmap = colormaps["viridis"]
+    return {d: cmap(i / max(len(ordered) - 1, 1) * 0.9) for i, d in enumerate(ordered)}
+
+
+def _split(table: pd.DataFrame, axes: list[str]) -> Iterator[tuple[dict[str, Any], pd.DataFrame]]:
+    """(values of ``axes``, rows) for each combination, or one ({}, table) without axes."""
+    if not axes:
+        yield {}, table
+        return
+    for key, part in table.groupby(axes, sort=True):
+        yield dict(zip(axes, key, strict=True)), part
+
+
+def _describe(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {fitting.format_value(v)}" for k, v in values.items())
+
+
+def _stem(prefix: str, values: dict[str, Any]) -> str:
+    return "_".join([prefix, *(f"{k}{fitting.format_value(v)}" for k, v in values.items())])
+
+
+def _select(table: pd.DataFrame, values: dict[str, Any]) -> pd.DataFrame:
+    """Rows of ``table`` whose columns equal ``values``."""
+    keep = np.ones(len(table), dtype=bool)
+    for column, value in values.items():
+        keep &= table[column].eq(value).to_numpy()
+    return table[keep]
+
+
+# ---------------------------------------------------------------------------- HP stability
+
+
+def plot_hp_stability(
+    points: pd.DataFrame, optima: pd.DataFrame, hp: str, metric: str, title: str
+) -> Figure:
+    """Loss vs ``hp`` (log2 axis): a panel per parameterization, a line per density.
+
+    ``points``: seed-level rows (``density, parameterization, value, loss``) of one figure;
+    the band is the spread over seeds (min–max), the star the fitted optimum with its
+    interval (hollow when flagged).
+    """
+    params = _param_order(points["parameterization"])
+    fig, axes = new_figure(len(params), title)
+    colors = _density_colors(points["density"].unique())
+    for ax, param in zip(axes, params, strict=True):
+        for density, part in points[points["parameterization"].eq(param)].groupby("density"):
+            stats = part.groupby("value")["loss"].agg(["mean", "min", "max"]).reset_index()
+            color = colors[density]
+            ax.plot(stats["value"], stats["mean"], "o-", ms=3, color=color, label=f"{density:g}")
+            ax.fill_between(stats["value"], stats["min"], stats["max"], color=color, alpha=0.2)
+            rows = optima[optima["parameterization"].eq(param) & optima["density"].eq(density)]
+            _mark_optima(ax, rows, color)
+        ax.set_xscale("log", base=2)
+        ax.set_title(param_label(param))
+        ax.set_xlabel(HP_LABELS.get(hp, hp))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(METRIC_LABELS.get(metric, metric))
+    axes[-1].legend(title="density", fontsize="small")
+    return fig
+
+
+def _mark_optima(ax: Axes, optima: pd.DataFrame, color: Any) -> None:
+    for row in optima.itertuples():
+        err = None
+        if not np.isnan(row.ci95_lo):
+            err = [[row.value - row.ci95_lo], [row.ci95_hi - row.value]]
+        face = color if row.flag == "ok" else "none"
+        ax.errorbar(
+            row.value,
+            row.loss,
+            xerr=err,
+            fmt="*",
+            ms=11,
+            color=color,
+            mfc=face,
+            capsize=3,
+            zorder=5,
+        )
+
+
+def hp_stability_figures(
+    points: pd.DataFrame, optima: pd.DataFrame, metric: str
+) -> Iterator[tuple[str, Figure]]:
+    """(file stem, figure) per searched HP and per model/depth/width combination."""
+    split_by = [a for a in FIGURE_AXES if a == "width" or (a in points and points[a].nunique() > 1)]
+    for hp, hp_points in points.groupby("hp", sort=True):
+        for values, part in _split(hp_points, split_by):
+            title = f"{metric} vs {HP_LABELS.get(hp, hp)} ({_describe(values)})"
+            rows = _select(optima, {"hp": hp, **values})
+            yield (
+                _stem(f"hp_stability_{hp}", values),
+                plot_hp_stability(part, rows, hp, metric, title),
+            )
+
+
+# ---------------------------------------------------------------------------- optimum vs axis
+
+
+def plot_optimum_vs(optima: pd.DataFrame, axis: str, hp: str) -> Figure:
+    """Fitted optimum of ``hp`` vs ``axis`` (width or density), a line per parameterization.
+
+    One panel per value of the other swept axis; error bars are 95% intervals; hollow
+    markers are flagged optima (edge/flat: not a located minimum).
+    """
+    rows = optima[optima["hp"].eq(hp)]
+    other = [a for a in ("width", "density") if a != axis and rows[a].nunique() > 1]
+    panels = list(_split(rows, other))
+    title = f"optimal {HP_LABELS.get(hp, hp)} vs {axis}"
+    fig, axes = new_figure(len(panels), title)
+    for ax, (values, part) in zip(axes, panels, strict=True):
+        for param in _param_order(part["parameterization"]):
+            line = part[part["parameterization"].eq(param)].sort_values(axis)
+            _optimum_line(ax, line, axis, param)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        if axis == "density":
+            ax.invert_xaxis()  # dense on the left, sparser to the right
+        ax.set_title(_describe(values) or title)
+        ax.set_xlabel(axis if axis == "density" else f"{axis} (d_model / hidden units)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel(f"optimal {HP_LABELS.get(hp, hp)}")
+    axes[-1].legend(fontsize="small")
+    return fig
+
+
+def _optimum_line(ax: Axes, line: pd.DataFrame, axis: str, param: str) -> None:
+    color = _param_color(param)
+    err = np.vstack([line["value"] - line["ci95_lo"], line["ci95_hi"] - line["value"]])
+    ax.errorbar(
+        line[axis],
+        line["value"],
+        yerr=np.nan_to_num(err),
+        fmt="-",
+        color=color,
+        capsize=3,
+        label=param_label(param),
+    )
+    ok = line["flag"].eq("ok")
+    ax.plot(line.loc[ok, axis], line.loc[ok, "value"], "o", color=color)
+    ax.plot(line.loc[~ok, axis], line.loc[~ok, "value"], "o", color=color, mfc="none")
+
+
+# ---------------------------------------------------------------------------- training curves
+
+
+def plot_training_curves(
+    curves: pd.DataFrame, runs: pd.DataFrame, panel: str, line: str, metric: str, title: str
+) -> Figure:
+    """Loss vs step of ``runs`` (joined to ``curves`` on trial_id), mean over seeds.
+
+    One panel per value of column ``panel``, one line per value of ``line``; colours follow
+    the parameterization when ``line`` is ``parameterization``, else a density-like ramp.
+    """
+    data = curves.merge(runs[["trial_id", panel, line]], on="trial_id")
+    data = data[np.isfinite(data[metric].astype(float))]
+    panels = _ordered(panel, data[panel])
+    fig, axes = new_figure(len(panels), title)
+    colors = _density_colors(data[line].unique()) if line != "parameterization" else {}
+    for ax, value in zip(axes, panels, strict=True):
+        in_panel = data[data[panel].eq(value)]
+        for key in _ordered(line, in_panel[line]):
+            mean = in_panel[in_panel[line].eq(key)].groupby("step")[metric].mean()
+            color = colors.get(key, _param_color(key))
+            ax.plot(mean.index, mean.to_numpy(), color=color, label=_label(line, key))
+        ax.set_title(_label(panel, value))
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(METRIC_LABELS.get(metric, metric))
+    axes[-1].legend(title=line, fontsize="small")
+    return fig
+
+
+def _ordered(column: str, values: pd.Series) -> list[Any]:
+    return _param_order(values) if column == "parameterization" else sorted(set(values))
+
+
+def _label(column: str, value: Any) -> str:
+    return param_label(value) if column == "parameterization" else fitting.format_value(value)
+
+
+def best_trials(trials: pd.DataFrame, optima_settings: fitting.FitSettings) -> pd.DataFrame:
+    """Per group, the usable trials (all seeds) at the configuration with the lowest loss."""
+    usable, _ = fitting.usable_mask(trials, optima_settings.metric)
+    rows = trials[usable]
+    config = [*fitting.group_axes(rows), *fitting.searched_hps(trials)]
+    mean = rows.groupby(config, dropna=False)[optima_settings.metric].transform("mean")
+    axes = fitting.group_axes(rows)
+    best = mean.groupby([rows[a] for a in axes], dropna=False).transform("min")
+    return rows[mean.eq(best)]
+
+
+def sweep_curve_figures(
+    curves: pd.DataFrame, trials: pd.DataFrame, settings: fitting.FitSettings
+) -> Iterator[tuple[str, Figure]]:
+    """Training curves of each group's best configuration: a figure per width."""
+    runs = best_trials(trials, settings)
+    for values, part in _split(runs, ["width"]):
+        title = f"training curves at each group's best HPs ({_describe(values)})"
+        yield (
+            _stem("curves", values),
+            plot_training_curves(
+                curves, part, "parameterization", "density", settings.metric, title
+            ),
+        )
+
+
+def transfer_curve_figure(curves: pd.DataFrame, runs: pd.DataFrame, metric: str) -> Figure:
+    """Transferred runs against their baselines: a panel per target shape."""
+    target = (
+        "width " + runs["width"].astype(str) + ", density " + runs["density"].map("{:g}".format)
+    )
+    title = "transferred runs: training curves per target"
+    return plot_training_curves(
+        curves, runs.assign(target=target), "target", "parameterization", metric, title
+    )
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+    """Write ``fig`` as ``out_dir/stem.png`` and ``.svg``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.{fmt}" for fmt in FORMATS]
+    for path in paths:
+        fig.savefig(path, dpi=150)
+    return paths
+
+
+def sweep_figures(sweep_dir: Path, fit: fitting.Fit) -> Iterator[tuple[str, Figure]]:
+    """Every figure of a sweep folder, given its fit."""
+    trials = results.read_trials(sweep_dir)
+    points = fitting.seed_points(trials, fit.settings)
+    yield from hp_stability_figures(points, fit.optima, fit.metric)
+    for axis in ("density", "width"):
+        if fit.optima[axis].nunique() > 1:
+            for hp in fit.searched_hps:
+                yield f"optimum_{hp}_vs_{axis}", plot_optimum_vs(fit.optima, axis, hp)
+    curves = results.read_curves(sweep_dir)
+    if curves is not None:
+        yield from sweep_curve_figures(curves, trials, fit.settings)
+    transfer_curves = results.read_curves(sweep_dir, TRANSFER_CURVES_FILE)
+    if transfer_curves is not None:
+        runs = results.read_table(sweep_dir / TRANSFER_FILE, TRANSFER_COLUMNS)
+        yield "transfer_curves", transfer_curve_figure(transfer_curves, runs, fit.metric)
+
+
+def write_plots(sweep_dir: Path, fit: fitting.Fit) -> list[Path]:
+    """Draw every figure of ``sweep_dir`` into ``sweep_dir/plots``; the written paths."""
+    out_dir = Path(sweep_dir) / PLOTS_DIR
+    figures = sweep_figures(Path(sweep_dir), fit)
+    return [path for stem, fig in figures for path in save_figure(fig, out_dir, stem)]

@@ -1,0 +1,64 @@
+"""``hptransfer fit [results/<sweep>]``: HP optima per group with intervals, drift → fit.json."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """The sweep folder argument shared by ``fit`` and ``plot``."""
+    parser.add_argument(
+        "sweep",
+        nargs="?",
+        type=Path,
+        help="results/<sweep> folder (default: the latest sweep under --results)",
+    )
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results root")
+
+
+def sweep_folder(args: argparse.Namespace) -> Path:
+    from hptransfer.analysis.results import latest_sweep
+
+    return args.sweep if args.sweep is not None else latest_sweep(args.results)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "fit",
+        help="fit each searched HP's optimum per group of a sweep; write fit.json",
+        description="Average over seeds, fit a parabola in log2(HP) around the arg-min, "
+        "bootstrap over seeds for a 95% interval; flag edge and flat optima. Prints the "
+        "optima and their drift in octaves and writes results/<sweep>/fit.json.",
+    )
+    add_sweep_arguments(parser)
+    parser.add_argument(
+        "--metric", choices=("val_loss", "train_loss"), default="val_loss", help="loss to fit"
+    )
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of seeds")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hptransfer.analysis.fit import (
+        FitSettings,
+        drift_summary,
+        fit_sweep,
+        optima_summary,
+        write_fit,
+    )
+
+    sweep_dir = sweep_folder(args)
+    settings = FitSettings(metric=args.metric, n_boot=args.n_boot, seed=args.seed)
+    fit = fit_sweep(sweep_dir, settings)
+    path = write_fit(fit, sweep_dir)
+    print(
+        f"sweep {fit.sweep}: {fit.metric} at {fit.horizon['steps']} steps; base shape "
+        f"width {fit.base['width']}, density {fit.base['density']:g} ({fit.base['source']})"
+    )
+    print(optima_summary(fit).to_string(index=False))
+    print("\ndrift of the optimum (octaves = max - min of log2; flagged = edge/flat optima):")
+    print(drift_summary(fit).to_string(index=False))
+    print(f"\nwrote {path}")
+    return 0
