@@ -6,7 +6,7 @@ import argparse
 import importlib
 
 # Benchmark modules, each with ``register(subparsers)``.
-BENCHMARKS = ()
+BENCHMARKS = ("hptransfer.bench.kernels",)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

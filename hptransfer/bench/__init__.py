@@ -1,0 +1,1 @@
+"""Benchmarks behind ``hptransfer bench``: each module has ``register(subparsers)``."""

@@ -1,0 +1,39 @@
+"""``hptransfer bench kernels`` on tiny shapes: a tidy table, an atomic Parquet and a plot."""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+import pytest
+
+from hptransfer.bench import kernels
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    kernels.register(parser.add_subparsers(dest="benchmark", required=True))
+    return parser.parse_args(["kernels", *argv])
+
+
+def test_bench_writes_a_tidy_table_and_a_plot(tmp_path, capsys):
+    args = _parse(["--sizes", "64", "--tokens", "32", "--densities", "1,1/4", "--block", "16",
+                   "--min-run-time", "0.01", "--out", str(tmp_path)])
+    assert args.func(args) == 0
+    frame = pd.read_parquet(tmp_path / "kernels.parquet")
+    assert set(frame["method"]) >= set(kernels.TORCH_METHODS)
+    assert set(frame["pass"]) == set(kernels.PASSES)
+    assert (frame["ms"] > 0).all() and frame["device"].nunique() == 1
+    dense = frame[frame["method"] == "dense"]
+    assert len(dense) == 2 and dense["speedup_vs_dense"].eq(1).all()
+    assert (tmp_path / "kernels.png").stat().st_size > 0
+    assert not list(tmp_path.glob(".*.part"))  # temporary files renamed away
+    out = capsys.readouterr().out
+    assert "device:" in out and "torch-masked" in out
+
+
+@pytest.mark.parametrize("argv", [["--densities", "0"], ["--densities", "1/0"],
+                                  ["--sizes", "a"], ["--block", "48"]])
+def test_bad_arguments_are_usage_errors(argv):
+    with pytest.raises(SystemExit):
+        _parse(argv)
