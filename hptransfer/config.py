@@ -244,14 +244,13 @@ def parse_target(text: str) -> dict[str, int | float]:
 
 def _parse_target_value(key: str, raw: str) -> int | float:
     try:
-        if key == "density":
-            value: int | float = float(_fraction(raw))
-            _check_density("--to density", value)
-            return value
-        value = int(raw)
+        value: int | float = _fraction(raw) if key == "density" else int(raw)
     except (ValueError, ZeroDivisionError):
         raise ConfigError(f"bad --to value {key}={raw!r}") from None
-    _require(value >= 1, f"--to {key} must be a positive integer; got {raw}")
+    if key == "density":
+        _check_density("--to density", value)
+    else:
+        _require(value >= 1, f"--to {key} must be a positive integer; got {raw}")
     return value
 
 

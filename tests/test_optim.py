@@ -1,0 +1,68 @@
+"""Optimizer groups and schedules: per-group μP multipliers survive scheduling."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from hptransfer.config import BaseShape, TrainConfig
+from hptransfer.models import build_model, plan_parameters
+from hptransfer.optim import build_optimizer, build_schedule, lr_factor_at
+from tests.conftest import tiny_gpt_run
+
+
+def wide_sparse_run(**train):
+    run = tiny_gpt_run(input_size=32, density=0.5)
+    return dataclasses.replace(
+        run, base=BaseShape(width=8), train=dataclasses.replace(run.train, **train)
+    )
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant"])
+def test_schedule_scales_groups_relatively(schedule):
+    run = wide_sparse_run(steps=20, warmup_steps=5, schedule=schedule)
+    model = build_model(run)
+    opt = build_optimizer(model, plan_parameters(model, run), run.train)
+    sched = build_schedule(opt, run.train)
+    initial = [g["initial_lr"] for g in opt.param_groups]
+    assert len(set(initial)) > 1  # hidden groups differ from embeddings under SμPar
+    for step in range(run.train.steps):
+        factor = lr_factor_at(step, run.train)
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx([lr * factor for lr in initial])
+        opt.step()
+        sched.step()
+
+
+def test_schedule_shape():
+    train = TrainConfig(steps=100, warmup_steps=10, final_lr_ratio=0.1)
+    assert lr_factor_at(0, train) == pytest.approx(0.1)
+    assert lr_factor_at(9, train) == pytest.approx(1.0)
+    assert lr_factor_at(10, train) == pytest.approx(1.0)
+    assert lr_factor_at(100, train) == pytest.approx(0.1)
+    assert 0.1 < lr_factor_at(55, train) < 1
+
+
+def test_every_parameter_in_exactly_one_group():
+    run = wide_sparse_run()
+    model = build_model(run)
+    opt = build_optimizer(model, plan_parameters(model, run), run.train)
+    ids = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())
+
+
+def test_group_hps_match_the_plan():
+    run = wide_sparse_run(weight_decay_mode="coupled")
+    model = build_model(run)
+    plans = {p.name: p for p in plan_parameters(model, run)}
+    opt = build_optimizer(model, list(plans.values()), run.train)
+    for group in opt.param_groups:
+        for name in group["names"]:
+            assert group["lr"] == plans[name].lr
+            assert group["weight_decay"] == plans[name].weight_decay
+
+
+def test_sgd_optimizer():
+    run = wide_sparse_run(optimizer="sgd")
+    model = build_model(run)
+    opt = build_optimizer(model, plan_parameters(model, run), run.train)
+    assert isinstance(opt, torch.optim.SGD)
