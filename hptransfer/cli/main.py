@@ -17,6 +17,7 @@ from hptransfer.errors import HPTransferError
 SUBCOMMANDS = (
     "hptransfer.cli.plan",
     "hptransfer.cli.coord_check",
+    "hptransfer.cli.sweep",
     "hptransfer.cli.bench",
     "hptransfer.cli.fit",
     "hptransfer.cli.plot",

@@ -1,0 +1,120 @@
+"""The results folder of one sweep: ``trials.parquet``, ``curves.parquet``, ``spec.yaml``.
+
+Writes are atomic (temp file in the same folder, fsync, ``os.replace``): a crash leaves the
+previous complete file, never a partial one. Rows are upserted by ``trial_id``, so a trial
+that is run again replaces its rows instead of duplicating them. Curves are written before
+trials, and ``trials.parquet`` is the source of truth: curve rows of a trial that is not in
+it (a crash between the two writes) are ignored on read and replaced when the trial re-runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from hptransfer.errors import ResultsError
+from hptransfer.store.schema import CURVES, TRIALS
+
+
+class ResultsStore:
+    """Reads and appends the Parquet tables under one results folder (created on write)."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.trials_path = self.directory / "trials.parquet"
+        self.curves_path = self.directory / "curves.parquet"
+        self.spec_path = self.directory / "spec.yaml"
+
+    def append(self, trials: Sequence[dict[str, Any]], curves: Sequence[dict[str, Any]]) -> None:
+        """Upsert finished trials and their curve points (rows keyed by ``trial_id``)."""
+        ids = [row["trial_id"] for row in trials]
+        assert all(row["trial_id"] in ids for row in curves), "curve rows of unlisted trials"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._upsert(self.curves_path, CURVES, curves, ids)
+        self._upsert(self.trials_path, TRIALS, trials, ids)
+
+    def read_trials(self) -> pd.DataFrame:
+        return self._read(self.trials_path, TRIALS).to_pandas()
+
+    def read_curves(self) -> pd.DataFrame:
+        """Curve points of the trials in ``trials.parquet``, sorted by trial and step."""
+        curves = self._read(self.curves_path, CURVES)
+        known = self._read(self.trials_path, TRIALS)["trial_id"]
+        curves = curves.filter(pc.is_in(curves["trial_id"], value_set=known))
+        return curves.sort_by([("trial_id", "ascending"), ("step", "ascending")]).to_pandas()
+
+    def read_spec(self) -> str | None:
+        return self.spec_path.read_text() if self.spec_path.exists() else None
+
+    def write_spec(self, text: str) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.spec_path, lambda f: f.write(text.encode()))
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's writer lock (one sweep writes a results folder at a time)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / "sweep.lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ResultsError(
+                    f"{self.directory} is in use by another hptransfer process; "
+                    "wait for it to finish or use another sweep name"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _read(self, path: Path, schema: pa.Schema) -> pa.Table:
+        if not path.exists():
+            return schema.empty_table()
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise ResultsError(f"{path} is unreadable ({exc}); move it aside and re-run") from None
+        if not table.schema.equals(schema):
+            raise ResultsError(f"{path} has unexpected columns; was it written by hptransfer?")
+        return table
+
+    def _upsert(
+        self, path: Path, schema: pa.Schema, rows: Sequence[dict[str, Any]], ids: list[str]
+    ) -> None:
+        for row in rows:
+            assert set(row) == set(schema.names), f"row columns differ: {sorted(row)}"
+        table = pa.Table.from_pylist(list(rows), schema=schema)
+        old = self._read(path, schema)
+        stale = pc.is_in(old["trial_id"], value_set=pa.array(ids, pa.string()))
+        table = pa.concat_tables([old.filter(pc.invert(stale)), table])
+        atomic_write(path, lambda f: pq.write_table(table, f))
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write ``path`` via a temp file in the same folder, fsync, then ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # make the rename itself durable
+    finally:
+        os.close(directory)

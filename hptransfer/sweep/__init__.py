@@ -1,0 +1,14 @@
+"""Proxy sweeps: YAML spec → Ray Tune (grid or Optuna, optional ASHA) → Parquet store."""
+
+from hptransfer.sweep.run import Execution, SweepOutcome, run_sweep, run_trials
+from hptransfer.sweep.spec import SweepSpec, load_spec, parse_spec
+
+__all__ = [
+    "Execution",
+    "SweepOutcome",
+    "SweepSpec",
+    "load_spec",
+    "parse_spec",
+    "run_sweep",
+    "run_trials",
+]

@@ -1,0 +1,556 @@
+"""Orchestration on Ray Tune: embedded local Ray or an existing cluster, grid or Optuna,
+optional ASHA, results stored by the driver as trials finish, resumable.
+
+Public entry points: :func:`run_sweep` (a YAML sweep) and :func:`run_trials` (an explicit
+list of RunConfigs, e.g. for ``hptransfer transfer``). The Parquet store is the source of
+truth for resuming: a run already stored (status other than ``error``) is never run again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import logging
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+import yaml
+
+from hptransfer.config import RunConfig
+from hptransfer.errors import BackendUnavailableError, ConfigError, ResultsError
+from hptransfer.store import ResultsStore
+from hptransfer.sweep.report import Progress, best_per_cell, format_summary
+from hptransfer.sweep.spec import (
+    UNHASHED_KEYS,
+    AshaSpec,
+    Resources,
+    SweepSpec,
+    diff_keys,
+    parse_spec,
+)
+from hptransfer.sweep.trials import (
+    Job,
+    config_hash,
+    grid_runs,
+    jobs_for_runs,
+    objective,
+    trial_id,
+    with_hps,
+)
+
+# Ray's Unix socket paths (<temp>/session_<date>_<pid>/sockets/plasma_store) must stay
+# under 107 bytes; the session part takes about 64 of them.
+MAX_TEMP_DIR_CHARS = 40
+CONNECT_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where and how trials run (not part of what they compute)."""
+
+    resources: Resources = dataclasses.field(default_factory=Resources)
+    address: str | None = None
+    verbose: bool = False
+    out: TextIO = sys.stdout
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """A finished (or interrupted) sweep: its folder, all its stored runs, and counts."""
+
+    directory: Path
+    trials: pd.DataFrame
+    expected: int
+    summary: str
+
+    @property
+    def finished(self) -> int:
+        return int((self.trials["status"] != "error").sum())
+
+    @property
+    def failed(self) -> int:
+        return int((self.trials["status"] == "error").sum())
+
+
+# -- public API ---------------------------------------------------------------------------
+
+
+def run_sweep(
+    spec: SweepSpec,
+    results_root: str | Path = "results",
+    *,
+    execution: Execution | None = None,
+    new: bool = False,
+) -> SweepOutcome:
+    """Run (or resume) ``spec`` into ``results_root/<name>/``; print progress and a summary.
+
+    Raises ConfigError if that folder holds a different spec, unless ``new``, which first
+    moves the old folder aside to ``<name>.replaced-<UTC time>``.
+    """
+    execution = execution or Execution(resources=spec.resources, address=spec.ray.address)
+    directory = Path(results_root) / spec.name
+    if new and directory.exists():
+        _move_aside(directory, execution.out)
+    store = ResultsStore(directory)
+    with store.lock():
+        _check_same_spec(store, spec)
+        check_runs(spec.cells)
+        store.write_spec(spec.to_yaml())
+        if spec.search.algorithm == "grid":
+            _run_grid(spec, store, execution)
+        else:
+            _run_optuna(spec, store, execution)
+        trials = store.read_trials()
+    best = best_per_cell(trials, spec.search.names)
+    summary = format_summary(best, spec.search.names)
+    print(summary, file=execution.out)
+    expected = _expected_runs(spec)
+    return SweepOutcome(directory, trials, expected, summary)
+
+
+def run_trials(
+    runs: Sequence[RunConfig],
+    results_dir: str | Path,
+    *,
+    sweep: str,
+    spec_hash: str = "",
+    execution: Execution | None = None,
+    asha: AshaSpec | None = None,
+) -> pd.DataFrame:
+    """Train explicit runs through the sweep's Ray orchestration, storing each in
+    ``results_dir`` (trials.parquet, curves.parquet) as it finishes; runs already stored
+    there are skipped. Returns the stored rows of ``runs``, in order (``trial_id`` is
+    ``f"{point_id(run)}-s{run.seed}"``, a hash of the whole configuration)."""
+    execution = execution or Execution()
+    store = ResultsStore(results_dir)
+    jobs = jobs_for_runs(runs)
+    with store.lock():
+        check_runs(runs)
+        pending = _pending(jobs, store)
+        if pending:
+            with ray_session(store.directory, execution) as slots:
+                _fit_jobs(
+                    pending,
+                    store,
+                    execution,
+                    slots,
+                    sweep=sweep,
+                    spec_hash=spec_hash,
+                    asha=asha,
+                    searched=(),
+                )
+        trials = store.read_trials()
+    ids = [trial_id(job.point_id, job.runs[0].seed) for job in jobs]
+    return trials.set_index("trial_id").reindex(ids).reset_index()
+
+
+def check_runs(runs: Sequence[RunConfig]) -> None:
+    """Fail fast, before Ray starts: each run's data loads and fits its model."""
+    from hptransfer.data import load_dataset
+    from hptransfer.train import complete_run
+
+    for run in runs:
+        complete_run(run, load_dataset(run.data))
+
+
+def configure_env(verbose: bool) -> None:
+    """Environment Ray reads at import/start: no auth token or telemetry, quiet output."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the store is our log
+
+
+@contextlib.contextmanager
+def ray_session(directory: Path, execution: Execution) -> Iterator[int]:
+    """Start an embedded Ray (or attach to ``execution.address``); yield concurrent slots."""
+    configure_env(execution.verbose)
+    import ray
+
+    resources = execution.resources
+    common: dict[str, Any] = {
+        "log_to_driver": execution.verbose,
+        "logging_level": logging.INFO if execution.verbose else logging.ERROR,
+    }
+    address = execution.address or os.environ.get("RAY_ADDRESS")
+    temp_dir = None
+    if address:
+        check_address(address)
+        try:
+            ray.init(address=address, runtime_env=_code_runtime_env(), **common)
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ...
+            raise BackendUnavailableError(f"cannot attach to Ray at {address}: {exc}") from None
+    else:
+        temp_dir = ray_temp_dir(directory)
+        ray.init(
+            address="local",
+            num_cpus=len(os.sched_getaffinity(0)),
+            num_gpus=_local_gpus(resources),
+            include_dashboard=False,
+            _temp_dir=str(temp_dir),
+            _node_ip_address="127.0.0.1",
+            **common,
+        )
+    try:
+        yield _slots(ray.cluster_resources(), resources)
+    finally:
+        ray.shutdown()
+        if temp_dir is not None and not execution.verbose:
+            shutil.rmtree(temp_dir, ignore_errors=True)  # ~1 MB of logs per start
+
+
+def ray_temp_dir(directory: Path) -> Path:
+    """``<results>/<sweep>/ray/tmp`` if short enough for Ray's sockets, else a /tmp path."""
+    preferred = directory.resolve() / "ray" / "tmp"
+    if len(str(preferred)) <= MAX_TEMP_DIR_CHARS:
+        return preferred
+    digest = hashlib.sha256(str(preferred).encode()).hexdigest()[:8]
+    return Path(tempfile.gettempdir()) / f"hpt-{digest}"
+
+
+def check_address(address: str) -> None:
+    """Fail in seconds, with one line, if nothing listens at a ``host:port`` address."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"bad Ray address {address!r}; expected host:port, e.g. 127.0.0.1:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise BackendUnavailableError(
+            f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); start one with "
+            "`ray start --head`, or drop --address/RAY_ADDRESS to use an embedded Ray"
+        ) from None
+
+
+# -- the two algorithms -------------------------------------------------------------------
+
+
+def _run_grid(spec: SweepSpec, store: ResultsStore, execution: Execution) -> None:
+    pending = _pending(jobs_for_runs(grid_runs(spec)), store)
+    if pending:
+        with ray_session(store.directory, execution) as slots:
+            _fit_jobs(
+                pending,
+                store,
+                execution,
+                slots,
+                sweep=spec.name,
+                spec_hash=spec.hash,
+                asha=spec.asha,
+                searched=spec.search.names,
+            )
+
+
+def _pending(jobs: Sequence[Job], store: ResultsStore) -> list[Job]:
+    trials = store.read_trials()
+    done = set(trials.loc[trials["status"] != "error", "trial_id"])
+    return [job for job in jobs if not set(job.trial_ids) <= done]
+
+
+def _fit_jobs(
+    jobs: Sequence[Job],
+    store: ResultsStore,
+    execution: Execution,
+    slots: int,
+    *,
+    sweep: str,
+    spec_hash: str,
+    asha: AshaSpec | None,
+    searched: Sequence[str],
+) -> None:
+    from ray import tune
+
+    from hptransfer.sweep.recorder import Recorder
+
+    scheduler = _scheduler(asha, jobs[0].runs[0].train.steps)
+    progress = Progress(sum(len(job.runs) for job in jobs), searched, execution.out)
+    recorder = Recorder(
+        store,
+        lambda trial: jobs[trial.config["job"]],
+        sweep=sweep,
+        spec_hash=spec_hash,
+        progress=progress,
+        asha=scheduler,
+    )
+    param_space = {"job": tune.grid_search(list(range(len(jobs))))}
+    _fit(jobs, param_space, None, 1, recorder, scheduler, store, execution, slots)
+
+
+def _run_optuna(spec: SweepSpec, store: ResultsStore, execution: Execution) -> None:
+    """One Optuna study per cell (parameterization × width × density), cells in turn."""
+    trials = store.read_trials()
+    plans = [plan for cell in spec.cells if (plan := _optuna_plan(spec, cell, trials)).remaining]
+    if plans:
+        with ray_session(store.directory, execution) as slots:
+            _fit_optuna(spec, plans, store, execution, slots)
+
+
+def _fit_optuna(
+    spec: SweepSpec, plans: list[_OptunaPlan], store: ResultsStore, execution: Execution, slots: int
+) -> None:
+    from hptransfer.sweep.recorder import Recorder
+
+    total = sum(plan.remaining for plan in plans) * len(spec.seeds)
+    progress = Progress(total, spec.search.names, execution.out)
+    for plan in plans:
+        scheduler = _scheduler(spec.asha, spec.train.steps)
+        recorder = Recorder(
+            store,
+            plan.job_of,
+            sweep=spec.name,
+            spec_hash=spec.hash,
+            progress=progress,
+            asha=scheduler,
+        )
+        searcher = _optuna_searcher(spec, plan.finished, execution.verbose)
+        _fit(
+            [plan.template],
+            {},
+            searcher,
+            plan.remaining,
+            recorder,
+            scheduler,
+            store,
+            execution,
+            slots,
+        )
+
+
+@dataclass
+class _OptunaPlan:
+    """A cell's study: template job (one run per seed), finished points, numbering."""
+
+    key: str
+    template: Job
+    finished: list[tuple[dict[str, float], float]]
+    remaining: int
+    next_sample: int
+    assigned: dict[str, Job] = dataclasses.field(default_factory=dict)
+
+    def job_of(self, trial: Any) -> Job:
+        """The job of a Tune trial: the template with the trial's suggested HPs, numbered
+        in the order trials end (numbers continue after the stored ones)."""
+        if trial.trial_id not in self.assigned:
+            point = f"{self.key}-n{self.next_sample:04d}"
+            self.next_sample += 1
+            runs = tuple(with_hps(run, _suggested(trial.config)) for run in self.template.runs)
+            self.assigned[trial.trial_id] = Job(point, runs)
+        return self.assigned[trial.trial_id]
+
+
+def _optuna_plan(spec: SweepSpec, cell: RunConfig, trials: pd.DataFrame) -> _OptunaPlan:
+    key = config_hash(cell)[:8]
+    mine = trials[trials["point_id"].str.startswith(f"{key}-n")]
+    numbers = [int(p.rsplit("-n", 1)[1]) for p in mine["point_id"]]
+    finished = []
+    for _, rows in mine.groupby("point_id"):
+        if (rows["status"] != "error").all() and set(rows["seed"]) == set(spec.seeds):
+            scores = [objective(*r) for r in rows[["val_loss", "train_loss", "diverged"]].values]
+            params = {name: float(rows[name].iloc[0]) for name in spec.search.names}
+            finished.append((params, sum(scores) / len(scores)))
+    template = Job(key, tuple(with_hps(cell, {}, seed) for seed in spec.seeds))
+    return _OptunaPlan(
+        key=key,
+        template=template,
+        finished=finished,
+        remaining=spec.search.num_samples - len(finished),
+        next_sample=max(numbers, default=-1) + 1,
+    )
+
+
+def _suggested(config: dict[str, Any]) -> dict[str, float]:
+    from hptransfer.store import HP_COLUMNS
+
+    return {name: float(config[name]) for name in HP_COLUMNS if name in config}
+
+
+def _optuna_searcher(
+    spec: SweepSpec, finished: list[tuple[dict[str, float], float]], verbose: bool
+) -> Any:
+    """Ray's OptunaSearch over the spec's space, seeded, told the points already stored."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+
+    space = {
+        hp.name: optuna.distributions.CategoricalDistribution(list(hp.values))
+        if hp.is_discrete
+        else optuna.distributions.FloatDistribution(hp.low, hp.high, log=hp.log)
+        for hp in spec.search.space
+    }
+    searcher = OptunaSearch(
+        space=space, metric="objective", mode="min", sampler=_sampler(spec.search)
+    )
+    for params, value in finished:
+        searcher.add_evaluated_point(params, value)
+    return searcher
+
+
+def _sampler(search: Any) -> Any:
+    import optuna
+
+    if search.sampler == "cmaes":
+        try:
+            import cmaes  # noqa: F401  (optuna's CMA-ES sampler needs it)
+        except ImportError:
+            raise BackendUnavailableError(
+                "search.sampler cmaes needs the cmaes package: pip install cmaes"
+            ) from None
+    samplers = {
+        "tpe": optuna.samplers.TPESampler,
+        "gp": optuna.samplers.GPSampler,
+        "cmaes": optuna.samplers.CmaEsSampler,
+        "random": optuna.samplers.RandomSampler,
+    }
+    return samplers[search.sampler](seed=search.seed)
+
+
+# -- Ray Tune -----------------------------------------------------------------------------
+
+
+def _fit(
+    jobs: Sequence[Job],
+    param_space: dict[str, Any],
+    searcher: Any,
+    num_samples: int,
+    recorder: Any,
+    scheduler: Any,
+    store: ResultsStore,
+    execution: Execution,
+    slots: int,
+) -> None:
+    from ray import tune
+
+    from hptransfer.sweep.trainable import train_job
+
+    resources = execution.resources
+    trainable = tune.with_parameters(
+        train_job,
+        jobs=list(jobs),
+        threads=resources.cpus_per_trial,
+        device="cuda" if resources.gpus_per_trial > 0 else "cpu",
+    )
+    storage = store.directory.resolve() / "ray"
+    shutil.rmtree(storage / "tune", ignore_errors=True)  # Tune's own state: not resumed from
+    tuner = tune.Tuner(
+        tune.with_resources(
+            trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
+        ),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=num_samples,
+            max_concurrent_trials=resources.max_concurrent or slots,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name="tune",
+            storage_path=str(storage),
+            verbose=2 if execution.verbose else 0,
+            callbacks=[recorder],
+        ),
+    )
+    tuner.fit()
+
+
+def _scheduler(asha: AshaSpec | None, max_steps: int) -> Any:
+    if asha is None:
+        return None
+    from hptransfer.sweep.recorder import RecordingASHA
+
+    # stop_last_trials=False: a trial that reaches max_t ends on its own and reports its
+    # summary, instead of being cut off at its last evaluation.
+    return RecordingASHA(
+        time_attr="step",
+        metric="objective",
+        mode="min",
+        max_t=max_steps,
+        grace_period=asha.grace_period,
+        reduction_factor=asha.reduction_factor,
+        brackets=asha.brackets,
+        stop_last_trials=False,
+    )
+
+
+def _slots(cluster: dict[str, float], resources: Resources) -> int:
+    if resources.gpus_per_trial > cluster.get("GPU", 0):
+        raise BackendUnavailableError(
+            f"resources.gpus_per_trial is {resources.gpus_per_trial} but the Ray cluster has "
+            f"{cluster.get('GPU', 0):g} GPUs"
+        )
+    return max(1, int(cluster.get("CPU", 1) // resources.cpus_per_trial))
+
+
+def _local_gpus(resources: Resources) -> int:
+    if resources.gpus_per_trial <= 0:
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _code_runtime_env() -> dict[str, Any]:
+    """Ship this hptransfer to the cluster's workers: same code as the driver, no shared FS."""
+    import hptransfer
+
+    return {"py_modules": [str(Path(hptransfer.__file__).parent)]}
+
+
+# -- spec bookkeeping ---------------------------------------------------------------------
+
+
+def _check_same_spec(store: ResultsStore, spec: SweepSpec) -> None:
+    text = store.read_spec()
+    if text is None:
+        hashes = set(store.read_trials()["spec_hash"]) - {spec.hash}
+        if hashes:
+            raise ConfigError(_changed_message(store, spec, []))
+        return
+    try:
+        old = parse_spec(yaml.safe_load(text), source=str(store.spec_path))
+    except (ConfigError, yaml.YAMLError) as exc:
+        raise ResultsError(f"{store.spec_path} is unusable ({exc}); use --new") from None
+    if old.hash != spec.hash:
+        before, after = (
+            {k: v for k, v in s.to_dict().items() if k not in UNHASHED_KEYS} for s in (old, spec)
+        )
+        raise ConfigError(_changed_message(store, spec, diff_keys(before, after)))
+
+
+def _changed_message(store: ResultsStore, spec: SweepSpec, changed: list[str]) -> str:
+    what = f" (changed: {', '.join(changed[:5])}{', ...' if len(changed) > 5 else ''})"
+    return (
+        f"{store.directory} holds results of a different spec for sweep {spec.name!r}"
+        f"{what if changed else ''}; re-run with --new to move them aside, or rename the sweep"
+    )
+
+
+def _move_aside(directory: Path, out: TextIO) -> None:
+    with ResultsStore(directory).lock():  # refuse while another sweep writes there
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        aside = directory.with_name(f"{directory.name}.replaced-{stamp}")
+        directory.rename(aside)
+    print(f"moved the previous results to {aside}", file=out)
+
+
+def _expected_runs(spec: SweepSpec) -> int:
+    per_cell = (
+        len(grid_runs(spec)) // len(spec.cells)
+        if spec.search.algorithm == "grid"
+        else spec.search.num_samples * len(spec.seeds)
+    )
+    return per_cell * len(spec.cells)

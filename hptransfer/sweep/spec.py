@@ -1,0 +1,473 @@
+"""Sweep specification: YAML in, a frozen, validated :class:`SweepSpec` out.
+
+Every error names the file and the key (``sweeps/x.yaml: search.space.lr.low: ...``);
+unknown keys get a "did you mean" suggestion. The YAML format, with its defaults, is
+documented in ``sweeps/proxy.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hptransfer.config import (
+    BaseHPs,
+    BaseShape,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
+from hptransfer.errors import ConfigError
+from hptransfer.param import PARAMETERIZATIONS
+
+ALGORITHMS = ("grid", "optuna")
+SAMPLERS = ("tpe", "gp", "cmaes", "random")
+TOP_KEYS = (
+    "name", "model", "data", "train", "parameterization", "base", "hps", "search", "seeds",
+    "asha", "resources", "ray",
+)  # fmt: skip
+# Keys that say where and how fast a sweep runs, not what it computes: not hashed.
+UNHASHED_KEYS = ("resources", "ray")
+
+
+@dataclass(frozen=True)
+class HPRange:
+    """One searched hyperparameter: a discrete set (``values``) or a continuous range.
+
+    ``log2_range`` (with ``step``) and ``values`` are discrete: a grid, or Optuna's
+    categorical choice. ``low``/``high`` (optionally ``log``) is continuous: Optuna only.
+    """
+
+    name: str
+    values: tuple[float, ...] = ()
+    log2_range: tuple[float, float] | None = None
+    step: float | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+
+    @property
+    def is_discrete(self) -> bool:
+        return bool(self.values)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.log2_range is not None:
+            return {"log2_range": list(self.log2_range), "step": self.step}
+        if self.values:
+            return {"values": list(self.values)}
+        return {"low": self.low, "high": self.high, "log": self.log}
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """What to search and how: a full grid, or ``num_samples`` Optuna trials per cell."""
+
+    space: tuple[HPRange, ...]
+    algorithm: str = "grid"
+    sampler: str = "tpe"
+    num_samples: int = 16
+    seed: int = 0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(hp.name for hp in self.space)
+
+
+@dataclass(frozen=True)
+class AshaSpec:
+    """ASHA early stopping on validation loss, in training steps (needs train.eval_every)."""
+
+    grace_period: int = 1
+    reduction_factor: float = 2.0
+    brackets: int = 1
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per-trial resources; ``max_concurrent`` None means CPUs available / cpus_per_trial."""
+
+    cpus_per_trial: int = 1
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """``address`` None starts an embedded local Ray; otherwise attach (e.g. ``host:6379``)."""
+
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A whole sweep: the cross product parameterizations × widths × densities × search × seeds.
+
+    ``model.width``/``model.density`` of the YAML become ``widths``/``densities``; ``model``
+    holds the first of each.
+    """
+
+    name: str
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    hps: BaseHPs
+    base: BaseShape
+    parameterizations: tuple[str, ...]
+    widths: tuple[int, ...]
+    densities: tuple[float, ...]
+    search: SearchSpec
+    seeds: tuple[int, ...] = (0,)
+    asha: AshaSpec | None = None
+    resources: Resources = field(default_factory=Resources)
+    ray: RayOptions = field(default_factory=RayOptions)
+
+    @property
+    def cells(self) -> list[RunConfig]:
+        """One run template per (parameterization, width, density), seed 0, fixed HPs."""
+        return [
+            RunConfig(
+                model=self.model.replace(width=width, density=density),
+                data=self.data,
+                train=self.train,
+                hps=self.hps,
+                base=self.base,
+                parameterization=parameterization,
+            )
+            for parameterization in self.parameterizations
+            for width in self.widths
+            for density in self.densities
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalised spec: every default filled in, plain YAML/JSON types only."""
+        model = dataclasses.asdict(self.model)
+        model.update(width=list(self.widths), density=list(self.densities))
+        search = dataclasses.asdict(self.search)
+        search["space"] = {hp.name: hp.to_dict() for hp in self.search.space}
+        train = dataclasses.asdict(self.train)
+        train["betas"] = list(self.train.betas)
+        return {
+            "name": self.name,
+            "model": model,
+            "data": dataclasses.asdict(self.data),
+            "train": train,
+            "parameterization": list(self.parameterizations),
+            "base": dataclasses.asdict(self.base),
+            "hps": {
+                k: v for k, v in dataclasses.asdict(self.hps).items() if k not in self.search.names
+            },
+            "search": search,
+            "seeds": list(self.seeds),
+            "asha": None if self.asha is None else dataclasses.asdict(self.asha),
+            "resources": dataclasses.asdict(self.resources),
+            "ray": dataclasses.asdict(self.ray),
+        }
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @property
+    def hash(self) -> str:
+        """Stable hash of what the sweep computes (resources and Ray address excluded)."""
+        content = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_KEYS}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep YAML file; raises ConfigError naming the file and key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"sweep spec {path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"sweep spec {path} is unreadable: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+    return parse_spec(raw, source=str(path))
+
+
+def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
+    """Validate an already-parsed YAML document (a mapping) into a SweepSpec."""
+    return _Parser(source).spec(raw)
+
+
+def diff_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two normalised spec dicts."""
+    changed = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += diff_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changed.append(f"{prefix}{key}")
+    return changed
+
+
+class _Parser:
+    """Turns a YAML mapping into a SweepSpec; every error names ``source`` and the key."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, key: str, message: str) -> typing.NoReturn:
+        raise ConfigError(f"{self.source}: {key}: {message}")
+
+    def spec(self, raw: Any) -> SweepSpec:
+        if raw is None:
+            raise ConfigError(f"{self.source}: the file is empty; expected a sweep mapping")
+        root = self.mapping("(top level)", raw, TOP_KEYS)
+        if "name" not in root:
+            self.fail("name", "missing; every sweep needs a name (its results folder)")
+        name = self.coerce("name", root["name"], str)
+        if not name or "/" in name or name.startswith("."):
+            self.fail("name", f"{name!r} is not a usable folder name")
+        model_raw = dict(self.mapping("model", root.get("model", {}), _fields(ModelConfig)))
+        widths = self.number_list("model.width", model_raw.pop("width", 128), int)
+        densities = self.number_list("model.density", model_raw.pop("density", 1.0), float)
+        model = self.build("model", ModelConfig, model_raw, width=widths[0], density=densities[0])
+        for width in widths:
+            for density in densities:
+                self.checked(lambda w=width, d=density: model.replace(width=w, density=d))
+        base_raw = self.mapping("base", root.get("base", {}), _fields(BaseShape))
+        search = self.search(root.get("search"))
+        hps_raw = self.mapping("hps", root.get("hps", {}), _fields(BaseHPs))
+        for hp_name in set(hps_raw) & set(search.names):
+            self.fail(f"hps.{hp_name}", f"is also searched (search.space.{hp_name}); keep one")
+        spec = SweepSpec(
+            name=name,
+            model=model,
+            data=self.build("data", DataConfig, root.get("data", {})),
+            train=self.build("train", TrainConfig, root.get("train", {})),
+            hps=self.build("hps", BaseHPs, hps_raw),
+            base=self.build("base", BaseShape, {"width": widths[0], **base_raw}),
+            parameterizations=self.parameterizations(root.get("parameterization", "supar")),
+            widths=widths,
+            densities=densities,
+            search=search,
+            seeds=self.number_list("seeds", root.get("seeds", [0]), int),
+            asha=None if root.get("asha") is None else self.build("asha", AshaSpec, root["asha"]),
+            resources=self.build("resources", Resources, root.get("resources", {})),
+            ray=self.build("ray", RayOptions, root.get("ray", {})),
+        )
+        self.cross_checks(spec)
+        return spec
+
+    def cross_checks(self, spec: SweepSpec) -> None:
+        if spec.asha is not None:
+            if spec.train.eval_every == 0:
+                self.fail("asha", "needs intermediate results: set train.eval_every > 0")
+            if spec.search.algorithm == "optuna" and len(spec.seeds) > 1:
+                self.fail("asha", "with algorithm optuna needs a single seed (seeds: [0])")
+        if spec.search.algorithm == "grid":
+            for hp in spec.search.space:
+                if not hp.is_discrete:
+                    self.fail(
+                        f"search.space.{hp.name}",
+                        "low/high is a continuous range for algorithm: optuna; "
+                        "a grid needs log2_range or values",
+                    )
+        resources = spec.resources
+        if resources.cpus_per_trial < 1:
+            self.fail("resources.cpus_per_trial", "must be >= 1")
+        if resources.gpus_per_trial < 0:
+            self.fail("resources.gpus_per_trial", "must be >= 0")
+        if resources.max_concurrent is not None and resources.max_concurrent < 1:
+            self.fail("resources.max_concurrent", "must be >= 1")
+        if spec.asha is not None and (spec.asha.grace_period < 1 or spec.asha.brackets < 1):
+            self.fail("asha", "grace_period and brackets must be >= 1")
+        if spec.asha is not None and spec.asha.reduction_factor <= 1:
+            self.fail("asha.reduction_factor", "must be > 1")
+
+    # -- sections -------------------------------------------------------------------------
+
+    def search(self, raw: Any) -> SearchSpec:
+        keys = ("algorithm", "space", "sampler", "num_samples", "seed")
+        section = self.mapping("search", raw if raw is not None else {}, keys)
+        space_raw = self.mapping("search.space", section.get("space") or {}, BaseHPs.names())
+        if not space_raw:
+            self.fail(
+                "search.space",
+                "is empty: give at least one HP to search, e.g. lr: {log2_range: [-10, -4]}",
+            )
+        space = tuple(self.hp_range(name, value) for name, value in space_raw.items())
+        rest = {k: v for k, v in section.items() if k != "space"}
+        search = self.build("search", SearchSpec, rest, space=space)
+        if search.algorithm not in ALGORITHMS:
+            self.fail("search.algorithm", f"must be one of {', '.join(ALGORITHMS)}")
+        if search.sampler not in SAMPLERS:
+            self.fail("search.sampler", f"must be one of {', '.join(SAMPLERS)}")
+        if search.num_samples < 1:
+            self.fail("search.num_samples", "must be >= 1")
+        return search
+
+    def hp_range(self, name: str, raw: Any) -> HPRange:
+        key = f"search.space.{name}"
+        keys = ("log2_range", "step", "values", "low", "high", "log")
+        spec = self.mapping(key, raw, keys)
+        forms = [form for form in ("log2_range", "values", "low") if form in spec]
+        if len(forms) != 1:
+            self.fail(key, "give exactly one of log2_range: [lo, hi], values: [...], low/high")
+        if "log2_range" in spec:
+            hp = self.log2_range(key, name, spec)
+        elif "values" in spec:
+            values = self.number_list(f"{key}.values", spec["values"], float)
+            hp = HPRange(name, values=values)
+        else:
+            hp = self.continuous(key, name, spec)
+        self.check_hp_values(key, hp)
+        return hp
+
+    def log2_range(self, key: str, name: str, spec: dict[str, Any]) -> HPRange:
+        pair = self.number_list(f"{key}.log2_range", spec["log2_range"], float)
+        if len(pair) != 2:
+            self.fail(f"{key}.log2_range", "expected [lo, hi] (log2 exponents)")
+        step = self.coerce(f"{key}.step", spec.get("step", 0.5), float)
+        if step <= 0:
+            self.fail(f"{key}.step", f"must be > 0; got {step}")
+        lo, hi = pair
+        if hi < lo:
+            self.fail(f"{key}.log2_range", f"is empty: hi ({hi}) < lo ({lo})")
+        count = math.floor((hi - lo) / step + 1e-9) + 1
+        values = tuple(2.0 ** (lo + i * step) for i in range(count))
+        return HPRange(name, values=values, log2_range=(lo, hi), step=step)
+
+    def continuous(self, key: str, name: str, spec: dict[str, Any]) -> HPRange:
+        if "high" not in spec:
+            self.fail(f"{key}.high", "missing (low/high come together)")
+        low = self.coerce(f"{key}.low", spec["low"], float)
+        high = self.coerce(f"{key}.high", spec["high"], float)
+        log = self.coerce(f"{key}.log", spec.get("log", False), bool)
+        if not low < high:
+            self.fail(key, f"empty range: low ({low}) must be < high ({high})")
+        if log and low <= 0:
+            self.fail(f"{key}.low", f"a log range needs low > 0; got {low}")
+        return HPRange(name, low=low, high=high, log=log)
+
+    def check_hp_values(self, key: str, hp: HPRange) -> None:
+        bounds = [*hp.values, *(v for v in (hp.low, hp.high) if v is not None)]
+        for value in bounds:
+            if not math.isfinite(value):
+                self.fail(key, f"values must be finite; got {value}")
+            if hp.name == "weight_decay" and value < 0:
+                self.fail(key, f"weight_decay must be >= 0; got {value}")
+            if hp.name != "weight_decay" and value <= 0:
+                self.fail(key, f"{hp.name} must be > 0; got {value}")
+
+    def parameterizations(self, raw: Any) -> tuple[str, ...]:
+        known = tuple(PARAMETERIZATIONS)
+        names = tuple(raw) if isinstance(raw, list) else (raw,)
+        if not names:
+            self.fail("parameterization", "is empty")
+        for name in names:
+            if name not in known:
+                hint = _suggest(str(name), known)
+                self.fail(
+                    "parameterization", f"unknown {name!r}{hint}; expected {', '.join(known)}"
+                )
+        if len(set(names)) != len(names):
+            self.fail("parameterization", "lists a parameterization twice")
+        return names
+
+    # -- generic helpers ------------------------------------------------------------------
+
+    def mapping(self, key: str, raw: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            self.fail(key, f"expected a mapping, got {_describe(raw)}")
+        for name in raw:
+            if name not in allowed:
+                where = name if key == "(top level)" else f"{key}.{name}"
+                self.fail(
+                    where,
+                    f"unknown key{_suggest(str(name), allowed)} (allowed: {', '.join(allowed)})",
+                )
+        return raw
+
+    def build(self, key: str, cls: type, raw: Any, **extra: Any) -> Any:
+        """Construct dataclass ``cls`` from mapping ``raw``, checking keys and field types."""
+        hints = typing.get_type_hints(cls)
+        section = self.mapping(key, raw, _fields(cls))
+        kwargs = {
+            name: self.coerce(f"{key}.{name}", value, hints[name])
+            for name, value in section.items()
+        }
+        return self.checked(lambda: cls(**kwargs, **extra))
+
+    def checked(self, make: typing.Callable[[], Any]) -> Any:
+        """Run a validating constructor, prefixing its ConfigError with the file name."""
+        try:
+            return make()
+        except ConfigError as exc:
+            raise ConfigError(f"{self.source}: {exc}") from None
+
+    def coerce(self, key: str, value: Any, hint: Any) -> Any:
+        """Check ``value`` against a field type (int, float, bool, str, Optional, tuple)."""
+        args = typing.get_args(hint)
+        if type(None) in args:
+            if value is None:
+                return None
+            hint = next(arg for arg in args if arg is not type(None))
+        if typing.get_origin(hint) is tuple:
+            items = self.number_list(key, value, float)
+            if len(items) != len(typing.get_args(hint)):
+                self.fail(key, f"expected a list of {len(typing.get_args(hint))} numbers")
+            return items
+        if hint is float and isinstance(value, str):
+            value = _float_or_none(value) if _float_or_none(value) is not None else value
+        ok = {
+            int: isinstance(value, int) and not isinstance(value, bool),
+            float: isinstance(value, (int, float)) and not isinstance(value, bool),
+            bool: isinstance(value, bool),
+            str: isinstance(value, str),
+        }[hint]
+        if not ok:
+            self.fail(key, f"expected {_TYPE_NAMES[hint]}, got {_describe(value)}")
+        return float(value) if hint is float else value
+
+    def number_list(self, key: str, raw: Any, kind: type) -> tuple[Any, ...]:
+        """A scalar or a non-empty list of numbers of type ``kind``."""
+        if not isinstance(raw, list):
+            return (self.coerce(key, raw, kind),)
+        if not raw:
+            self.fail(key, "is empty")
+        return tuple(self.coerce(f"{key}[{i}]", item, kind) for i, item in enumerate(raw))
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _suggest(name: str, allowed: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(allowed), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{text if len(text) <= 40 else text[:37] + '...'} ({type(value).__name__})"
+
+
+def _float_or_none(text: str) -> float | None:
+    # YAML 1.1 reads ``1e-3`` (no dot) as a string; accept it where a number is expected.
+    try:
+        return float(text)
+    except ValueError:
+        return None

@@ -1,0 +1,56 @@
+"""The function Ray Tune runs in a worker: train a job's runs and report every metric.
+
+Reports, in order, for each run ``i`` of the job: one result per evaluation point
+(``step, tokens, train_loss, val_loss``), then one with ``run_done`` and the run's summary.
+Every result carries ``objective`` (the point's loss, or the mean over finished runs), the
+metric the searcher and ASHA read. The driver's recorder turns these into store rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hptransfer.store import HP_COLUMNS
+from hptransfer.sweep.trials import Job, objective, with_hps
+
+
+def train_job(config: dict[str, Any], *, jobs: Sequence[Job], threads: int, device: str) -> None:
+    """Ray Tune trainable: ``config["job"]`` picks the job (default 0); HPs in ``config``
+    (an Optuna suggestion) override the job's."""
+    import torch
+    from ray import tune
+
+    from hptransfer.train import train
+
+    torch.set_num_threads(threads)  # one torch thread per CPU of the trial: no oversubscription
+    hps = {name: config[name] for name in HP_COLUMNS if name in config}
+    scores: list[float] = []
+    for index, run in enumerate(jobs[config.get("job", 0)].runs):
+        run = with_hps(run, hps)
+
+        def report(point: dict[str, float], index: int = index, seed: int = run.seed) -> None:
+            score = objective(point["val_loss"], point["train_loss"], False)
+            tune.report({**point, "run": index, "seed": seed, "objective": score})
+
+        result = train(run, on_eval=report, device=device)
+        scores.append(objective(result.val_loss, result.train_loss, result.diverged))
+        summary = {
+            "train_loss": result.train_loss,
+            "val_loss": result.val_loss,
+            "diverged": result.diverged,
+            "steps": result.steps,
+            "tokens": result.tokens,
+            "wall_s": result.wall_s,
+            "kernel": result.kernel,
+        }
+        tune.report(
+            {
+                **summary,
+                "run": index,
+                "seed": run.seed,
+                "run_done": True,
+                "step": result.steps,
+                "objective": sum(scores) / len(scores),
+            }
+        )

@@ -1,0 +1,118 @@
+"""What a sweep trains: jobs of runs, their deterministic ids, and their rows in the store.
+
+A *job* is one Ray trial: one HP point, trained for one seed (grid) or for every seed in
+turn (Optuna, which scores the point by its mean over seeds). Each run of a job becomes one
+row of ``trials.parquet`` with ``trial_id = f"{point_id}-s{seed}"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hptransfer.config import RunConfig
+from hptransfer.store import HP_COLUMNS
+from hptransfer.sweep.spec import SweepSpec
+
+DIVERGED_CAP = 1e6  # objective of a run that diverged to NaN/inf
+
+
+@dataclass(frozen=True)
+class Job:
+    """One Ray trial: ``runs`` trained one after another, stored under ``trial_ids``."""
+
+    point_id: str
+    runs: tuple[RunConfig, ...]
+
+    @property
+    def trial_ids(self) -> tuple[str, ...]:
+        return tuple(trial_id(self.point_id, run.seed) for run in self.runs)
+
+
+def trial_id(point_id: str, seed: int) -> str:
+    return f"{point_id}-s{seed}"
+
+
+def config_hash(run: RunConfig) -> str:
+    """Stable short hash of everything in a run configuration."""
+    text = json.dumps(dataclasses.asdict(run), sort_keys=True, default=list)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def point_id(run: RunConfig) -> str:
+    """Id of a run's HP point: its configuration without the seed."""
+    return config_hash(dataclasses.replace(run, seed=0))
+
+
+def with_hps(run: RunConfig, hps: Mapping[str, float], seed: int | None = None) -> RunConfig:
+    seed = run.seed if seed is None else seed
+    return dataclasses.replace(run, hps=dataclasses.replace(run.hps, **hps), seed=seed)
+
+
+def jobs_for_runs(runs: Sequence[RunConfig]) -> list[Job]:
+    """One single-run job per run, keyed by its configuration (duplicates dropped)."""
+    jobs = {trial_id(point_id(run), run.seed): Job(point_id(run), (run,)) for run in runs}
+    return list(jobs.values())
+
+
+def grid_runs(spec: SweepSpec) -> list[RunConfig]:
+    """Every run of a grid sweep: cells × the product of the HP values × seeds."""
+    names = spec.search.names
+    grids = [hp.values for hp in spec.search.space]
+    return [
+        with_hps(cell, dict(zip(names, point, strict=True)), seed)
+        for cell in spec.cells
+        for point in itertools.product(*grids)
+        for seed in spec.seeds
+    ]
+
+
+def objective(val_loss: float, train_loss: float, diverged: bool) -> float:
+    """What a search minimises: the validation loss; for a diverged run, the training loss
+    it reached (above the divergence threshold, so worse than any converged run), capped."""
+    if not diverged and math.isfinite(val_loss):
+        return val_loss
+    return min(train_loss, DIVERGED_CAP) if math.isfinite(train_loss) else DIVERGED_CAP
+
+
+def trial_row(
+    point: str, run: RunConfig, sweep: str, spec_hash: str, outcome: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The ``trials.parquet`` row of one run; ``outcome`` holds the metrics and ``status``."""
+    model = run.model
+    return {
+        "trial_id": trial_id(point, run.seed),
+        "point_id": point,
+        "sweep": sweep,
+        "spec_hash": spec_hash,
+        "parameterization": run.parameterization,
+        "model": model.kind,
+        "width": model.width,
+        "depth": model.depth,
+        "heads": model.heads,
+        "density": float(model.density),
+        "base_width": run.base.width,
+        "base_density": float(run.base.density),
+        "corpus": run.data.corpus,
+        "optimizer": run.train.optimizer,
+        "seed": run.seed,
+        **{name: float(getattr(run.hps, name)) for name in HP_COLUMNS},
+        "max_steps": run.train.steps,
+        "steps": int(outcome.get("steps", 0)),
+        "tokens": int(outcome.get("tokens", 0)),
+        "train_loss": float(outcome.get("train_loss", math.nan)),
+        "val_loss": float(outcome.get("val_loss", math.nan)),
+        "diverged": bool(outcome.get("diverged", False)),
+        "status": outcome["status"],
+        "wall_s": float(outcome.get("wall_s", math.nan)),
+        "kernel": str(outcome.get("kernel", "")),
+        "error": str(outcome.get("error", "")),
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
