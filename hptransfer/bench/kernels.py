@@ -95,6 +95,11 @@ def _median_ms(fn: Callable[[], object], device: torch.device, min_run_time: flo
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
+def _load_average() -> float:
+    """The machine's 1-minute load: CPU timings on a shared machine are only as good as this."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
 def _time_pass(method, x, w, m, layout, pass_: str, device, min_run_time) -> float:
     if pass_ == "fwd":
         def step() -> object:
@@ -119,7 +124,7 @@ def bench_kernels(spec: BenchSpec, device: torch.device) -> pd.DataFrame:
         for pass_ in PASSES:
             ms = _time_pass(methods[name], x, w, mask, layout, pass_, device, spec.min_run_time)
             rows.append({"d": d, "tokens": tokens, "density": density, "method": name,
-                         "pass": pass_, "ms": ms})
+                         "pass": pass_, "ms": ms, "load_avg_1min": _load_average()})
 
     for d in spec.sizes:
         for tokens in spec.tokens:
@@ -292,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
         densities=args.densities, block=args.block, dtype=args.dtype,
         min_run_time=args.min_run_time,
     )
-    print(f"device: {device_name(device)}")
+    print(f"device: {device_name(device)}; load average {_load_average():.2f}")
     if device.type != "cuda":
         print("no GPU: timing the torch paths only (Triton kernels need a GPU to be timed; "
               "GPU figures: unmeasured)")

@@ -250,3 +250,31 @@ def test_sparse_gpt_trains_the_same_with_triton_as_with_torch(mask):
     triton_losses = _train_losses("triton", mask)
     assert triton_losses[-1] < triton_losses[0]
     torch.testing.assert_close(triton_losses, torch_losses, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", range(12))
+def test_every_gpu_tile_config_computes_the_same_products(index, monkeypatch):
+    """The GPU autotune candidates, run through the production launcher (interpreter on CPU)."""
+    import triton
+
+    kernels = triton_kernels()
+
+    def tuner(layout: int) -> triton.runtime.Autotuner:
+        configs = kernels._gpu_configs(layout)
+        return triton.autotune([configs[index % len(configs)]], key=[])(
+            kernels._masked_matmul_kernel
+        )
+
+    monkeypatch.setattr(kernels, "_tuned", tuner)
+    monkeypatch.setattr(kernels, "INTERPRETED", False)  # launch as on a GPU
+    x, weight, mask, bias = _case((40, 72), 100, "block", 32)
+
+    def unchecked(x, weight, mask, bias, layout=None):
+        return kernels.TritonMaskedLinear.apply(x, weight, mask.view(torch.uint8), bias, layout)
+
+    for layout in (None, block_layout(mask, 32)):
+        got, grad_out = _grads(unchecked, x, weight, mask, bias, layout=layout)
+        want, _ = _grads(reference_masked_linear, x, weight, mask, bias, grad_out)
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
