@@ -1,0 +1,90 @@
+"""`hptransfer fit` and `hptransfer plot` on synthetic results folders; bad input → exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from synthetic_sweeps import make_curves, make_trials, write_sweep
+
+from hptransfer.cli import main as cli
+
+
+@pytest.fixture(autouse=True)
+def only_analysis_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Build the real parser with just these subcommands (others may need torch or Ray)."""
+    monkeypatch.setattr(cli, "SUBCOMMANDS", ("hptransfer.cli.fit", "hptransfer.cli.plot"))
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fit_defaults_to_the_latest_sweep_and_prints_optima_and_drift(
+    sweep_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "fit", "--n-boot", "200")
+    assert code == 0
+    assert "SμPar" not in out and "supar" in out and "drift of the optimum" in out
+    assert f"wrote {Path('results/demo/fit.json')}" in out
+    doc = json.loads((sweep_dir / "fit.json").read_text())
+    assert doc["sweep"] == "demo" and doc["settings"]["n_boot"] == 200
+
+
+def test_plot_writes_png_and_svg_including_transfer_curves(tmp_path: Path, capsys) -> None:
+    sweep = write_sweep(tmp_path / "small", make_trials(widths=(64,)), base={"width": 64})
+    runs = make_trials(widths=(256,), densities=(0.25,), seeds=(0,))
+    runs = runs[runs["lr"] == runs["lr"].iloc[6]]  # one run per parameterization
+    runs.to_parquet(sweep / "transfer.parquet")
+    make_curves(runs).to_parquet(sweep / "transfer_curves.parquet")
+    code, out, _ = run(capsys, "plot", str(sweep))
+    assert code == 0 and out.startswith("note: fit.json is missing")
+    written = {Path(line).name for line in out.splitlines()[1:]}
+    for stem in ("hp_stability_lr_width64", "optimum_lr_vs_density", "curves_width64",
+                 "transfer_curves"):  # fmt: skip
+        assert {f"{stem}.png", f"{stem}.svg"} <= written
+    assert (sweep / "plots" / "transfer_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<svg" in (sweep / "plots" / "transfer_curves.svg").read_text()
+
+
+def corrupt(path: Path) -> Path:
+    path.write_bytes(b"not parquet")
+    return path.parent
+
+
+def all_diverged(path: Path) -> Path:
+    write_sweep(path, make_trials(widths=(64,)).assign(diverged=True), curves=False)
+    return path
+
+
+def missing_column(path: Path) -> Path:
+    write_sweep(path, make_trials(widths=(64,)).drop(columns=["status"]), curves=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p / "absent", "trials.parquet not found"),
+        (lambda p: corrupt(p / "trials.parquet"), "trials.parquet is not a readable Parquet"),
+        (all_diverged, "diverged or did not complete"),
+        (missing_column, "trials.parquet lacks column(s) status"),
+    ],
+)
+@pytest.mark.parametrize("command", ["fit", "plot"])
+def test_bad_results_are_one_line_exit_2(tmp_path: Path, capsys, command, make, message) -> None:
+    code, out, err = run(capsys, command, str(make(tmp_path)))
+    assert code == 2 and out == ""
+    assert err.startswith("hptransfer: error: ") and err.count("\n") == 1
+    assert message in err
+
+
+def test_no_results_yet_and_bad_flags_are_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    code, _, err = run(capsys, "fit", "--results", str(tmp_path))
+    assert code == 2 and "no sweep results" in err and err.count("\n") == 1
+    code, _, err = run(capsys, "fit", str(tmp_path), "--metric", "accuracy")
+    assert code == 2 and "invalid choice" in err and err.count("\n") == 1

@@ -1,0 +1,39 @@
+"""Figure builders: panels, lines and optimum markers from DataFrames (no files written)."""
+
+from __future__ import annotations
+
+from synthetic_sweeps import make_curves, make_trials
+
+from hptransfer.analysis import plots
+from hptransfer.analysis.fit import FitSettings, fit_optima, seed_points
+
+FAST = FitSettings(n_boot=100)
+TRIALS = make_trials(parameterizations=("supar", "sp", "mup"), widths=(64, 128))
+
+
+def test_hp_stability_has_a_panel_per_parameterization_in_paper_order() -> None:
+    points, optima = seed_points(TRIALS, FAST), fit_optima(TRIALS, FAST)
+    figures = dict(plots.hp_stability_figures(points, optima, "val_loss"))
+    assert sorted(figures) == ["hp_stability_lr_width128", "hp_stability_lr_width64"]
+    axes = figures["hp_stability_lr_width64"].axes
+    assert [ax.get_title() for ax in axes] == ["SP", "μP", "SμPar"]
+    assert axes[0].get_xscale() == "log" and "learning rate" in axes[0].get_xlabel()
+    labels = [t.get_text() for t in axes[-1].get_legend().get_texts()]
+    assert labels == ["0.25", "1"]  # one line per density
+
+
+def test_optimum_vs_density_has_a_line_per_parameterization_and_panel_per_width() -> None:
+    fig = plots.plot_optimum_vs(fit_optima(TRIALS, FAST), "density", "lr")
+    assert [ax.get_title() for ax in fig.axes] == ["width 64", "width 128"]
+    labels = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
+    assert labels == ["SP", "μP", "SμPar"]
+    assert fig.axes[0].xaxis_inverted()
+
+
+def test_training_curves_of_the_best_configuration() -> None:
+    best = plots.best_trials(TRIALS, FAST)
+    assert len(best) == 3 * 2 * 2 * 3  # one configuration × 3 seeds per group
+    assert best.groupby(["parameterization", "width", "density"])["lr"].nunique().eq(1).all()
+    figures = dict(plots.sweep_curve_figures(make_curves(best), TRIALS, FAST))
+    assert sorted(figures) == ["curves_width128", "curves_width64"]
+    assert len(figures["curves_width64"].axes[0].get_lines()) == 2  # densities
