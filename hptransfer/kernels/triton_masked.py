@@ -321,6 +321,15 @@ def _validate(x, weight, mask, bias, layout: BlockLayout | None) -> None:
         raise BackendUnavailableError("Triton's CPU interpreter mishandles bfloat16; use float32")
 
 
+def _autocast(x, weight, bias):
+    """Under autocast, run in its dtype as ``F.linear`` would (the casts are differentiable)."""
+    device_type = weight.device.type
+    if not torch.is_autocast_enabled(device_type):
+        return x, weight, bias
+    dtype = torch.get_autocast_dtype(device_type)
+    return tuple(None if t is None else t.to(dtype) for t in (x, weight, bias))
+
+
 def triton_masked_linear(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -330,5 +339,6 @@ def triton_masked_linear(
 ) -> torch.Tensor:
     """``x @ (W ⊙ M)ᵀ + b`` with ``dW = (dYᵀ X) ⊙ M``; block-sparse launches when ``layout``
     (from :func:`~hptransfer.kernels.block_layout.block_layout` of ``mask``) is given."""
+    x, weight, bias = _autocast(x, weight, bias)
     _validate(x, weight, mask, bias, layout)
     return TritonMaskedLinear.apply(x, weight, mask.view(torch.uint8), bias, layout)

@@ -278,3 +278,15 @@ def test_every_gpu_tile_config_computes_the_same_products(index, monkeypatch):
         want, _ = _grads(reference_masked_linear, x, weight, mask, bias, grad_out)
         for g, w in zip(got, want, strict=True):
             torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_autocast_runs_in_the_autocast_dtype_like_f_linear():
+    x, weight, mask, bias = _case((2, 20, 72), 100, "random")
+    leaf = weight.clone().requires_grad_()
+    with torch.autocast(DEVICE.type, dtype=torch.float16):
+        got = masked_linear(x, leaf, mask, bias, backend="triton")
+        want = torch.nn.functional.linear(x, weight * mask, bias)
+    assert got.dtype == want.dtype == torch.float16
+    torch.testing.assert_close(got, want, rtol=2e-3, atol=2e-3)
+    got.float().sum().backward()
+    assert leaf.grad.dtype == torch.float32 and (leaf.grad[~mask] == 0).all()
