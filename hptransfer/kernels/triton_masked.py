@@ -33,7 +33,10 @@ MASK_NONE, MASK_B, MASK_C = 0, 1, 2
 DENSE, REDUCE_LIST, TILE_LIST = 0, 1, 2
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-_INTERPRETER_TILE = 64
+# Tile dimensions a layout pins to the mask block (the rest are tuned).
+_BLOCK_TILES = {DENSE: (), REDUCE_LIST: ("BLOCK_N", "BLOCK_K"), TILE_LIST: ("BLOCK_M", "BLOCK_N")}
+# The interpreter costs ~3 ms per program and K-step whatever the tile: use big tiles.
+_INTERPRETER_TILES = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64, "GROUP_M": 8}
 
 
 @triton.jit
@@ -146,15 +149,6 @@ def _tuned(layout: int) -> triton.runtime.Autotuner:
     )(_masked_matmul_kernel)
 
 
-def _interpreter_tiles(layout: int) -> dict[str, int]:
-    tiles = {"BLOCK_M": _INTERPRETER_TILE, "BLOCK_N": _INTERPRETER_TILE,
-             "BLOCK_K": _INTERPRETER_TILE, "GROUP_M": 8}
-    fixed = {REDUCE_LIST: ("BLOCK_N", "BLOCK_K"), TILE_LIST: ("BLOCK_M", "BLOCK_N")}
-    for name in fixed.get(layout, ()):
-        del tiles[name]
-    return tiles
-
-
 def _matmul(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -172,17 +166,13 @@ def _matmul(
     ``mask`` is a uint8 view shaped like ``b`` (``mask_on=MASK_B``) or ``out`` (``MASK_C``).
     """
     (M, K), N = a.shape, b.shape[1]
-    if M == 0 or N == 0:
-        return out
+    if M == 0 or N == 0 or (layout == TILE_LIST and lists[0].numel() == 0):
+        return out  # nothing to launch (a CUDA grid of 0 programs is an error)
     if K == 0:
         return out.copy_(bias.expand_as(out) if bias is not None else torch.zeros_like(out))
     mask_strides = mask.stride() if mask is not None else (0, 0)
     list_ptr, list_idx = lists if lists is not None else (out, out)  # unused when DENSE
-    fixed: dict[str, int] = {}
-    if layout == REDUCE_LIST:
-        fixed = {"BLOCK_N": block, "BLOCK_K": block}
-    elif layout == TILE_LIST:
-        fixed = {"BLOCK_M": block, "BLOCK_N": block}
+    fixed = dict.fromkeys(_BLOCK_TILES[layout], block)
 
     def grid(meta: dict) -> tuple[int]:
         if layout == TILE_LIST:
@@ -190,7 +180,7 @@ def _matmul(
         return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
 
     kernel = _masked_matmul_kernel if INTERPRETED else _tuned(layout)
-    tiles = {**fixed, **_interpreter_tiles(layout)} if INTERPRETED else fixed
+    tiles = {**_INTERPRETER_TILES, **fixed} if INTERPRETED else fixed
     kernel[grid](
         a, b, out, bias if bias is not None else out, mask if mask is not None else out,
         list_ptr, list_idx,

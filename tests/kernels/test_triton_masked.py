@@ -290,3 +290,15 @@ def test_autocast_runs_in_the_autocast_dtype_like_f_linear():
     torch.testing.assert_close(got, want, rtol=2e-3, atol=2e-3)
     got.float().sum().backward()
     assert leaf.grad.dtype == torch.float32 and (leaf.grad[~mask] == 0).all()
+
+
+def test_all_empty_mask_and_zero_tokens_launch_nothing():
+    x, weight, _, bias = _case((20, 96), 70, "random")
+    mask = torch.zeros(70, 96, dtype=torch.bool, device=DEVICE)
+    layout = block_layout(mask, 32)
+    assert layout.nnz == 0
+    (y, dx, dw, _), _ = _grads(masked_linear, x, weight * mask, mask, bias, backend="triton",
+                               layout=layout)
+    assert torch.equal(y, bias.expand(20, -1)) and not dx.any() and not dw.any()
+    (y, dx, dw, db), _ = _grads(masked_linear, x[:0], weight, mask, bias, backend="triton")
+    assert y.shape == (0, 70) and dx.shape == (0, 96) and not dw.any() and not db.any()
