@@ -3,7 +3,8 @@
 A *group* is one value of each axis in :data:`GROUP_AXES` present in trials.parquet
 (parameterization, model, depth, width, density). A *searched* HP is an HP column with more
 than one distinct value. Only completed, non-diverged trials with a finite loss at the full
-horizon (the most steps any completed trial ran) are fitted: ASHA-stopped and short trials
+horizon (a trial's ``max_steps``; without that column, the most steps any completed trial
+ran) are fitted: ASHA-stopped and short trials
 bias the LR optimum (SPEC.md). HP values <= 0 (e.g. weight decay 0) are off the log2 axis and
 skipped. Per group and HP, the loss is averaged over seeds at each grid point and the
 optimum located as in :mod:`hptransfer.analysis.optimum` (parabola in log2(HP) around the
@@ -26,6 +27,7 @@ key says log2)::
      "metric": "val_loss", "horizon": {"steps": int, "tokens": int | null},
      "spec_hash": [str, ...],
      "base": {"width": int, "density": float, ["depth": int,] "source": str},
+            # source: "trials.parquet" (base_width/base_density), "spec.yaml" or a fallback
      "parameterizations": ["sp", "mup", "supar"], "searched_hps": ["lr", ...],
      "group_axes": ["parameterization", "width", "density", ...],
      "settings": {"n_boot": int, "window_octaves": float, "slice_octaves": float, "seed": int},
@@ -194,8 +196,12 @@ def usable_mask(trials: pd.DataFrame, metric: str) -> tuple[pd.Series, int]:
             f"all {len(trials)} trials diverged or did not complete: nothing to fit "
             "(lower the HP range or check the sweep's errors)"
         )
-    horizon = int(trials.loc[ok, "steps"].max())
-    return ok & trials["steps"].eq(horizon), horizon
+    # The store records each trial's budget (max_steps); older tables only the steps run.
+    budget = trials["max_steps"] if "max_steps" in trials else trials.loc[ok, "steps"].max()
+    full = trials["steps"].ge(budget)
+    if not (ok & full).any():
+        raise ResultsError("no completed trial ran the full horizon: nothing to fit")
+    return ok & full, int(trials.loc[ok & full, "steps"].max())
 
 
 def searched_hps(trials: pd.DataFrame) -> list[str]:
@@ -339,7 +345,12 @@ def _drift_row(
 
 
 def base_shape(trials: pd.DataFrame, spec_base: dict[str, Any] | None) -> dict[str, Any]:
-    """The base shape: spec.yaml's ``base``, else the smallest width at the highest density."""
+    """The base shape: the trials' base_width/base_density columns, else spec.yaml's ``base``,
+    else the smallest width at the highest density."""
+    columns = trials.reindex(columns=["base_width", "base_density"]).dropna().drop_duplicates()
+    if len(columns) == 1:
+        width, density = columns.iloc[0]
+        return {"width": int(width), "density": float(density), "source": "trials.parquet"}
     if spec_base:
         return {"density": 1.0, **spec_base, "source": "spec.yaml"}
     density = float(trials["density"].max())

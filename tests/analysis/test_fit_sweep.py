@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from synthetic_sweeps import LR_GRID, make_trials, true_log2_lr
+from synthetic_sweeps import LR_GRID, make_trials, true_log2_lr, write_sweep
 
 from hptransfer.analysis.fit import (
     FitSettings,
@@ -20,6 +22,7 @@ from hptransfer.analysis.fit import (
     write_fit,
 )
 from hptransfer.errors import ConfigError, ResultsError
+from hptransfer.store import schema as store_schema
 
 FAST = FitSettings(n_boot=300)
 
@@ -45,7 +48,7 @@ def test_stopped_short_and_errored_trials_are_excluded() -> None:
     trials = make_trials(parameterizations=("supar",), widths=(64,), densities=(1.0,))
     bad = trials.sample(n=10, random_state=0).index
     trials.loc[bad, "val_loss"] = 0.0  # would be the optimum if used
-    trials.loc[bad[:4], ["status", "steps"]] = ["stopped", 30]
+    trials.loc[bad[:4], ["status", "steps"]] = ["early_stopped", 30]
     trials.loc[bad[4:7], "status"] = "error"
     trials.loc[bad[7:], "steps"] = 50  # completed, but short of the full horizon
     row = fit_optima(trials, FAST).iloc[0]
@@ -97,7 +100,8 @@ def test_drift_in_octaves_matches_the_known_drift() -> None:
 
 
 def test_base_hps_at_the_base_shape_include_fixed_hps() -> None:
-    fit = fit_trials(make_trials(), "demo", None, FAST)
+    trials = make_trials().drop(columns=["base_width", "base_density"])
+    fit = fit_trials(trials, "demo", None, FAST)
     assert fit.base["width"] == 64 and fit.base["density"] == 1.0
     assert "spec.yaml has no base" in fit.base["source"]
     lr = fit.base_hps["supar"]["lr"]
@@ -110,7 +114,7 @@ def test_base_hps_at_the_base_shape_include_fixed_hps() -> None:
 
 def test_fit_json_round_trip_is_strict_and_atomic(sweep_dir: Path) -> None:
     fit = fit_sweep(sweep_dir, FAST)
-    assert fit.base["source"] == "spec.yaml"
+    assert fit.base == {"width": 64, "density": 1.0, "source": "trials.parquet"}
     path = write_fit(fit, sweep_dir)
     doc = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
     assert doc["schema_version"] == 1 and doc["horizon"]["steps"] == 100
@@ -140,7 +144,9 @@ def test_all_diverged_and_nothing_searched_are_results_errors() -> None:
 
 
 def test_missing_base_shape_and_corrupt_fit_json(tmp_path: Path) -> None:
-    fit = fit_trials(make_trials(widths=(64,)), "x", {"width": 512}, FAST)
+    trials = make_trials(widths=(64,)).drop(columns=["base_width", "base_density"])
+    fit = fit_trials(trials, "x", {"width": 512}, FAST)
+    assert fit.base["source"] == "spec.yaml"
     with pytest.raises(ResultsError, match="no optimum for 'sp' at the base shape"):
         fit.base_config("sp")
     (tmp_path / "fit.json").write_text('{"schema_version": 1, "sweep": "x"}')
@@ -158,3 +164,23 @@ def test_weight_decay_zero_is_skipped_on_the_log_axis() -> None:
     lr = optima.set_index("hp").loc["lr"]
     assert lr["slice_at"] == {"weight_decay": 0.0} and abs(lr["log2"] + 7.3) < 0.5
     assert optima.set_index("hp").loc["weight_decay", "flag"] == "few_points"
+
+
+def test_base_shape_from_spec_yaml(tmp_path: Path) -> None:
+    trials = make_trials(widths=(64, 128)).drop(columns=["base_width", "base_density"])
+    sweep = write_sweep(tmp_path / "s", trials, base={"width": 128, "density": 1.0}, curves=False)
+    fit = fit_sweep(sweep, FAST)
+    assert fit.base == {"width": 128, "density": 1.0, "source": "spec.yaml"}
+    at_base = fit.optima.query("width == 128 and density == 1 and parameterization == 'sp'")
+    assert fit.base_hps["sp"]["lr"].value == at_base["value"].item()
+
+
+def test_reads_a_table_in_the_stores_exact_schema(tmp_path: Path) -> None:
+    schema = store_schema.TRIALS
+    trials = make_trials(widths=(64,))
+    full = {n: trials[n] if n in trials else [None] * len(trials) for n in schema.names}
+    table = pa.Table.from_pydict({n: list(v) for n, v in full.items()}, schema=schema)
+    (tmp_path / "store").mkdir()
+    pq.write_table(table, tmp_path / "store" / "trials.parquet")
+    fit = fit_sweep(tmp_path / "store", FAST)
+    assert set(fit.optima["flag"]) == {"ok"} and fit.horizon["steps"] == 100
