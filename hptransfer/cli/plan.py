@@ -54,7 +54,11 @@ def base_run(args: argparse.Namespace) -> RunConfig:
     if args.spec:
         from hptransfer.sweep.spec import load_spec
 
-        run = load_spec(args.spec).base_run()
+        cell = load_spec(args.spec).cells[0]
+        base = cell.base
+        run = dataclasses.replace(
+            cell, model=cell.model.replace(width=base.width, density=base.density)
+        )
     else:
         corpus = "digits" if args.kind == "mlp" else "shakespeare"
         inputs, outputs = _IO_SIZES[corpus]
