@@ -1,14 +1,14 @@
 """Fitting the optimum of every searched HP in every group of a sweep, and its drift.
 
-A *group* is one value of each axis in :data:`GROUP_AXES` present in trials.parquet
+A *group* is one value of each axis in ``results.GROUP_AXES`` present in trials.parquet
 (parameterization, model, depth, width, density). A *searched* HP is an HP column with more
 than one distinct value. Only completed, non-diverged trials with a finite loss at the full
 horizon (a trial's ``max_steps``; without that column, the most steps any completed trial
-ran) are fitted: ASHA-stopped and short trials
-bias the LR optimum (SPEC.md). HP values <= 0 (e.g. weight decay 0) are off the log2 axis and
-skipped. Per group and HP, the loss is averaged over seeds at each grid point and the
-optimum located as in :mod:`hptransfer.analysis.optimum` (parabola in log2(HP) around the
-arg-min, seed bootstrap for a 95% interval, flags ``ok``/``edge``/``flat``/``few_points``).
+ran) are fitted: ASHA-stopped and short trials bias the LR optimum (SPEC.md). HP values <= 0
+(e.g. weight decay 0) are off the log2 axis and skipped. Per group and HP, the loss is
+averaged over seeds at each grid point and the optimum located as in
+:mod:`hptransfer.analysis.optimum` (parabola in log2(HP) around the arg-min, seed bootstrap
+for a 95% interval, flags ``ok``/``edge``/``flat``/``few_points``).
 
 Joint searches: when several HPs vary within a group, each HP is fitted on its *slice*: the
 trials whose other HPs lie within ``slice_octaves`` of the best configuration's (method
@@ -42,7 +42,13 @@ key says log2)::
 ``base_hps`` holds, per parameterization, the optima at the base shape plus every HP the
 sweep held fixed (flag ``fixed``, ``ci95`` null). ``curvature`` is the parabola's loss per
 octave² (the loss one octave off the optimum is ``loss + curvature``); ``loss`` is the fitted
-(or, when flagged, observed mean) loss at the optimum.
+(or, when flagged, observed mean) loss at the optimum. Counts: ``n_points`` grid points with
+data, ``n_fitted`` of them in the parabola, ``n_seeds``, ``n_trials`` fitted, ``n_diverged``
+trials of the group that diverged (at any HP value).
+
+Reading a fit (what ``hptransfer transfer`` uses): :func:`load_fit` (file or sweep folder) or
+:func:`latest_fit`, then :meth:`Fit.base_config` (a :class:`~hptransfer.config.BaseHPs`),
+:meth:`Fit.base_shape` and ``Fit.base_hps[parameterization][hp].flag``.
 """
 
 from __future__ import annotations
@@ -404,14 +410,13 @@ def fit_trials(
     optima = fit_optima(trials, settings)
     base = base_shape(trials, spec_base)
     tokens = trials.loc[usable, "tokens"].max() if "tokens" in trials else None
+    hashes = trials["spec_hash"].dropna().astype(str).unique() if "spec_hash" in trials else []
     return Fit(
         sweep=sweep,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         metric=settings.metric,
         horizon={"steps": horizon, "tokens": None if pd.isna(tokens) else int(tokens)},
-        spec_hash=sorted(trials["spec_hash"].dropna().astype(str).unique().tolist())
-        if "spec_hash" in trials
-        else [],
+        spec_hash=sorted(hashes),
         base=base,
         parameterizations=sorted(trials["parameterization"].unique().tolist()),
         searched_hps=searched_hps(trials),

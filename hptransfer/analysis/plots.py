@@ -177,12 +177,12 @@ def hp_stability_figures(
 def plot_optimum_vs(optima: pd.DataFrame, axis: str, hp: str) -> Figure:
     """Fitted optimum of ``hp`` vs ``axis`` (width or density), a line per parameterization.
 
-    One panel per value of the other swept axis; error bars are 95% intervals; hollow
+    One panel per combination of the other swept axes; error bars are 95% intervals; hollow
     markers are flagged optima (edge/flat: not a located minimum).
     """
     rows = optima[optima["hp"].eq(hp)]
-    other = [a for a in ("width", "density") if a != axis and rows[a].nunique() > 1]
-    panels = list(_split(rows, other))
+    swept = [a for a in results.GROUP_AXES[1:] if a in rows and rows[a].nunique() > 1]
+    panels = list(_split(rows, [a for a in swept if a != axis]))
     title = f"optimal {HP_LABELS.get(hp, hp)} vs {axis}"
     fig, axes = new_figure(len(panels), title)
     for ax, (values, part) in zip(axes, panels, strict=True):
@@ -193,12 +193,20 @@ def plot_optimum_vs(optima: pd.DataFrame, axis: str, hp: str) -> Figure:
         ax.set_yscale("log", base=2)
         if axis == "density":
             ax.invert_xaxis()  # dense on the left, sparser to the right
-        ax.set_title(_describe(values) or title)
+        ax.set_title(_describe(values))
         ax.set_xlabel(axis if axis == "density" else f"{axis} (d_model / hidden units)")
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel(f"optimal {HP_LABELS.get(hp, hp)}")
     axes[-1].legend(fontsize="small")
     return fig
+
+
+def optimum_figures(optima: pd.DataFrame, hps: list[str]) -> Iterator[tuple[str, Figure]]:
+    """(file stem, figure) of the optimum of each HP vs density and vs width, where swept."""
+    for axis in ("density", "width"):
+        if optima[axis].nunique() > 1:
+            for hp in hps:
+                yield f"optimum_{hp}_vs_{axis}", plot_optimum_vs(optima, axis, hp)
 
 
 def _optimum_line(ax: Axes, line: pd.DataFrame, axis: str, param: str) -> None:
@@ -256,13 +264,13 @@ def _label(column: str, value: Any) -> str:
     return param_label(value) if column == "parameterization" else fitting.format_value(value)
 
 
-def best_trials(trials: pd.DataFrame, optima_settings: fitting.FitSettings) -> pd.DataFrame:
+def best_trials(trials: pd.DataFrame, settings: fitting.FitSettings) -> pd.DataFrame:
     """Per group, the usable trials (all seeds) at the configuration with the lowest loss."""
-    usable, _ = fitting.usable_mask(trials, optima_settings.metric)
+    usable, _ = fitting.usable_mask(trials, settings.metric)
     rows = trials[usable]
-    config = [*fitting.group_axes(rows), *fitting.searched_hps(trials)]
-    mean = rows.groupby(config, dropna=False)[optima_settings.metric].transform("mean")
     axes = fitting.group_axes(rows)
+    config = [*axes, *fitting.searched_hps(trials)]
+    mean = rows.groupby(config, dropna=False)[settings.metric].transform("mean")
     best = mean.groupby([rows[a] for a in axes], dropna=False).transform("min")
     return rows[mean.eq(best)]
 
@@ -310,10 +318,7 @@ def sweep_figures(sweep_dir: Path, fit: fitting.Fit) -> Iterator[tuple[str, Figu
     trials = results.read_trials(sweep_dir)
     points = fitting.seed_points(trials, fit.settings)
     yield from hp_stability_figures(points, fit.optima, fit.metric)
-    for axis in ("density", "width"):
-        if fit.optima[axis].nunique() > 1:
-            for hp in fit.searched_hps:
-                yield f"optimum_{hp}_vs_{axis}", plot_optimum_vs(fit.optima, axis, hp)
+    yield from optimum_figures(fit.optima, fit.searched_hps)
     curves = results.read_curves(sweep_dir)
     if curves is not None:
         yield from sweep_curve_figures(curves, trials, fit.settings)
