@@ -30,7 +30,8 @@ key says log2)::
             # source: "trials.parquet" (base_width/base_density), "spec.yaml" or a fallback
      "parameterizations": ["sp", "mup", "supar"], "searched_hps": ["lr", ...],
      "group_axes": ["parameterization", "width", "density", ...],
-     "settings": {"n_boot": int, "window_octaves": float, "slice_octaves": float, "seed": int},
+     "settings": {"metric": str, "n_boot": int, "window_octaves": float,
+                  "slice_octaves": float, "seed": int, "at_step": int | null},
      "base_hps": {parameterization: {hp: {"value": float, "log2": float | null,
                                           "ci95": [lo, hi] | null, "flag": str}}},
      "optima": [{<group axes>, "hp", "value", "log2", "ci95_lo", "ci95_hi", "flag",
@@ -78,19 +79,26 @@ METRICS = ("val_loss", "train_loss")
 
 @dataclass(frozen=True)
 class FitSettings:
-    """How optima are located: loss column, bootstrap size, parabola and slice widths."""
+    """How optima are located: loss column, bootstrap size, parabola and slice widths.
+
+    ``at_step``: fit the losses logged at that step (curves.parquet) by every trial that
+    reached it, ASHA-stopped ones included, instead of completed trials at the full horizon.
+    """
 
     metric: str = "val_loss"
     n_boot: int = 1000
     window_octaves: float = 1.0
     slice_octaves: float = 0.25
     seed: int = 0
+    at_step: int | None = None
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise ConfigError(f"metric must be one of {', '.join(METRICS)}; got {self.metric!r}")
         if self.n_boot < 1 or self.window_octaves <= 0 or self.slice_octaves < 0:
             raise ConfigError("n_boot must be >= 1, window_octaves > 0 and slice_octaves >= 0")
+        if self.at_step is not None and self.at_step < 1:
+            raise ConfigError(f"at_step must be >= 1; got {self.at_step}")
 
 
 @dataclass(frozen=True)
@@ -208,6 +216,41 @@ def usable_mask(trials: pd.DataFrame, metric: str) -> tuple[pd.Series, int]:
     if not (ok & full).any():
         raise ResultsError("no completed trial ran the full horizon: nothing to fit")
     return ok & full, int(trials.loc[ok & full, "steps"].max())
+
+
+def trials_at_step(trials: pd.DataFrame, curves: pd.DataFrame, step: int) -> pd.DataFrame:
+    """The trials that logged ``step``, with their losses there, as if it were the horizon.
+
+    Trials that errored are dropped; trials that diverged later keep ``diverged`` and so stay
+    excluded from the fit.
+    """
+    logged = curves[curves["step"].eq(step)].drop_duplicates("trial_id")
+    if logged.empty:
+        steps = ", ".join(map(str, sorted(curves["step"].unique().tolist())))
+        raise ResultsError(f"no curve point at step {step}; logged steps: {steps}")
+    reached = trials.drop(columns=[m for m in METRICS if m in trials]).merge(
+        logged[["trial_id", *METRICS]], on="trial_id"
+    )
+    return reached[reached["status"].ne("error")].assign(
+        status="completed", steps=step, max_steps=step
+    )
+
+
+def trials_for_fit(
+    trials: pd.DataFrame, curves: pd.DataFrame | None, settings: FitSettings
+) -> pd.DataFrame:
+    """``trials``, or with ``settings.at_step`` their losses at that step of ``curves``."""
+    if settings.at_step is None:
+        return trials
+    if curves is None:
+        raise ResultsError(f"fitting at step {settings.at_step} needs {results.CURVES_FILE}")
+    return trials_at_step(trials, curves, settings.at_step)
+
+
+def read_fit_trials(sweep_dir: Path, settings: FitSettings) -> pd.DataFrame:
+    """The trials table of ``sweep_dir`` as the fit sees it (see :func:`trials_for_fit`)."""
+    curves = results.read_curves(sweep_dir) if settings.at_step is not None else None
+    return trials_for_fit(results.read_trials(sweep_dir), curves, settings)
 
 
 def searched_hps(trials: pd.DataFrame) -> list[str]:
@@ -430,8 +473,8 @@ def fit_trials(
 
 def fit_sweep(sweep_dir: Path, settings: FitSettings | None = None) -> Fit:
     """Fit the sweep stored in ``sweep_dir`` (trials.parquet, optional spec.yaml)."""
-    sweep_dir = Path(sweep_dir)
-    trials = results.read_trials(sweep_dir)
+    sweep_dir, settings = Path(sweep_dir), settings or FitSettings()
+    trials = read_fit_trials(sweep_dir, settings)
     return fit_trials(trials, sweep_dir.name, results.read_spec_base(sweep_dir), settings)
 
 

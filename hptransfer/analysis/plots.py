@@ -315,7 +315,7 @@ def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
 
 def sweep_figures(sweep_dir: Path, fit: fitting.Fit) -> Iterator[tuple[str, Figure]]:
     """Every figure of a sweep folder, given its fit."""
-    trials = results.read_trials(sweep_dir)
+    trials = fitting.read_fit_trials(sweep_dir, fit.settings)
     points = fitting.seed_points(trials, fit.settings)
     yield from hp_stability_figures(points, fit.optima, fit.metric)
     yield from optimum_figures(fit.optima, fit.searched_hps)

@@ -37,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of seeds")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
+    parser.add_argument(
+        "--at-step",
+        type=int,
+        help="fit the losses logged at this step (curves.parquet), ASHA-stopped trials "
+        "included; default: completed trials at the full horizon",
+    )
     parser.set_defaults(func=run)
 
 
@@ -50,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     )
 
     sweep_dir = sweep_folder(args)
-    settings = FitSettings(metric=args.metric, n_boot=args.n_boot, seed=args.seed)
+    settings = FitSettings(
+        metric=args.metric, n_boot=args.n_boot, seed=args.seed, at_step=args.at_step
+    )
     fit = fit_sweep(sweep_dir, settings)
     path = write_fit(fit, sweep_dir)
     print(

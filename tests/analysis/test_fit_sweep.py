@@ -184,3 +184,17 @@ def test_reads_a_table_in_the_stores_exact_schema(tmp_path: Path) -> None:
     pq.write_table(table, tmp_path / "store" / "trials.parquet")
     fit = fit_sweep(tmp_path / "store", FAST)
     assert set(fit.optima["flag"]) == {"ok"} and fit.horizon["steps"] == 100
+
+
+def test_fit_at_a_step_of_the_curves_includes_asha_stopped_trials(tmp_path: Path) -> None:
+    trials = make_trials(parameterizations=("supar",), widths=(64,), densities=(1.0,))
+    far = (np.log2(trials["lr"]) + 7.3).abs() > 1.2  # ASHA stops the trials far from the optimum
+    trials.loc[far, ["status", "steps"]] = ["early_stopped", 40]
+    sweep = write_sweep(tmp_path / "asha", trials)
+    full = fit_sweep(sweep, FAST).optima.iloc[0]
+    at_40 = fit_sweep(sweep, FitSettings(n_boot=300, at_step=40))
+    row = at_40.optima.iloc[0]
+    assert row.n_points > full.n_points and row.flag == "ok" and abs(row.log2 + 7.3) < 0.5
+    assert at_40.horizon["steps"] == 40 and at_40.settings.at_step == 40
+    with pytest.raises(ResultsError, match="no curve point at step 41; logged steps: 20, 40, 60"):
+        fit_sweep(sweep, FitSettings(at_step=41))
