@@ -14,7 +14,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="results/<sweep> folder (default: the latest sweep under --results)",
     )
-    parser.add_argument("--results", type=Path, default=Path("results"), help="results root")
+    parser.add_argument(
+        "--results", type=Path, default=Path("results"), help="results root (default: results)"
+    )
 
 
 def sweep_folder(args: argparse.Namespace) -> Path:

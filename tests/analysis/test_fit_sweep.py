@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from synthetic_sweeps import LR_GRID, make_trials, true_log2_lr, write_sweep
 
 from hptransfer.analysis.fit import (
     FitSettings,
+    current_fit,
     fit_optima,
     fit_sweep,
     fit_trials,
@@ -198,3 +200,13 @@ def test_fit_at_a_step_of_the_curves_includes_asha_stopped_trials(tmp_path: Path
     assert at_40.horizon["steps"] == 40 and at_40.settings.at_step == 40
     with pytest.raises(ResultsError, match="no curve point at step 41; logged steps: 20, 40, 60"):
         fit_sweep(sweep, FitSettings(at_step=41))
+
+
+def test_current_fit_uses_fit_json_only_while_it_is_up_to_date(sweep_dir: Path) -> None:
+    write_fit(fit_sweep(sweep_dir, FAST), sweep_dir)
+    fit, saved = current_fit(sweep_dir)
+    assert saved and fit.settings == FAST
+    trials = sweep_dir / "trials.parquet"
+    os.utime(trials, (trials.stat().st_atime, trials.stat().st_mtime + 10))
+    fit, saved = current_fit(sweep_dir, FAST)
+    assert not saved and fit.settings == FAST
