@@ -15,9 +15,10 @@ point) and the grid ``x = log2(HP)`` in increasing order. Flags:
 - ``few_points``: fewer than 3 usable grid points; the arg-min is reported.
 
 The 95% interval is the percentile interval of the seed bootstrap, widened about the point
-estimate by ``sqrt(n/(n-1))·t(n-1)/z`` for ``n`` seeds (the small-sample correction of
-Hesterberg's expanded percentile interval): the plain percentile interval covers the true
-optimum only about half the time with 2 seeds and 3/4 of the time with 3.
+estimate by ``sqrt(n/(n-1))·t(n-1)/z`` for ``n`` seeds (the small-sample factor of
+Hesterberg's expanded percentile interval, applied to its width): on synthetic sweeps the
+plain percentile interval covered the true optimum about half the time with 2 seeds and 3/4
+with 3; widened, 90–96% with 2 to 8 seeds.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FLAGS = ("ok", "edge", "flat", "few_points")
 TAIL = 0.025  # each side of the 95% interval
 Z_975 = 1.96
 # 97.5% quantiles of Student's t for 1..30 degrees of freedom; Z_975 beyond.
