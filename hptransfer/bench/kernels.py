@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +51,8 @@ class BenchSpec:
     densities: tuple[float, ...] = DENSITIES
     block: int = 64
     dtype: str | None = None
-    min_run_time: float = 1.0  # seconds per CPU measurement
+    min_run_time: float = 1.0  # seconds per CPU case, split over the rounds
+    rounds: int = 1
 
 
 def device_name(device: torch.device) -> str:
@@ -100,45 +102,57 @@ def _load_average() -> float:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
-def _time_pass(method, x, w, m, layout, pass_: str, device, min_run_time) -> float:
+def _step(method, x, w, m, layout, pass_: str) -> Callable[[], object]:
+    """One forward (no autograd graph) or one forward+backward (grads of x and W)."""
     if pass_ == "fwd":
         def step() -> object:
             with torch.no_grad():
                 return method(x, w, m, layout)
-    else:
-        grad = torch.randn(x.shape[0], w.shape[0], device=device, dtype=x.dtype)
-        leaves = (x.detach().requires_grad_(), w.detach().requires_grad_())
+        return step
+    grad = torch.randn(x.shape[0], w.shape[0], device=x.device, dtype=x.dtype)
+    leaves = (x.detach().requires_grad_(), w.detach().requires_grad_())
+    return lambda: torch.autograd.grad(method(*leaves, m, layout), leaves, grad)
 
-        def step() -> object:
-            return torch.autograd.grad(method(*leaves, m, layout), leaves, grad)
-    return _median_ms(step, device, min_run_time)
+
+def _cases(d: int, tokens: int, spec: BenchSpec, methods: dict[str, Callable], device, dtype):
+    """(row, step) for the dense baseline and every density × masked method × pass."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(tokens, d, generator=gen).to(device, dtype)
+    w = (torch.randn(d, d, generator=gen) / d**0.5).to(device, dtype)
+    for pass_ in PASSES:  # the dense baseline has no mask and no density
+        yield ({"density": float("nan"), "method": "dense", "pass": pass_},
+               _step(methods["dense"], x, w, None, None, pass_))
+    for density in spec.densities:
+        mask = draw_mask(d, d, density, kind="block", block=spec.block, generator=gen).to(device)
+        layout = block_layout(mask, spec.block)
+        wm = w * mask  # the layer's invariant: masked weights stored as zeros
+        for name in [n for n in methods if n != "dense"]:
+            for pass_ in PASSES:
+                yield ({"density": density, "method": name, "pass": pass_},
+                       _step(methods[name], x, wm, mask, layout, pass_))
 
 
 def bench_kernels(spec: BenchSpec, device: torch.device) -> pd.DataFrame:
-    """Median times of every method, pass, size and density, as a tidy table."""
+    """Median times of every method, pass, size and density, as a tidy table.
+
+    Cases are measured in ``spec.rounds`` interleaved rounds and the median round is kept, so
+    load that comes and goes (a shared CPU) hits every method alike.
+    """
     dtype = DTYPES[spec.dtype or ("bf16" if device.type == "cuda" else "fp32")]
     methods = _methods(device)
     rows = []
-
-    def record(d, tokens, density, name, x, w, mask, layout) -> None:
-        for pass_ in PASSES:
-            ms = _time_pass(methods[name], x, w, mask, layout, pass_, device, spec.min_run_time)
-            rows.append({"d": d, "tokens": tokens, "density": density, "method": name,
-                         "pass": pass_, "ms": ms, "load_avg_1min": _load_average()})
-
     for d in spec.sizes:
         for tokens in spec.tokens:
-            gen = torch.Generator().manual_seed(0)
-            x = torch.randn(tokens, d, generator=gen).to(device, dtype)
-            w = (torch.randn(d, d, generator=gen) / d**0.5).to(device, dtype)
-            record(d, tokens, float("nan"), "dense", x, w, None, None)  # no mask, no density
-            for density in spec.densities:
-                mask = draw_mask(d, d, density, kind="block", block=spec.block,
-                                 generator=gen).to(device)
-                layout = block_layout(mask, spec.block)
-                wm = w * mask  # the layer's invariant: masked weights stored as zeros
-                for name in [n for n in methods if n != "dense"]:
-                    record(d, tokens, density, name, x, wm, mask, layout)
+            cases = list(_cases(d, tokens, spec, methods, device, dtype))
+            times: list[list[float]] = [[] for _ in cases]
+            loads: list[list[float]] = [[] for _ in cases]
+            for _ in range(spec.rounds):
+                for (_, step), case_times, case_loads in zip(cases, times, loads, strict=True):
+                    case_times.append(_median_ms(step, device, spec.min_run_time / spec.rounds))
+                    case_loads.append(_load_average())
+            rows += [{"d": d, "tokens": tokens, **row, "ms": statistics.median(case_times),
+                      "load_avg_1min": statistics.median(case_loads)}
+                     for (row, _), case_times, case_loads in zip(cases, times, loads, strict=True)]
     return _derived_columns(pd.DataFrame(rows), device, dtype, spec.block)
 
 
@@ -246,6 +260,13 @@ def _positive_ints(text: str) -> tuple[int, ...]:
     return values
 
 
+def _positive_int(text: str) -> int:
+    (value,) = _positive_ints(text) if "," not in text else (0,)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected one positive integer; got {text!r}")
+    return value
+
+
 def _densities(text: str) -> tuple[float, ...]:
     def one(item: str) -> float:
         num, slash, den = item.partition("/")
@@ -279,8 +300,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="only d=1024 and 4096 tokens (CPU-sized)")
     parser.add_argument("--min-run-time", type=float, default=1.0,
-                        help="seconds per CPU measurement (default: 1)")
-    parser.add_argument("--threads", type=int, default=None,
+                        help="seconds per CPU case, split over the rounds (default: 1)")
+    parser.add_argument("--rounds", type=_positive_int, default=None,
+                        help="interleaved rounds, median kept (default: 5 on a CPU, 1 on a GPU)")
+    parser.add_argument("--threads", type=_positive_int, default=None,
                         help="CPU threads for torch (default: torch's own choice)")
     parser.add_argument("--out", type=Path, default=Path("results/bench"),
                         help="folder for kernels.parquet and kernels.png (default: results/bench)")
@@ -296,6 +319,7 @@ def run(args: argparse.Namespace) -> int:
         tokens=QUICK["tokens"] if args.quick else args.tokens,
         densities=args.densities, block=args.block, dtype=args.dtype,
         min_run_time=args.min_run_time,
+        rounds=args.rounds if args.rounds is not None else (1 if device.type == "cuda" else 5),
     )
     print(f"device: {device_name(device)}; load average {_load_average():.2f}")
     if device.type != "cuda":

@@ -33,7 +33,8 @@ def test_bench_writes_a_tidy_table_and_a_plot(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["--densities", "0"], ["--densities", "1/0"],
-                                  ["--sizes", "a"], ["--block", "48"]])
+                                  ["--sizes", "a"], ["--block", "48"], ["--rounds", "0"],
+                                  ["--threads", "1,2"]])
 def test_bad_arguments_are_usage_errors(argv):
     with pytest.raises(SystemExit):
         _parse(argv)
