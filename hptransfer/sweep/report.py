@@ -40,6 +40,10 @@ class Progress:
         self.done = 0
         self.start = time.monotonic()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks (for a restore we never do); a stream may not pickle.
+        return {**self.__dict__, "out": None}
+
     def record(self, rows: Sequence[Mapping[str, Any]]) -> None:
         for row in rows:
             self.done += 1

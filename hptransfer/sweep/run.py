@@ -61,7 +61,7 @@ class Execution:
     resources: Resources = dataclasses.field(default_factory=Resources)
     address: str | None = None
     verbose: bool = False
-    out: TextIO = sys.stdout
+    out: TextIO = dataclasses.field(default_factory=lambda: sys.stdout)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,199 @@
+"""Sweep spec validation: every bad input is one line naming the file and key, exit code 2."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_spec
+
+from hptransfer.cli.main import main
+from hptransfer.errors import ConfigError
+from hptransfer.sweep import load_spec, parse_spec
+from hptransfer.sweep.run import check_runs
+from hptransfer.sweep.trials import grid_runs
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((REPO / "sweeps").glob("*.yaml"))
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["sweep", *args])
+    err = capsys.readouterr().err
+    return code, err
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hptransfer: error:"), err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+BAD_SPECS = {
+    "yaml-syntax": ("name: [unclosed\n", ["YAML syntax error", "line"]),
+    "unknown-top-key": (tiny_spec(modle={}), ["modle", "did you mean 'model'"]),
+    "unknown-nested-key": (tiny_spec(train={"stpes": 5}), ["train.stpes", "'steps'"]),
+    "wrong-type": (tiny_spec(model={"width": "wide"}), ["model.width", "expected an integer"]),
+    "wrong-type-bool": (tiny_spec(model={"bias": "yes"}), ["model.bias", "true or false"]),
+    "empty-space": (tiny_spec(search={"space": {}}), ["search.space", "empty"]),
+    "no-search": (tiny_spec(search=None), ["search.space", "empty"]),
+    "empty-values": (
+        tiny_spec(search={"space": {"lr": {"values": []}}}),
+        ["search.space.lr.values", "empty"],
+    ),
+    "zero-lr": (
+        tiny_spec(search={"space": {"lr": {"values": [0.01, 0.0]}}}),
+        ["search.space.lr", "lr must be > 0"],
+    ),
+    "negative-lr-range": (
+        tiny_spec(search={"algorithm": "optuna", "space": {"lr": {"low": -1, "high": 0.1}}}),
+        ["search.space.lr", "> 0"],
+    ),
+    "zero-log-range": (
+        tiny_spec(
+            search={"algorithm": "optuna", "space": {"lr": {"low": 0, "high": 1, "log": True}}}
+        ),
+        ["search.space.lr.low", "low > 0"],
+    ),
+    "inverted-log2-range": (
+        tiny_spec(search={"space": {"lr": {"log2_range": [-4, -8]}}}),
+        ["log2_range", "empty"],
+    ),
+    "density-zero": (tiny_spec(model={"density": [1.0, 0.0]}), ["model.density", "(0, 1]"]),
+    "density-above-one": (tiny_spec(model={"density": 1.5}), ["model.density", "(0, 1]"]),
+    "base-density": (tiny_spec(base={"density": 2}), ["base.density", "(0, 1]"]),
+    "unknown-hp": (
+        tiny_spec(search={"space": {"init_sd": {"values": [0.1]}}}),
+        ["search.space.init_sd", "did you mean 'init_std'"],
+    ),
+    "unknown-parameterization": (tiny_spec(parameterization=["supr"]), ["'supar'"]),
+    "unknown-algorithm": (tiny_spec(search={"algorithm": "bayes"}), ["search.algorithm"]),
+    "continuous-in-grid": (
+        tiny_spec(search={"space": {"lr": {"low": 0.001, "high": 0.1}}}),
+        ["search.space.lr", "optuna"],
+    ),
+    "asha-without-evals": (
+        tiny_spec(train={"eval_every": 0}, asha={"grace_period": 2}),
+        ["asha", "eval_every"],
+    ),
+    "hp-fixed-and-searched": (tiny_spec(hps={"lr": 0.01}), ["hps.lr", "also searched"]),
+    "not-a-mapping": ("- just\n- a list\n", ["expected a mapping"]),
+    "missing-name": ({k: v for k, v in tiny_spec().items() if k != "name"}, ["name", "missing"]),
+    "heads-do-not-divide": (tiny_spec(model={"width": [16, 17]}), ["divisible"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPECS))
+def test_bad_spec_is_one_line_exit_2(case, write_spec, capsys, tmp_path):
+    content, fragments = BAD_SPECS[case]
+    path = write_spec(content)
+    code, err = run_cli(capsys, str(path), "--results", str(tmp_path / "results"))
+    assert_one_line_error(code, err, str(path), *fragments)
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_file(capsys, tmp_path):
+    code, err = run_cli(capsys, str(tmp_path / "nope.yaml"))
+    assert_one_line_error(code, err, "nope.yaml", "not found")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_address_fails_fast(write_spec, capsys, tmp_path):
+    path = write_spec(tiny_spec())
+    address = f"127.0.0.1:{free_port()}"
+    code, err = run_cli(capsys, str(path), "--results", str(tmp_path), "--address", address)
+    assert_one_line_error(code, err, address, "cannot reach a Ray cluster", "ray start --head")
+
+
+def test_bad_address_syntax(write_spec, capsys, tmp_path):
+    code, err = run_cli(capsys, str(write_spec(tiny_spec())), "--address", "nonsense")
+    assert_one_line_error(code, err, "bad Ray address")
+
+
+def test_changed_spec_is_refused(write_spec, capsys, tmp_path):
+    old = parse_spec(tiny_spec())
+    (tmp_path / "results" / "tiny").mkdir(parents=True)
+    (tmp_path / "results" / "tiny" / "spec.yaml").write_text(old.to_yaml())
+    path = write_spec(tiny_spec(seeds=[0, 1, 2]))
+    code, err = run_cli(capsys, str(path), "--results", str(tmp_path / "results"))
+    assert_one_line_error(code, err, "different spec", "changed: seeds", "--new")
+
+
+def test_console_script_error_is_one_line(tmp_path):
+    command = shutil.which("hptransfer")
+    prefix = [command] if command else [sys.executable, "-m", "hptransfer.cli.main"]
+    proc = subprocess.run(
+        [*prefix, "sweep", str(tmp_path / "missing.yaml")], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_defaults_and_normalised_round_trip():
+    spec = parse_spec(tiny_spec(model={"density": [1, 0.5]}, parameterization=["sp", "supar"]))
+    assert spec.widths == (16,) and spec.densities == (1.0, 0.5)
+    assert spec.base.width == 16 and spec.base.density == 1.0
+    assert spec.search.algorithm == "grid" and spec.resources.max_concurrent is None
+    assert spec.search.space[0].values == (2.0**-7, 2.0**-6)
+    again = parse_spec(yaml.safe_load(spec.to_yaml()))
+    assert again == spec and again.hash == spec.hash
+
+
+def test_hash_ignores_resources_but_not_search():
+    base = parse_spec(tiny_spec()).hash
+    assert parse_spec(tiny_spec(resources={"max_concurrent": 1})).hash == base
+    assert parse_spec(tiny_spec(ray={"address": "127.0.0.1:6379"})).hash == base
+    changed = tiny_spec(search={"space": {"lr": {"log2_range": [-8, -6], "step": 1}}})
+    assert parse_spec(changed).hash != base
+
+
+def test_log2_grid_and_yaml_float_quirk():
+    spec = parse_spec(
+        tiny_spec(
+            train={"eps": "1e-8"},  # YAML 1.1 reads 1e-8 (no dot) as a string
+            search={"space": {"lr": {"log2_range": [-10, -8]}}},
+        )
+    )
+    assert spec.train.eps == 1e-8
+    assert [v for v in spec.search.space[0].values] == [2.0**e for e in (-10, -9.5, -9, -8.5, -8)]
+
+
+def test_grid_runs_cross_product():
+    spec = parse_spec(
+        tiny_spec(model={"density": [1, 0.25]}, parameterization=["sp", "supar"], seeds=[0, 1, 2])
+    )
+    runs = grid_runs(spec)
+    assert len(runs) == 2 * 2 * 2 * 3
+    assert {(r.parameterization, r.model.density, r.hps.lr, r.seed) for r in runs}.__len__() == 24
+
+
+def test_error_names_file(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text(yaml.safe_dump(tiny_spec(model={"depth": 0})))
+    with pytest.raises(ConfigError, match=r"x\.yaml: model\.depth"):
+        load_spec(path)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_examples_are_valid(path):
+    spec = load_spec(path)
+    assert spec.name == path.stem
+    check_runs(spec.cells)  # data loads and fits each model
+
+
+def test_examples_exist():
+    assert "proxy.yaml" in {p.name for p in EXAMPLES} and len(EXAMPLES) >= 3
