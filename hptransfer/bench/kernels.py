@@ -19,7 +19,6 @@ import argparse
 import os
 import platform
 import statistics
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from hptransfer.kernels.block_layout import BLOCK_SIZES, block_layout
 from hptransfer.kernels.torch_masked import torch_masked_linear
 from hptransfer.models.sparse import draw_mask
+from hptransfer.store.parquet import atomic_write
 
 SIZES = (1024, 4096, 8192)
 TOKENS = (4096, 16384)
@@ -229,21 +229,9 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     fig.suptitle(f"masked linear, {frame['dtype'].iloc[0]}, {frame['device'].iloc[0]}",
                  fontsize=10)
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    plt.close(fig)
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: fig.savefig(handle, dpi=100, format="png"))
+    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -330,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
     for line in target_checks(frame):
         print(line)
     args.out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(args.out / "kernels.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+    atomic_write(args.out / "kernels.parquet", lambda handle: frame.to_parquet(handle, index=False))
     plot(frame, args.out / "kernels.png")
     print(f"wrote {args.out / 'kernels.parquet'} and {args.out / 'kernels.png'}")
     return 0
