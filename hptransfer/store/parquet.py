@@ -5,6 +5,7 @@ previous complete file, never a partial one. Rows are upserted by ``trial_id``, 
 that is run again replaces its rows instead of duplicating them. Curves are written before
 trials, and ``trials.parquet`` is the source of truth: curve rows of a trial that is not in
 it (a crash between the two writes) are ignored on read and replaced when the trial re-runs.
+Other runs of a sweep (``hptransfer transfer``) live in the same folder under other file names.
 """
 
 from __future__ import annotations
@@ -25,14 +26,23 @@ import pyarrow.parquet as pq
 from hptransfer.errors import ResultsError
 from hptransfer.store.schema import CURVES, TRIALS
 
+TRIALS_FILE = "trials.parquet"
+CURVES_FILE = "curves.parquet"
+
 
 class ResultsStore:
     """Reads and appends the Parquet tables under one results folder (created on write)."""
 
-    def __init__(self, directory: str | Path):
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        trials_file: str = TRIALS_FILE,
+        curves_file: str = CURVES_FILE,
+    ):
         self.directory = Path(directory)
-        self.trials_path = self.directory / "trials.parquet"
-        self.curves_path = self.directory / "curves.parquet"
+        self.trials_path = self.directory / trials_file
+        self.curves_path = self.directory / curves_file
         self.spec_path = self.directory / "spec.yaml"
 
     def append(self, trials: Sequence[dict[str, Any]], curves: Sequence[dict[str, Any]]) -> None:

@@ -29,6 +29,7 @@ import yaml
 from hptransfer.config import RunConfig
 from hptransfer.errors import BackendUnavailableError, ConfigError, ResultsError
 from hptransfer.store import ResultsStore
+from hptransfer.store.parquet import CURVES_FILE, TRIALS_FILE
 from hptransfer.sweep.report import Progress, best_per_cell, format_summary
 from hptransfer.sweep.spec import (
     UNHASHED_KEYS,
@@ -126,13 +127,15 @@ def run_trials(
     spec_hash: str = "",
     execution: Execution | None = None,
     asha: AshaSpec | None = None,
+    trials_file: str = TRIALS_FILE,
+    curves_file: str = CURVES_FILE,
 ) -> pd.DataFrame:
     """Train explicit runs through the sweep's Ray orchestration, storing each in
-    ``results_dir`` (trials.parquet, curves.parquet) as it finishes; runs already stored
+    ``results_dir`` (``trials_file``, ``curves_file``) as it finishes; runs already stored
     there are skipped. Returns the stored rows of ``runs``, in order (``trial_id`` is
     ``f"{point_id(run)}-s{run.seed}"``, a hash of the whole configuration)."""
     execution = execution or Execution()
-    store = ResultsStore(results_dir)
+    store = ResultsStore(results_dir, trials_file=trials_file, curves_file=curves_file)
     jobs = jobs_for_runs(runs)
     with store.lock():
         check_runs(runs)
