@@ -6,7 +6,7 @@ import argparse
 import importlib
 
 # Benchmark modules, each with ``register(subparsers)``.
-BENCHMARKS = ("hptransfer.bench.kernels", "hptransfer.bench.train")
+BENCHMARKS = ("hptransfer.bench.kernels", "hptransfer.bench.train", "hptransfer.bench.sweep")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

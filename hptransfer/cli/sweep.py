@@ -32,14 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hptransfer.errors import ConfigError
     from hptransfer.sweep import Execution, load_spec, run_sweep
 
     spec = load_spec(args.spec)
     resources = spec.resources
     if args.max_concurrent is not None:
-        if args.max_concurrent < 1:
-            raise ConfigError("--max-concurrent must be >= 1")
         resources = dataclasses.replace(resources, max_concurrent=args.max_concurrent)
     execution = Execution(
         resources=resources, address=args.address or spec.ray.address, verbose=args.verbose

@@ -99,6 +99,7 @@ def run_sweep(
     moves the old folder aside to ``<name>.replaced-<UTC time>``.
     """
     execution = execution or Execution(resources=spec.resources, address=spec.ray.address)
+    _check_execution(execution)
     directory = Path(results_root) / spec.name
     if new and directory.exists():
         _move_aside(directory, execution.out)
@@ -135,6 +136,7 @@ def run_trials(
     there are skipped. Returns the stored rows of ``runs``, in order (``trial_id`` is
     ``f"{point_id(run)}-s{run.seed}"``, a hash of the whole configuration)."""
     execution = execution or Execution()
+    _check_execution(execution)
     store = ResultsStore(results_dir, trials_file=trials_file, curves_file=curves_file)
     jobs = jobs_for_runs(runs)
     with store.lock():
@@ -185,10 +187,9 @@ def ray_session(directory: Path, execution: Execution) -> Iterator[int]:
         "log_to_driver": execution.verbose,
         "logging_level": logging.INFO if execution.verbose else logging.ERROR,
     }
-    address = execution.address or os.environ.get("RAY_ADDRESS")
+    address = _address(execution)
     temp_dir = None
     if address:
-        check_address(address)
         try:
             ray.init(address=address, runtime_env=_code_runtime_env(), **common)
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ...
@@ -210,6 +211,20 @@ def ray_session(directory: Path, execution: Execution) -> Iterator[int]:
         ray.shutdown()
         if temp_dir is not None and not execution.verbose:
             shutil.rmtree(temp_dir, ignore_errors=True)  # ~1 MB of logs per start
+
+
+def _address(execution: Execution) -> str | None:
+    return execution.address or os.environ.get("RAY_ADDRESS") or None
+
+
+def _check_execution(execution: Execution) -> None:
+    """Fail before touching any results: a bad address or resource request."""
+    address = _address(execution)
+    if address:
+        check_address(address)
+    resources = execution.resources
+    if resources.max_concurrent is not None and resources.max_concurrent < 1:
+        raise ConfigError("max_concurrent must be >= 1")
 
 
 def ray_temp_dir(directory: Path) -> Path:

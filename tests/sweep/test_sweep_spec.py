@@ -114,13 +114,17 @@ def free_port() -> int:
 def test_unreachable_address_fails_fast(write_spec, capsys, tmp_path):
     path = write_spec(tiny_spec())
     address = f"127.0.0.1:{free_port()}"
-    code, err = run_cli(capsys, str(path), "--results", str(tmp_path), "--address", address)
+    results = tmp_path / "results"
+    code, err = run_cli(capsys, str(path), "--results", str(results), "--address", address)
     assert_one_line_error(code, err, address, "cannot reach a Ray cluster", "ray start --head")
+    assert not results.exists()
 
 
 def test_bad_address_syntax(write_spec, capsys, tmp_path):
-    code, err = run_cli(capsys, str(write_spec(tiny_spec())), "--address", "nonsense")
+    path = str(write_spec(tiny_spec()))
+    code, err = run_cli(capsys, path, "--results", str(tmp_path / "r"), "--address", "nonsense")
     assert_one_line_error(code, err, "bad Ray address")
+    assert not (tmp_path / "r").exists()
 
 
 def test_changed_spec_is_refused(write_spec, capsys, tmp_path):
