@@ -75,5 +75,5 @@ def plot_coord_check(table: pd.DataFrame, axis: str, fixed: dict[str, float], pa
     fig.suptitle(f"Coordinate check: activation size vs {axis} ({where}); flat = correct")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=72)
     plt.close(fig)
