@@ -38,3 +38,17 @@ def test_bench_writes_a_tidy_table_and_a_plot(tmp_path, capsys):
 def test_bad_arguments_are_usage_errors(argv):
     with pytest.raises(SystemExit):
         _parse(argv)
+
+
+def test_target_checks_report_the_issue_targets():
+    rows = [("dense", float("nan"), 10.0), ("unfused", 1 / 8, 12.0),
+            ("triton-fused", 1 / 8, 10.5), ("triton-block", 1 / 8, 2.0)]
+    frame = pd.DataFrame([{"d": 4096, "tokens": 16384, "pass": "fwd+bwd", "block": 64,
+                           "method": m, "density": r, "ms": ms} for m, r, ms in rows])
+    lines = kernels.target_checks(frame)
+    assert lines == [
+        "fused fwd+bwd throughput vs dense: 0.95x (target >= 0.9x)",
+        "fused fwd+bwd speedup vs unfused: 1.14x (target >= 1.1x)",
+        "block-sparse (density 1/8) speedup vs dense: 5.00x (target >= 4x)",
+    ]
+    assert kernels.target_checks(frame[frame["method"] == "dense"]) == []
