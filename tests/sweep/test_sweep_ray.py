@@ -1,4 +1,5 @@
-"""End to end on Ray: embedded, attached to a separate head, killed with SIGKILL and resumed."""
+"""End to end on Ray: a sweep SIGKILLed mid-way and resumed, the same sweep on a separate
+Ray head (identical results), a finished sweep re-run (nothing trained), Optuna with ASHA."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -27,6 +29,12 @@ from hptransfer.train import train
 
 REPO = Path(__file__).resolve().parents[2]
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+# 4 LRs × 2 seeds = 8 runs of a second or so each: long enough to kill the sweep mid-way.
+SPEC = tiny_spec(
+    train={"steps": 100, "eval_every": 50},
+    search={"space": {"lr": {"log2_range": [-9, -6], "step": 1}}},
+)
+RUNS = len(grid_runs(parse_spec(SPEC)))
 
 
 def free_port() -> int:
@@ -35,74 +43,103 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def cli_prefix() -> list[str]:
+def cli(*args: str) -> list[str]:
     command = shutil.which("hptransfer")
-    return [command] if command else [sys.executable, "-m", "hptransfer.cli.main"]
+    prefix = [command] if command else [sys.executable, "-m", "hptransfer.cli.main"]
+    return [*prefix, *args]
 
 
-def write(path: Path, spec: dict) -> Path:
-    path.write_text(yaml.safe_dump(spec))
-    return path
+def progress_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("[")]
 
 
-def expected_ids(spec: dict) -> set[str]:
-    return {trial_id(point_id(run), run.seed) for run in grid_runs(parse_spec(spec))}
+def wait_for_rows(path: Path, proc: subprocess.Popen, at_least: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the sweep exited before it could be killed"
+        if path.exists():
+            rows = len(pd.read_parquet(path))
+            if rows >= at_least:
+                return rows
+        time.sleep(0.1)
+    raise TimeoutError(f"fewer than {at_least} trials stored in {timeout} s")
 
 
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory) -> dict:
-    """The tiny grid sweep (2 LRs × 2 seeds) run once on an embedded Ray, output captured."""
-    root = tmp_path_factory.mktemp("embedded")
-    spec_path = write(root / "tiny.yaml", tiny_spec())
-    out_path, err_path = root / "stdout", root / "stderr"
-    with open(out_path, "w") as out, open(err_path, "w") as err:
-        # A subprocess: its stdout/stderr at the file-descriptor level show what Ray prints.
-        proc = subprocess.run(
-            [*cli_prefix(), "sweep", str(spec_path), "--results", str(root / "results")],
-            cwd=REPO, stdout=out, stderr=err, timeout=300,
-        )  # fmt: skip
+def resumed(tmp_path_factory) -> dict[str, Any]:
+    """SPEC run as a subprocess, SIGKILLed after 2 stored runs, then resumed (subprocess,
+    so its output is seen at the file-descriptor level, Ray's included)."""
+    root = tmp_path_factory.mktemp("resumed")
+    spec_path = root / "tiny.yaml"
+    spec_path.write_text(yaml.safe_dump(SPEC))
+    command = cli("sweep", str(spec_path), "--results", str(root / "results"))
+    trials_path = root / "results" / "tiny" / "trials.parquet"
+    proc = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        stored = wait_for_rows(trials_path, proc, at_least=2, timeout=240)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # Ray's processes die with the driver anyway
+    before = pd.read_parquet(trials_path)  # valid Parquet right after SIGKILL
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     return {
-        "code": proc.returncode,
-        "stdout": out_path.read_text(),
-        "stderr": err_path.read_text(),
+        "stored_at_kill": stored,
+        "before": before,
+        "code": done.returncode,
+        "stdout": done.stdout,
+        "stderr": done.stderr,
         "dir": root / "results" / "tiny",
         "spec_path": spec_path,
     }
 
 
-def test_embedded_sweep_stores_every_run_quietly(embedded):
-    assert embedded["code"] == 0, embedded["stderr"]
-    assert embedded["stderr"] == ""
-    lines = embedded["stdout"].splitlines()
-    progress = [line for line in lines if line.startswith("[")]
-    assert len(progress) == 4 and progress[-1].startswith("[4/4]") and "ETA" in progress[-1]
-    assert "best HPs per cell" in embedded["stdout"] and len(lines) <= 4 + 5
-    trials = pd.read_parquet(embedded["dir"] / "trials.parquet")
+def test_sigkill_then_resume_loses_and_duplicates_nothing(resumed):
+    assert resumed["stored_at_kill"] < RUNS, "finished before the kill: make the runs longer"
+    assert resumed["code"] == 0, resumed["stderr"]
+    after = pd.read_parquet(resumed["dir"] / "trials.parquet")
+    expected = {trial_id(point_id(run), run.seed) for run in grid_runs(parse_spec(SPEC))}
+    assert after["trial_id"].is_unique and set(after["trial_id"]) == expected
+    before = resumed["before"]
+    assert len(progress_lines(resumed["stdout"])) == RUNS - len(before)
+    kept = after.set_index("trial_id").loc[before["trial_id"]]
+    assert list(kept["finished_at"]) == list(before["finished_at"])  # not trained again
+    curves = pd.read_parquet(resumed["dir"] / "curves.parquet")
+    assert not curves.duplicated(["trial_id", "step"]).any()
+    assert set(curves["trial_id"]) == expected
+
+
+def test_output_is_quiet_and_tables_are_flat(resumed):
+    assert resumed["stderr"] == ""  # nothing from Ray, Tune or Optuna
+    lines = resumed["stdout"].splitlines()
+    assert "ETA" in progress_lines(resumed["stdout"])[-1]
+    assert "best HPs per cell" in resumed["stdout"] and lines[-1].startswith("results: ")
+    assert len(lines) <= len(progress_lines(resumed["stdout"])) + 4
+    trials = pd.read_parquet(resumed["dir"] / "trials.parquet")
     assert list(trials.columns) == TRIALS.names
-    assert set(trials["trial_id"]) == expected_ids(tiny_spec()) and trials["trial_id"].is_unique
-    assert (trials["status"] == "completed").all() and (trials["steps"] == 10).all()
-    assert set(trials["lr"]) == {2.0**-7, 2.0**-6} and set(trials["seed"]) == {0, 1}
-    curves = pd.read_parquet(embedded["dir"] / "curves.parquet")
+    assert (trials["status"] == "completed").all() and (trials["steps"] == 100).all()
+    assert set(trials["spec_hash"]) == {load_spec(resumed["dir"] / "spec.yaml").hash}
+    curves = pd.read_parquet(resumed["dir"] / "curves.parquet")
     assert list(curves.columns) == CURVES.names
-    assert all(steps == [5, 10] for steps in curves.groupby("trial_id")["step"].apply(list))
-    spec = load_spec(embedded["dir"] / "spec.yaml")
-    assert set(trials["spec_hash"]) == {spec.hash}
-    assert not (embedded["dir"] / "ray" / "tmp").exists()  # short temp dir: elsewhere, removed
+    assert all(steps == [50, 100] for steps in curves.groupby("trial_id")["step"].apply(list))
 
 
-def test_losses_reproduce_in_process(embedded):
-    trials = pd.read_parquet(embedded["dir"] / "trials.parquet").set_index("trial_id")
-    run = grid_runs(parse_spec(tiny_spec()))[-1]
+def test_losses_reproduce_in_process(resumed):
+    trials = pd.read_parquet(resumed["dir"] / "trials.parquet").set_index("trial_id")
+    run = grid_runs(parse_spec(SPEC))[-1]
     assert train(run).val_loss == trials.loc[trial_id(point_id(run), run.seed), "val_loss"]
 
 
-def test_rerun_of_finished_sweep_trains_nothing(embedded, capsys):
-    before = pd.read_parquet(embedded["dir"] / "trials.parquet")
-    results = str(embedded["dir"].parent)
-    assert main(["sweep", str(embedded["spec_path"]), "--results", results]) == 0
-    out = capsys.readouterr().out
-    assert not [line for line in out.splitlines() if line.startswith("[")]
-    pd.testing.assert_frame_equal(pd.read_parquet(embedded["dir"] / "trials.parquet"), before)
+def test_rerun_of_finished_sweep_trains_nothing(resumed, capsys):
+    before = pd.read_parquet(resumed["dir"] / "trials.parquet")
+    results = str(resumed["dir"].parent)
+    assert main(["sweep", str(resumed["spec_path"]), "--results", results]) == 0
+    assert progress_lines(capsys.readouterr().out) == []
+    pd.testing.assert_frame_equal(pd.read_parquet(resumed["dir"] / "trials.parquet"), before)
 
 
 @pytest.fixture
@@ -135,73 +172,57 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
 
 
 def stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the process we started, then SIGKILL its process group (ours alone)."""
+    """SIGTERM the `ray start` we launched, then SIGKILL its process group (ours alone)."""
     with contextlib.suppress(ProcessLookupError):
         proc.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=15)
+            proc.wait(timeout=10)
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
 
-def test_attached_cluster_gives_identical_results(embedded, ray_head, tmp_path, capsys):
+def test_attached_cluster_gives_identical_results(resumed, ray_head, tmp_path, capsys):
     results = tmp_path / "results"
-    code = main(["sweep", str(embedded["spec_path"]), "--results", str(results),
-                 "--address", ray_head])  # fmt: skip
-    assert code == 0, capsys.readouterr().err
+    args = ["sweep", str(resumed["spec_path"]), "--results", str(results), "--address", ray_head]
+    assert main(args) == 0, capsys.readouterr().err
     attached = pd.read_parquet(results / "tiny" / "trials.parquet").set_index("trial_id")
-    local = pd.read_parquet(embedded["dir"] / "trials.parquet").set_index("trial_id")
+    local = pd.read_parquet(resumed["dir"] / "trials.parquet").set_index("trial_id")
     assert list(attached.columns) == list(local.columns)
     assert (attached.dtypes == local.dtypes).all()
     assert sorted(attached.index) == sorted(local.index)
-    # Grid sweeps with fixed seeds reproduce the same losses run to run.
+    # Grid sweeps with fixed seeds reproduce the same losses run to run (and across a kill).
     pd.testing.assert_series_equal(attached["val_loss"], local.loc[attached.index, "val_loss"])
     curves = pd.read_parquet(results / "tiny" / "curves.parquet")
-    assert len(curves) == len(pd.read_parquet(embedded["dir"] / "curves.parquet"))
+    assert len(curves) == len(pd.read_parquet(resumed["dir"] / "curves.parquet"))
 
 
-def test_sigkill_mid_sweep_then_resume(tmp_path, capsys):
+def test_optuna_with_asha(tmp_path, capsys):
     spec = tiny_spec(
-        name="killed",
-        train={"steps": 200, "eval_every": 100},
-        search={"space": {"lr": {"log2_range": [-9, -6], "step": 1}}},
-    )  # 4 LRs × 2 seeds = 8 runs of a second or two each
-    spec_path = write(tmp_path / "killed.yaml", spec)
-    results = tmp_path / "results"
-    trials_path = results / "killed" / "trials.parquet"
-    proc = subprocess.Popen(
-        [*cli_prefix(), "sweep", str(spec_path), "--results", str(results)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        stored = wait_for_rows(trials_path, proc, at_least=2, timeout=240)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # Ray's children die with the driver anyway
-    assert stored < 8, "the sweep finished before it could be killed: make the runs longer"
-    before = pd.read_parquet(trials_path)  # a valid Parquet file after SIGKILL
-
-    assert main(["sweep", str(spec_path), "--results", str(results)]) == 0
-    out = capsys.readouterr().out
-    after = pd.read_parquet(trials_path)
-    assert after["trial_id"].is_unique and set(after["trial_id"]) == expected_ids(spec)
-    assert len([line for line in out.splitlines() if line.startswith("[")]) == 8 - len(before)
-    kept = after.set_index("trial_id").loc[before["trial_id"]]
-    assert list(kept["finished_at"]) == list(before["finished_at"])  # not re-run
-    curves = pd.read_parquet(results / "killed" / "curves.parquet")
-    assert not curves.duplicated(["trial_id", "step"]).any()
-    assert set(curves["trial_id"]) <= set(after["trial_id"])
-
-
-def wait_for_rows(path: Path, proc: subprocess.Popen, at_least: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the sweep exited before it could be killed"
-        if path.exists():
-            rows = len(pd.read_parquet(path))
-            if rows >= at_least:
-                return rows
-        time.sleep(0.1)
-    raise TimeoutError("no trials stored in time")
+        name="optuna",
+        train={"steps": 40, "eval_every": 5},
+        search={
+            "algorithm": "optuna",
+            "num_samples": 6,
+            "space": {
+                "lr": {"low": 2**-10, "high": 2**-3, "log": True},
+                "init_std": {"values": [0.01, 0.02]},
+            },
+        },
+        seeds=[0],
+        asha={"grace_period": 5, "reduction_factor": 2},
+    )
+    path = tmp_path / "optuna.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["sweep", str(path), "--results", str(tmp_path / "results")]) == 0
+    assert len(progress_lines(capsys.readouterr().out)) == 6
+    trials = pd.read_parquet(tmp_path / "results" / "optuna" / "trials.parquet")
+    numbers = sorted(int(p.rsplit("-n", 1)[1]) for p in trials["point_id"])
+    assert numbers == list(range(6))
+    assert set(trials["status"]) <= {"completed", "early_stopped"}
+    assert set(trials["init_std"]) <= {0.01, 0.02} and trials["lr"].between(2**-10, 2**-3).all()
+    stopped = trials[trials["status"] == "early_stopped"]
+    assert (stopped["steps"] < 40).all()
+    assert (trials.loc[trials["status"] == "completed", "steps"] == 40).all()
+    curves = pd.read_parquet(tmp_path / "results" / "optuna" / "curves.parquet")
+    last_step = curves.groupby("trial_id")["step"].max()
+    assert (last_step[trials["trial_id"]].to_numpy() == trials["steps"].to_numpy()).all()
