@@ -85,7 +85,7 @@ def time_optuna_loop(runs: list[RunConfig], concurrency: int) -> float:
 def time_ray(runs: list[RunConfig], concurrency: int) -> tuple[float, float]:
     """(wall time of run_trials on an embedded Ray, wall time of Ray's start + shutdown)."""
     from hptransfer.sweep import Execution, run_trials
-    from hptransfer.sweep.run import ray_session
+    from hptransfer.sweep.cluster import ray_session
     from hptransfer.sweep.spec import Resources
 
     execution = Execution(resources=Resources(max_concurrent=concurrency), out=io.StringIO())

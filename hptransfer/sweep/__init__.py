@@ -1,6 +1,7 @@
 """Proxy sweeps: YAML spec → Ray Tune (grid or Optuna, optional ASHA) → Parquet store."""
 
-from hptransfer.sweep.run import Execution, SweepOutcome, run_sweep, run_trials
+from hptransfer.sweep.cluster import Execution
+from hptransfer.sweep.run import SweepOutcome, run_sweep, run_trials
 from hptransfer.sweep.spec import SweepSpec, load_spec, parse_spec
 
 __all__ = [

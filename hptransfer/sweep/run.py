@@ -8,17 +8,9 @@ truth for resuming: a run already stored (status other than ``error``) is never 
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import datetime
-import hashlib
-import logging
-import os
 import shutil
-import socket
-import sys
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,42 +19,14 @@ import pandas as pd
 import yaml
 
 from hptransfer.config import RunConfig
-from hptransfer.errors import BackendUnavailableError, ConfigError, ResultsError
+from hptransfer.errors import ConfigError, ResultsError
 from hptransfer.store import ResultsStore
 from hptransfer.store.parquet import CURVES_FILE, TRIALS_FILE
+from hptransfer.sweep.cluster import Execution, check_execution, ray_session
 from hptransfer.sweep.report import Progress, best_per_cell, format_summary
-from hptransfer.sweep.spec import (
-    UNHASHED_KEYS,
-    AshaSpec,
-    Resources,
-    SweepSpec,
-    diff_keys,
-    parse_spec,
-)
-from hptransfer.sweep.trials import (
-    Job,
-    config_hash,
-    grid_runs,
-    jobs_for_runs,
-    objective,
-    trial_id,
-    with_hps,
-)
-
-# Ray's Unix socket paths (<temp>/session_<date>_<pid>/sockets/plasma_store) must stay
-# under 107 bytes; the session part takes about 64 of them.
-MAX_TEMP_DIR_CHARS = 40
-CONNECT_TIMEOUT_S = 3.0
-
-
-@dataclass(frozen=True)
-class Execution:
-    """Where and how trials run (not part of what they compute)."""
-
-    resources: Resources = dataclasses.field(default_factory=Resources)
-    address: str | None = None
-    verbose: bool = False
-    out: TextIO = dataclasses.field(default_factory=lambda: sys.stdout)
+from hptransfer.sweep.search import CellPlan, optuna_searcher, plan_cell
+from hptransfer.sweep.spec import UNHASHED_KEYS, AshaSpec, SweepSpec, diff_keys, parse_spec
+from hptransfer.sweep.trials import Job, grid_runs, jobs_for_runs, trial_id
 
 
 @dataclass(frozen=True)
@@ -99,10 +63,10 @@ def run_sweep(
     moves the old folder aside to ``<name>.replaced-<UTC time>``.
     """
     execution = execution or Execution(resources=spec.resources, address=spec.ray.address)
-    _check_execution(execution)
+    check_execution(execution)
     directory = Path(results_root) / spec.name
     if new and directory.exists():
-        _move_aside(directory, execution.out)
+        move_aside(directory, execution.out)
     store = ResultsStore(directory)
     with store.lock():
         _check_same_spec(store, spec)
@@ -136,7 +100,7 @@ def run_trials(
     there are skipped. Returns the stored rows of ``runs``, in order (``trial_id`` is
     ``f"{point_id(run)}-s{run.seed}"``, a hash of the whole configuration)."""
     execution = execution or Execution()
-    _check_execution(execution)
+    check_execution(execution)
     store = ResultsStore(results_dir, trials_file=trials_file, curves_file=curves_file)
     jobs = jobs_for_runs(runs)
     with store.lock():
@@ -166,90 +130,6 @@ def check_runs(runs: Sequence[RunConfig]) -> None:
 
     for run in runs:
         complete_run(run, load_dataset(run.data))
-
-
-def configure_env(verbose: bool) -> None:
-    """Environment Ray reads at import/start: no auth token or telemetry, quiet output."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the store is our log
-
-
-@contextlib.contextmanager
-def ray_session(directory: Path, execution: Execution) -> Iterator[int]:
-    """Start an embedded Ray (or attach to ``execution.address``); yield concurrent slots."""
-    configure_env(execution.verbose)
-    import ray
-
-    resources = execution.resources
-    common: dict[str, Any] = {
-        "log_to_driver": execution.verbose,
-        "logging_level": logging.INFO if execution.verbose else logging.ERROR,
-    }
-    address = _address(execution)
-    temp_dir = None
-    if address:
-        try:
-            ray.init(address=address, runtime_env=_code_runtime_env(), **common)
-        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ...
-            raise BackendUnavailableError(f"cannot attach to Ray at {address}: {exc}") from None
-    else:
-        temp_dir = ray_temp_dir(directory)
-        ray.init(
-            address="local",
-            num_cpus=len(os.sched_getaffinity(0)),
-            num_gpus=_local_gpus(resources),
-            include_dashboard=False,
-            _temp_dir=str(temp_dir),
-            _node_ip_address="127.0.0.1",
-            **common,
-        )
-    try:
-        yield _slots(ray.cluster_resources(), resources)
-    finally:
-        ray.shutdown()
-        if temp_dir is not None and not execution.verbose:
-            shutil.rmtree(temp_dir, ignore_errors=True)  # ~1 MB of logs per start
-
-
-def _address(execution: Execution) -> str | None:
-    return execution.address or os.environ.get("RAY_ADDRESS") or None
-
-
-def _check_execution(execution: Execution) -> None:
-    """Fail before touching any results: a bad address or resource request."""
-    address = _address(execution)
-    if address:
-        check_address(address)
-    resources = execution.resources
-    if resources.max_concurrent is not None and resources.max_concurrent < 1:
-        raise ConfigError("max_concurrent must be >= 1")
-
-
-def ray_temp_dir(directory: Path) -> Path:
-    """``<results>/<sweep>/ray/tmp`` if short enough for Ray's sockets, else a /tmp path."""
-    preferred = directory.resolve() / "ray" / "tmp"
-    if len(str(preferred)) <= MAX_TEMP_DIR_CHARS:
-        return preferred
-    digest = hashlib.sha256(str(preferred).encode()).hexdigest()[:8]
-    return Path(tempfile.gettempdir()) / f"hpt-{digest}"
-
-
-def check_address(address: str) -> None:
-    """Fail in seconds, with one line, if nothing listens at a ``host:port`` address."""
-    if address in ("auto", "local"):
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"bad Ray address {address!r}; expected host:port, e.g. 127.0.0.1:6379")
-    try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
-    except OSError as exc:
-        raise BackendUnavailableError(
-            f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); start one with "
-            "`ray start --head`, or drop --address/RAY_ADDRESS to use an embedded Ray"
-        ) from None
 
 
 # -- the two algorithms -------------------------------------------------------------------
@@ -309,14 +189,14 @@ def _fit_jobs(
 def _run_optuna(spec: SweepSpec, store: ResultsStore, execution: Execution) -> None:
     """One Optuna study per cell (parameterization × width × density), cells in turn."""
     trials = store.read_trials()
-    plans = [plan for cell in spec.cells if (plan := _optuna_plan(spec, cell, trials)).remaining]
+    plans = [plan for cell in spec.cells if (plan := plan_cell(spec, cell, trials)).remaining]
     if plans:
         with ray_session(store.directory, execution) as slots:
             _fit_optuna(spec, plans, store, execution, slots)
 
 
 def _fit_optuna(
-    spec: SweepSpec, plans: list[_OptunaPlan], store: ResultsStore, execution: Execution, slots: int
+    spec: SweepSpec, plans: list[CellPlan], store: ResultsStore, execution: Execution, slots: int
 ) -> None:
     from hptransfer.sweep.recorder import Recorder
 
@@ -332,7 +212,7 @@ def _fit_optuna(
             progress=progress,
             asha=scheduler,
         )
-        searcher = _optuna_searcher(spec, plan.finished, execution.verbose)
+        searcher = optuna_searcher(spec, plan.finished, execution.verbose)
         _fit(
             [plan.template],
             {},
@@ -344,96 +224,6 @@ def _fit_optuna(
             execution,
             slots,
         )
-
-
-@dataclass
-class _OptunaPlan:
-    """A cell's study: template job (one run per seed), finished points, numbering."""
-
-    key: str
-    template: Job
-    finished: list[tuple[dict[str, float], float]]
-    remaining: int
-    next_sample: int
-    assigned: dict[str, Job] = dataclasses.field(default_factory=dict)
-
-    def job_of(self, trial: Any) -> Job:
-        """The job of a Tune trial: the template with the trial's suggested HPs, numbered
-        in the order trials end (numbers continue after the stored ones)."""
-        if trial.trial_id not in self.assigned:
-            point = f"{self.key}-n{self.next_sample:04d}"
-            self.next_sample += 1
-            runs = tuple(with_hps(run, _suggested(trial.config)) for run in self.template.runs)
-            self.assigned[trial.trial_id] = Job(point, runs)
-        return self.assigned[trial.trial_id]
-
-
-def _optuna_plan(spec: SweepSpec, cell: RunConfig, trials: pd.DataFrame) -> _OptunaPlan:
-    key = config_hash(cell)[:8]
-    mine = trials[trials["point_id"].str.startswith(f"{key}-n")]
-    numbers = [int(p.rsplit("-n", 1)[1]) for p in mine["point_id"]]
-    finished = []
-    for _, rows in mine.groupby("point_id"):
-        if (rows["status"] != "error").all() and set(rows["seed"]) == set(spec.seeds):
-            scores = [objective(*r) for r in rows[["val_loss", "train_loss", "diverged"]].values]
-            params = {name: float(rows[name].iloc[0]) for name in spec.search.names}
-            finished.append((params, sum(scores) / len(scores)))
-    template = Job(key, tuple(with_hps(cell, {}, seed) for seed in spec.seeds))
-    return _OptunaPlan(
-        key=key,
-        template=template,
-        finished=finished,
-        remaining=spec.search.num_samples - len(finished),
-        next_sample=max(numbers, default=-1) + 1,
-    )
-
-
-def _suggested(config: dict[str, Any]) -> dict[str, float]:
-    from hptransfer.store import HP_COLUMNS
-
-    return {name: float(config[name]) for name in HP_COLUMNS if name in config}
-
-
-def _optuna_searcher(
-    spec: SweepSpec, finished: list[tuple[dict[str, float], float]], verbose: bool
-) -> Any:
-    """Ray's OptunaSearch over the spec's space, seeded, told the points already stored."""
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
-
-    space = {
-        hp.name: optuna.distributions.CategoricalDistribution(list(hp.values))
-        if hp.is_discrete
-        else optuna.distributions.FloatDistribution(hp.low, hp.high, log=hp.log)
-        for hp in spec.search.space
-    }
-    searcher = OptunaSearch(
-        space=space, metric="objective", mode="min", sampler=_sampler(spec.search)
-    )
-    for params, value in finished:
-        searcher.add_evaluated_point(params, value)
-    return searcher
-
-
-def _sampler(search: Any) -> Any:
-    import optuna
-
-    if search.sampler == "cmaes":
-        try:
-            import cmaes  # noqa: F401  (optuna's CMA-ES sampler needs it)
-        except ImportError:
-            raise BackendUnavailableError(
-                "search.sampler cmaes needs the cmaes package: pip install cmaes"
-            ) from None
-    samplers = {
-        "tpe": optuna.samplers.TPESampler,
-        "gp": optuna.samplers.GPSampler,
-        "cmaes": optuna.samplers.CmaEsSampler,
-        "random": optuna.samplers.RandomSampler,
-    }
-    return samplers[search.sampler](seed=search.seed)
 
 
 # -- Ray Tune -----------------------------------------------------------------------------
@@ -504,30 +294,6 @@ def _scheduler(asha: AshaSpec | None, max_steps: int) -> Any:
     )
 
 
-def _slots(cluster: dict[str, float], resources: Resources) -> int:
-    if resources.gpus_per_trial > cluster.get("GPU", 0):
-        raise BackendUnavailableError(
-            f"resources.gpus_per_trial is {resources.gpus_per_trial} but the Ray cluster has "
-            f"{cluster.get('GPU', 0):g} GPUs"
-        )
-    return max(1, int(cluster.get("CPU", 1) // resources.cpus_per_trial))
-
-
-def _local_gpus(resources: Resources) -> int:
-    if resources.gpus_per_trial <= 0:
-        return 0
-    import torch
-
-    return torch.cuda.device_count()
-
-
-def _code_runtime_env() -> dict[str, Any]:
-    """Ship this hptransfer to the cluster's workers: same code as the driver, no shared FS."""
-    import hptransfer
-
-    return {"py_modules": [str(Path(hptransfer.__file__).parent)]}
-
-
 # -- spec bookkeeping ---------------------------------------------------------------------
 
 
@@ -557,7 +323,7 @@ def _changed_message(store: ResultsStore, spec: SweepSpec, changed: list[str]) -
     )
 
 
-def _move_aside(directory: Path, out: TextIO) -> None:
+def move_aside(directory: Path, out: TextIO) -> None:
     with ResultsStore(directory).lock():  # refuse while another sweep writes there
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         aside = directory.with_name(f"{directory.name}.replaced-{stamp}")

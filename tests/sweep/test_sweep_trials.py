@@ -10,8 +10,10 @@ from conftest import tiny_spec
 
 from hptransfer.store import ResultsStore
 from hptransfer.sweep import parse_spec
+from hptransfer.sweep.cluster import ray_temp_dir
 from hptransfer.sweep.report import best_per_cell, format_hp
-from hptransfer.sweep.run import _move_aside, _optuna_plan, ray_temp_dir
+from hptransfer.sweep.run import move_aside
+from hptransfer.sweep.search import plan_cell
 from hptransfer.sweep.trials import (
     DIVERGED_CAP,
     Job,
@@ -64,14 +66,14 @@ def test_optuna_plan_counts_only_complete_points(tmp_path):
             rows.append(trial_row(point, run, "s", spec.hash, outcome(2 + lr, status)))
     store = ResultsStore(tmp_path)
     store.append(rows, [])
-    plan = _optuna_plan(spec, cell, store.read_trials())
+    plan = plan_cell(spec, cell, store.read_trials())
     assert plan.finished == [({"lr": 0.01}, 2.01)]  # mean over both seeds
     assert plan.remaining == 4 and plan.next_sample == 3
 
 
 def test_optuna_job_numbers_continue_after_stored_ones():
     spec = parse_spec(OPTUNA)
-    plan = _optuna_plan(spec, spec.cells[0], ResultsStore("/nonexistent").read_trials())
+    plan = plan_cell(spec, spec.cells[0], ResultsStore("/nonexistent").read_trials())
     plan.next_sample = 7
 
     class Trial:
@@ -113,7 +115,7 @@ def test_new_moves_old_results_aside(tmp_path):
     folder = tmp_path / "proxy"
     folder.mkdir()
     (folder / "trials.parquet").write_bytes(b"old")
-    _move_aside(folder, sys.stdout)
+    move_aside(folder, sys.stdout)
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("proxy.replaced-")]
     assert not folder.exists() and len(aside) == 1
     assert (aside[0] / "trials.parquet").read_bytes() == b"old"

@@ -1,0 +1,147 @@
+"""Where trials run: an embedded local Ray, or an existing cluster attached by address.
+
+Ray reads its environment at import and start: :func:`configure_env` runs first, and Ray is
+imported only inside these functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from hptransfer.errors import BackendUnavailableError, ConfigError
+from hptransfer.sweep.spec import Resources
+
+# Ray's Unix socket paths (<temp>/session_<date>_<pid>/sockets/plasma_store) must stay
+# under 107 bytes; the session part takes about 64 of them.
+MAX_TEMP_DIR_CHARS = 40
+CONNECT_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where and how trials run (not part of what they compute)."""
+
+    resources: Resources = dataclasses.field(default_factory=Resources)
+    address: str | None = None
+    verbose: bool = False
+    out: TextIO = dataclasses.field(default_factory=lambda: sys.stdout)
+
+
+def configure_env(verbose: bool) -> None:
+    """Environment Ray reads at import/start: no auth token or telemetry, quiet output."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the store is our log
+
+
+@contextlib.contextmanager
+def ray_session(directory: Path, execution: Execution) -> Iterator[int]:
+    """Start an embedded Ray (or attach to ``execution.address``); yield concurrent slots."""
+    configure_env(execution.verbose)
+    import ray
+
+    resources = execution.resources
+    common: dict[str, Any] = {
+        "log_to_driver": execution.verbose,
+        "logging_level": logging.INFO if execution.verbose else logging.ERROR,
+    }
+    address = _address(execution)
+    temp_dir = None
+    if address:
+        try:
+            ray.init(address=address, runtime_env=_code_runtime_env(), **common)
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ...
+            raise BackendUnavailableError(f"cannot attach to Ray at {address}: {exc}") from None
+    else:
+        temp_dir = ray_temp_dir(directory)
+        ray.init(
+            address="local",
+            num_cpus=len(os.sched_getaffinity(0)),
+            num_gpus=_local_gpus(resources),
+            include_dashboard=False,
+            _temp_dir=str(temp_dir),
+            _node_ip_address="127.0.0.1",
+            **common,
+        )
+    try:
+        yield _slots(ray.cluster_resources(), resources)
+    finally:
+        ray.shutdown()
+        if temp_dir is not None and not execution.verbose:
+            shutil.rmtree(temp_dir, ignore_errors=True)  # ~1 MB of logs per start
+
+
+def _address(execution: Execution) -> str | None:
+    return execution.address or os.environ.get("RAY_ADDRESS") or None
+
+
+def check_execution(execution: Execution) -> None:
+    """Fail before touching any results: a bad address or resource request."""
+    address = _address(execution)
+    if address:
+        check_address(address)
+    resources = execution.resources
+    if resources.max_concurrent is not None and resources.max_concurrent < 1:
+        raise ConfigError("max_concurrent must be >= 1")
+
+
+def ray_temp_dir(directory: Path) -> Path:
+    """``<results>/<sweep>/ray/tmp`` if short enough for Ray's sockets, else a /tmp path."""
+    preferred = directory.resolve() / "ray" / "tmp"
+    if len(str(preferred)) <= MAX_TEMP_DIR_CHARS:
+        return preferred
+    digest = hashlib.sha256(str(preferred).encode()).hexdigest()[:8]
+    return Path(tempfile.gettempdir()) / f"hpt-{digest}"
+
+
+def check_address(address: str) -> None:
+    """Fail in seconds, with one line, if nothing listens at a ``host:port`` address."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"bad Ray address {address!r}; expected host:port, e.g. 127.0.0.1:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise BackendUnavailableError(
+            f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); start one with "
+            "`ray start --head`, or drop --address/RAY_ADDRESS to use an embedded Ray"
+        ) from None
+
+
+def _slots(cluster: dict[str, float], resources: Resources) -> int:
+    if resources.gpus_per_trial > cluster.get("GPU", 0):
+        raise BackendUnavailableError(
+            f"resources.gpus_per_trial is {resources.gpus_per_trial} but the Ray cluster has "
+            f"{cluster.get('GPU', 0):g} GPUs"
+        )
+    return max(1, int(cluster.get("CPU", 1) // resources.cpus_per_trial))
+
+
+def _local_gpus(resources: Resources) -> int:
+    if resources.gpus_per_trial <= 0:
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _code_runtime_env() -> dict[str, Any]:
+    """Ship this hptransfer to the cluster's workers: same code as the driver, no shared FS."""
+    import hptransfer
+
+    return {"py_modules": [str(Path(hptransfer.__file__).parent)]}
