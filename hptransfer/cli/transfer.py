@@ -1,0 +1,152 @@
+"""``hptransfer transfer --to width=4096,density=0.125``: train a target with the fitted HPs."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hptransfer.cli.plan import format_table
+from hptransfer.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from hptransfer.config import RunConfig
+    from hptransfer.sweep import Execution
+    from hptransfer.transfer import Estimate, Request, Source
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "transfer",
+        help="train a wide/sparse target with the base HPs fitted on the proxy sweep",
+        description="Compute the target's per-parameter HPs from fit.json's base HPs, print the "
+        "plan and a cost estimate, then train the target (and --compare baselines) on Ray into "
+        "results/<sweep>/transfer.parquet. Steps, batch size and schedule are the proxy's.",
+    )
+    parser.add_argument(
+        "--to",
+        required=True,
+        help="target(s): key=value,... with keys width, density, depth, heads; several "
+        "separated by ';', e.g. 'width=4096,density=0.125;width=1024,density=0.5'",
+    )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        help="results/<sweep> folder or its fit.json (default: the latest fit under --results)",
+    )
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results root")
+    parser.add_argument(
+        "-p", "--parameterization", help="the one transferred (default: supar if fitted)"
+    )
+    parser.add_argument(
+        "--compare", default="", help="baselines trained with the same base HPs, e.g. sp,mup"
+    )
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    parser.add_argument("--steps", type=int, help="override the proxy's steps (breaks transfer)")
+    parser.add_argument(
+        "--batch-size", type=int, help="override the proxy's batch size (breaks transfer)"
+    )
+    parser.add_argument("--cpus", type=int, help="CPUs (torch threads) per run; default: spec")
+    parser.add_argument("--address", help="Ray cluster host:port (default: the spec's ray)")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the plan and the estimate; train nothing"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hptransfer import transfer as tr
+
+    source = tr.load_source(args.source, args.results)
+    request = _request(args, source)
+    runs = tr.target_runs(source, request)
+    execution = _execution(args, source)
+    print(tr.source_summary(source, request.parameterization))
+    for line in (*tr.flag_warnings(source.fit, request.parameterization), *_notes(source, runs)):
+        print(line)
+    estimates = _print_plans(runs, execution.resources.cpus_per_trial)
+    available, where = tr.available_memory(execution)
+    concurrent = tr.concurrent_runs(estimates, available, where, execution.resources.max_concurrent)
+    destination = source.sweep_dir / tr.TRANSFER_FILE
+    if args.dry_run:
+        print(f"dry run: nothing trained; {len(runs)} run(s) would be stored in {destination}")
+        return 0
+    resources = dataclasses.replace(execution.resources, max_concurrent=concurrent)
+    rows = tr.run_transfer(source, runs, dataclasses.replace(execution, resources=resources))
+    print(format_table(tr.gain_rows(rows, request.parameterization, request.baselines)))
+    print(f"stored in {destination} (curves: {tr.TRANSFER_CURVES_FILE})")
+    return _failures(rows, destination)
+
+
+def _request(args: argparse.Namespace, source: Source) -> Request:
+    from hptransfer.config import parse_targets
+    from hptransfer.transfer import Request, default_parameterization
+
+    primary = args.parameterization or default_parameterization(source.fit)
+    compare = tuple(name.strip() for name in args.compare.split(",") if name.strip())
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers; got {args.seeds!r}") from None
+    return Request(
+        targets=parse_targets(args.to),
+        parameterization=primary,
+        compare=compare,
+        seeds=seeds,
+        steps=args.steps,
+        batch_size=args.batch_size,
+    )
+
+
+def _execution(args: argparse.Namespace, source: Source) -> Execution:
+    from hptransfer.sweep import Execution
+
+    resources = source.spec.resources
+    if args.cpus is not None:
+        if args.cpus < 1:
+            raise ConfigError(f"--cpus must be >= 1; got {args.cpus}")
+        resources = dataclasses.replace(resources, cpus_per_trial=args.cpus)
+    address = args.address or source.spec.ray.address
+    return Execution(resources=resources, address=address, verbose=args.verbose)
+
+
+def _notes(source: Source, runs: list[RunConfig]) -> list[str]:
+    from hptransfer.transfer import budget_warning, depth_note
+
+    notes = [budget_warning(source, runs[0]), *(depth_note(source, run) for run in runs)]
+    return list(dict.fromkeys(note for note in notes if note))
+
+
+def _print_plans(runs: list[RunConfig], threads: int) -> dict[str, Estimate]:
+    """Each target's plan per parameterization, then its estimate; the estimates by target."""
+    from hptransfer import transfer as tr
+
+    flops_per_s = tr.measured_flops_per_s(threads)
+    estimates: dict[str, Estimate] = {}
+    first_seed = [run for run in runs if run.seed == runs[0].seed]
+    for label, group in itertools.groupby(first_seed, key=tr.shape_label):
+        group = list(group)
+        for run in group:
+            print(f"\n{tr.plan_header(run)}\n{format_table(tr.plan_rows(run))}")
+        estimates[label] = tr.estimate(group[0], flops_per_s)
+        print(f"\n{label}: estimate per run (not a measurement)")
+        print(estimates[label].summary(group[0].train.steps))
+    return estimates
+
+
+def _failures(rows: pd.DataFrame, destination: Path) -> int:
+    failed = rows[rows["status"].eq("error")]
+    if failed.empty:
+        return 0
+    print(
+        f"hptransfer: {len(failed)} run(s) failed (see the error column of {destination}); "
+        "re-run the same command to retry them",
+        file=sys.stderr,
+    )
+    return 1

@@ -1,0 +1,467 @@
+"""Transfer fitted base HPs from a proxy sweep to a wide, sparse target, and train it.
+
+The base HPs (σ, η, α_in, α_out, weight decay) come from the sweep's ``fit.json``, fitted at
+the base shape; the target's per-parameter HPs follow from them and the parameterization's
+table (:func:`hptransfer.models.describe`). The target shares the sweep's data, batch size,
+steps and schedule unless overridden, which breaks transfer (SPEC.md) and is said loudly.
+Baselines (``compare``) train the same target with the same base HPs under other
+parameterizations; SP with the same base HPs is the paper's standard practice.
+
+Runs go through the sweep's Ray orchestration (:func:`hptransfer.sweep.run_trials`) into
+``results/<sweep>/transfer.parquet`` and ``transfer_curves.parquet``; stored runs are not
+trained again. Before anything trains, each target's cost is estimated (parameters, training
+memory, step time) and a target that would not fit the memory available is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from hptransfer.analysis.fit import FIT_FILE, Fit, latest_fit, load_fit, usable_mask
+from hptransfer.analysis.plots import TRANSFER_CURVES_FILE, TRANSFER_FILE
+from hptransfer.analysis.results import SPEC_FILE, TRIALS_FILE, read_trials
+from hptransfer.config import ModelConfig, RunConfig, TrainConfig
+from hptransfer.errors import ConfigError, ResultsError
+from hptransfer.models import describe
+from hptransfer.param import PARAMETERIZATIONS, ParamHP, Role
+from hptransfer.sweep import Execution, SweepSpec, load_spec, run_trials
+from hptransfer.sweep.report import format_duration, format_hp
+
+GIB = 2**30
+FP32_BYTES = 4
+# A Ray Tune worker with torch loaded, before the model (measured RSS 0.4-0.7 GiB).
+RUNTIME_BYTES = 3 * GIB // 4
+# A CPU training step reaches about this fraction of the raw fp32 GEMM rate (measured on a
+# width-512 GPT: attention, norms, the optimizer and the masked dW are not GEMM-bound).
+TRAIN_EFFICIENCY = 0.5
+# Preference order for the transferred parameterization when the fit has several.
+PRIMARY_ORDER = ("supar", "mup", "sp")
+GOOD_FLAGS = ("ok", "fixed")
+
+
+# ---------------------------------------------------------------------------- the source
+
+
+@dataclass(frozen=True)
+class Source:
+    """A fitted sweep: its folder, its fit.json and its normalised spec."""
+
+    sweep_dir: Path
+    fit: Fit
+    spec: SweepSpec
+
+    @property
+    def proxy_steps(self) -> int:
+        """The horizon the base HPs were fitted at."""
+        return int(self.fit.horizon["steps"] or self.spec.train.steps)
+
+
+def load_source(path: Path | None, results_root: Path = Path("results")) -> Source:
+    """The sweep at ``path`` (its folder or fit.json), else the one with the latest fit."""
+    path = Path(path) if path is not None else latest_fit(results_root)
+    sweep_dir = path.parent if path.name == FIT_FILE else path
+    if not (sweep_dir / TRIALS_FILE).is_file():
+        raise ResultsError(
+            f"no sweep results in {sweep_dir}: run `hptransfer sweep` then `hptransfer fit` first"
+        )
+    if not (sweep_dir / FIT_FILE).is_file():
+        usable_mask(read_trials(sweep_dir), "val_loss")  # says so if every trial diverged
+        raise ResultsError(f"{sweep_dir} has no {FIT_FILE} yet: run `hptransfer fit` first")
+    if not (sweep_dir / SPEC_FILE).is_file():
+        raise ResultsError(
+            f"{sweep_dir / SPEC_FILE} not found: transfer needs the sweep's model, data and "
+            "training budget (written by `hptransfer sweep`)"
+        )
+    return Source(sweep_dir, load_fit(sweep_dir), load_spec(sweep_dir / SPEC_FILE))
+
+
+def source_summary(source: Source, parameterization: str) -> str:
+    """Where the base HPs come from, and their values."""
+    fit, base = source.fit, source.fit.base_shape()
+    hps = ", ".join(
+        f"{hp} {format_hp(est.value)} ({est.flag})"
+        for hp, est in fit.base_hps[parameterization].items()
+    )
+    return (
+        f"transfer from sweep {fit.sweep} ({source.sweep_dir / FIT_FILE}: {fit.metric} at "
+        f"{source.proxy_steps} steps, base shape width {base.width}, density {base.density:g})\n"
+        f"base HPs of {parameterization} (baselines use the same): {hps}"
+    )
+
+
+def default_parameterization(fit: Fit) -> str:
+    """SμPar if the sweep fitted it, else μP, else SP."""
+    return next(p for p in (*PRIMARY_ORDER, *fit.parameterizations) if p in fit.parameterizations)
+
+
+def flag_warnings(fit: Fit, parameterization: str) -> list[str]:
+    """One line per base HP whose optimum is flagged (edge, flat, few points)."""
+    return [
+        f"warning: base {hp} of {parameterization} is flagged {est.flag!r} "
+        f"(value {format_hp(est.value)}, 95% interval {_interval(est.ci95)}): the target "
+        "inherits it; widen or refine the sweep's range and re-fit"
+        for hp, est in fit.base_hps.get(parameterization, {}).items()
+        if est.flag not in GOOD_FLAGS
+    ]
+
+
+def _interval(ci95: tuple[float, float] | None) -> str:
+    return "none" if ci95 is None else f"[{ci95[0]:.3g}, {ci95[1]:.3g}]"
+
+
+# ---------------------------------------------------------------------------- the runs
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to train: targets (``--to`` overrides), parameterizations, seeds, budget overrides."""
+
+    targets: list[dict[str, int | float]]
+    parameterization: str
+    compare: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    steps: int | None = None
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in (self.parameterization, *self.compare):
+            if name not in PARAMETERIZATIONS:
+                raise ConfigError(
+                    f"unknown parameterization {name!r}; expected {', '.join(PARAMETERIZATIONS)}"
+                )
+        if not self.seeds:
+            raise ConfigError("--seeds is empty; expected e.g. 0,1")
+
+    @property
+    def baselines(self) -> tuple[str, ...]:
+        return tuple(p for p in dict.fromkeys(self.compare) if p != self.parameterization)
+
+    @property
+    def parameterizations(self) -> tuple[str, ...]:
+        """The transferred one first, then the baselines."""
+        return (self.parameterization, *self.baselines)
+
+
+def target_runs(source: Source, request: Request) -> list[RunConfig]:
+    """Every run: target × parameterization × seed, all with the transferred base HPs."""
+    from hptransfer.data import load_dataset
+    from hptransfer.train import complete_run
+
+    proxy = source.spec.cells[0]
+    base = source.fit.base_shape()
+    hps = source.fit.base_config(request.parameterization)
+    data = dataclasses.replace(proxy.data, batch_size=request.batch_size or proxy.data.batch_size)
+    template = dataclasses.replace(
+        proxy,
+        model=proxy.model.replace(width=base.width, density=base.density),
+        data=data,
+        train=_train_budget(proxy, request.steps),
+        hps=hps,
+        base=base,
+    )
+    dataset = load_dataset(data)
+    return [
+        complete_run(
+            dataclasses.replace(
+                template, model=_target_model(template, target), parameterization=p, seed=seed
+            ),
+            dataset,
+        )
+        for target in request.targets
+        for p in request.parameterizations
+        for seed in request.seeds
+    ]
+
+
+def _target_model(template: RunConfig, target: dict[str, int | float]) -> ModelConfig:
+    label = ",".join(f"{k}={v:g}" for k, v in target.items())
+    try:
+        return template.model.replace(**target)
+    except ConfigError as exc:
+        raise ConfigError(f"--to {label}: {exc}") from None
+
+
+def _train_budget(proxy: RunConfig, steps: int | None) -> TrainConfig:
+    """The proxy's training budget; with other ``steps``, warmup keeps its fraction."""
+    train = proxy.train
+    if steps is None or steps == train.steps:
+        return train
+    if steps < 1:
+        raise ConfigError(f"--steps must be >= 1; got {steps}")
+    warmup = min(steps, round(train.warmup_steps * steps / train.steps))
+    return dataclasses.replace(train, steps=steps, warmup_steps=warmup)
+
+
+def budget_warning(source: Source, run: RunConfig) -> str | None:
+    """The loud line when the target's steps or batch size differ from the proxy's."""
+    proxy_batch = source.spec.data.batch_size
+    if run.train.steps == source.proxy_steps and run.data.batch_size == proxy_batch:
+        return None
+    return (
+        f"WARNING: the target trains {run.train.steps} steps × batch {run.data.batch_size} but "
+        f"the base HPs were fitted at {source.proxy_steps} steps × batch {proxy_batch}: "
+        "μP/SμPar do not transfer across steps, batch size or schedule, so these HPs may "
+        "be off the target's optimum"
+    )
+
+
+def depth_note(source: Source, run: RunConfig) -> str | None:
+    base_depth = source.fit.base.get("depth", source.spec.model.depth)
+    if run.model.depth == base_depth:
+        return None
+    return (
+        f"note: depth {run.model.depth} differs from the proxy's {base_depth}; μP/SμPar "
+        "transfer across width and density, depth is outside their theory"
+    )
+
+
+def shape_label(run: RunConfig) -> str:
+    m = run.model
+    return f"width {m.width}, density {m.density:g}, depth {m.depth}, heads {m.heads}"
+
+
+def plan_rows(run: RunConfig) -> list[dict[str, object]]:
+    """``hptransfer plan``'s per-parameter table of the run (meta device, no memory)."""
+    return [p.table_row() for p in describe(run)]
+
+
+def plan_header(run: RunConfig) -> str:
+    m = run.multipliers
+    return (
+        f"{run.parameterization}: {shape_label(run)} "
+        f"(m_d = {m.width:g}, m_rho = {m.density:g}; base width {run.base.width}, "
+        f"density {run.base.density:g})"
+    )
+
+
+# ---------------------------------------------------------------------------- the estimate
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The cost of training one run (an estimate, not a measurement).
+
+    ``memory`` is in bytes per component; FLOPs count dense GEMMs (6 per matmul parameter
+    and token, plus attention), since the torch kernel does not skip masked zeros.
+    """
+
+    params: int
+    nonzero: int
+    memory: dict[str, int]
+    flops_per_step: float
+    flops_per_s: float
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(self.memory.values())
+
+    @property
+    def step_s(self) -> float:
+        return self.flops_per_step / self.flops_per_s
+
+    def memory_text(self) -> str:
+        parts = ", ".join(f"{k} {v / GIB:.2f}" for k, v in self.memory.items())
+        return f"≈ {self.memory_bytes / GIB:.1f} GiB ({parts})"
+
+    def summary(self, steps: int) -> str:
+        """Three indented lines: parameters, memory, time."""
+        return (
+            f"  parameters  {_si(self.params)} stored, {_si(self.nonzero)} non-zero\n"
+            f"  memory      {self.memory_text()}\n"
+            f"  time        ≈ {_seconds(self.step_s)}/step ({_si(self.flops_per_step, 'FLOP')} at "
+            f"{_si(self.flops_per_s, 'FLOP/s')}: this CPU's GEMM rate × {TRAIN_EFFICIENCY:g}) → "
+            f"{steps} steps ≈ {format_duration(steps * self.step_s)}"
+        )
+
+
+def _si(value: float, unit: str = "") -> str:
+    """``201.6 M``, ``38.69 GFLOP``: four significant digits and an SI prefix."""
+    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3), ("", 1)):
+        if value >= scale:
+            return f"{value / scale:.4g} {prefix}{unit}".rstrip()
+    return f"{value:.4g} {unit}".rstrip()
+
+
+def _seconds(value: float) -> str:
+    if value < 1:
+        return f"{value * 1e3:.3g} ms"
+    return f"{value:.3g} s" if value < 60 else format_duration(value)
+
+
+def estimate(run: RunConfig, flops_per_s: float) -> Estimate:
+    """Parameters, training memory (fp32 weights, grads, optimizer states, masks,
+    activations for one batch, workspace, runtime) and step time of ``run``."""
+    rows = describe(run)
+    numel = [math.prod(p.shape) for p in rows]
+    params = sum(numel)
+    largest_activation, activations = _activation_floats(run)
+    memory = {
+        "weights": FP32_BYTES * params,
+        "grads": FP32_BYTES * params,
+        "optimizer": FP32_BYTES * params * _optimizer_states(run),
+        "masks": sum(n for n, p in zip(numel, rows, strict=True) if p.density < 1),  # bool
+        "activations": FP32_BYTES * activations,
+        # dW before masking, Adam's per-tensor temporaries, activation gradients in flight
+        "workspace": 2 * FP32_BYTES * (max(numel) + largest_activation),
+        "runtime": RUNTIME_BYTES,
+    }
+    return Estimate(
+        params=params,
+        nonzero=sum(round(n * p.density) for n, p in zip(numel, rows, strict=True)),
+        memory=memory,
+        flops_per_step=_flops_per_step(run, rows),
+        flops_per_s=flops_per_s,
+    )
+
+
+def _optimizer_states(run: RunConfig) -> int:
+    if run.train.optimizer == "sgd":
+        return int(run.train.momentum > 0)
+    return 2  # Adam's exp_avg and exp_avg_sq
+
+
+def _tokens(run: RunConfig) -> int:
+    return run.data.batch_size * (run.data.seq_len if run.model.kind == "gpt" else 1)
+
+
+def _activation_floats(run: RunConfig) -> tuple[int, int]:
+    """(largest single activation, all activations saved for backward), in floats."""
+    m, tokens = run.model, _tokens(run)
+    outputs = m.output_size or 0
+    if m.kind == "gpt":
+        hidden = m.ffn_mult * m.width
+        # per block and token: 2 LayerNorm inputs, QKV input, q, k, v, attention output,
+        # projection input, FFN-up input (9·C), GELU input and FFN-down input (2·ffn·C);
+        # then the embedding sum, final norm and readout inputs, logits, log-softmax, dlogits
+        per_token = m.depth * (9 * m.width + 2 * hidden) + 3 * m.width + 3 * outputs
+        return tokens * max(hidden, outputs), tokens * per_token
+    # MLP per sample: input, two per layer (linear input, ReLU output), logits ×3
+    per_sample = (m.input_size or 0) + 2 * (m.depth + 1) * m.width + 3 * outputs
+    return tokens * max(m.width, outputs), tokens * per_sample
+
+
+def _flops_per_step(run: RunConfig, rows: list[ParamHP]) -> float:
+    """6 FLOPs per matmul parameter and token (forward + backward), plus attention."""
+    lookup = run.model.kind == "gpt"  # GPT embeddings are lookups, not matmuls
+    matmul = sum(
+        math.prod(p.shape)
+        for p in rows
+        if len(p.shape) == 2 and not (lookup and p.role is Role.EMBEDDING)
+    )
+    attention = 6 * run.model.depth * run.data.seq_len * run.model.width if lookup else 0
+    return float(_tokens(run) * (6 * matmul + attention))
+
+
+def measured_flops_per_s(threads: int, size: int = 512, repeats: int = 7) -> float:
+    """This CPU's training throughput: the median fp32 GEMM rate × ``TRAIN_EFFICIENCY``."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        a @ b  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(previous)
+    return TRAIN_EFFICIENCY * 2 * size**3 / statistics.median(times)
+
+
+# ---------------------------------------------------------------------------- memory check
+
+
+def available_memory(execution: Execution) -> tuple[int | None, str]:
+    """Bytes a run may use and where: None for a Ray cluster (its nodes are not visible)."""
+    if execution.address:
+        return None, f"the Ray cluster at {execution.address}"
+    if execution.resources.gpus_per_trial > 0:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.mem_get_info()[0], "free GPU memory"
+    return _mem_available(), "available RAM (MemAvailable)"
+
+
+def _mem_available() -> int:
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise ResultsError("/proc/meminfo has no MemAvailable line")  # pre-3.14 Linux kernels
+
+
+def concurrent_runs(
+    estimates: dict[str, Estimate], available: int | None, where: str, max_concurrent: int | None
+) -> int | None:
+    """How many runs may train at once in ``available`` bytes (None: no limit known).
+
+    Raises ConfigError, with the estimate and what to do, if one run does not fit.
+    """
+    if available is None:
+        return max_concurrent
+    label, worst = max(estimates.items(), key=lambda item: item[1].memory_bytes)
+    if worst.memory_bytes > available:
+        raise ConfigError(
+            f"target {label} needs {worst.memory_text()} to train, but {where} is "
+            f"{available / GIB:.1f} GiB: use a GPU (resources.gpus_per_trial), a Ray cluster "
+            f"(--address), or a smaller --batch-size (activations only) and fewer --steps"
+        )
+    fits = available // worst.memory_bytes
+    return int(min(fits, max_concurrent or fits))
+
+
+# ---------------------------------------------------------------------------- run and report
+
+
+def run_transfer(source: Source, runs: list[RunConfig], execution: Execution) -> pd.DataFrame:
+    """Train the runs not stored yet; the stored rows of ``runs``, in order."""
+    return run_trials(
+        runs,
+        source.sweep_dir,
+        sweep=source.spec.name,
+        spec_hash=source.spec.hash,
+        execution=execution,
+        trials_file=TRANSFER_FILE,
+        curves_file=TRANSFER_CURVES_FILE,
+    )
+
+
+def gain_rows(rows: pd.DataFrame, primary: str, baselines: tuple[str, ...]) -> list[dict]:
+    """Per target: the mean validation loss over seeds of each parameterization, and the
+    primary's gain in loss (%) over each baseline (positive: the primary is better)."""
+    shape = rows["width"].astype(str) + " × " + rows["density"].map("{:g}".format)
+    out = []
+    for target, runs in rows.assign(target=shape + ", depth " + rows["depth"].astype(str)).groupby(
+        "target", sort=False
+    ):
+        loss = {p: _mean_loss(part) for p, part in runs.groupby("parameterization", sort=False)}
+        row: dict[str, object] = {"width × density": target, "seeds": runs["seed"].nunique()}
+        row.update(loss)
+        row.update({f"{primary} gain vs {b}": _gain(loss[primary], loss[b]) for b in baselines})
+        out.append(row)
+    return out
+
+
+def _mean_loss(runs: pd.DataFrame) -> float | str:
+    if runs["status"].eq("error").any():
+        return "error"
+    if runs["diverged"].any():
+        return "diverged"
+    return float(runs["val_loss"].mean())
+
+
+def _gain(loss: float | str, baseline: float | str) -> str:
+    if isinstance(loss, str) or isinstance(baseline, str):
+        return "-"
+    return f"{100 * (baseline - loss) / baseline:+.2f}%"

@@ -1,0 +1,148 @@
+"""``hptransfer transfer``: plan and estimate, memory refusal, one-line errors, a real run."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fitted_sweep import OPTIMUM_LOG2_LR, write_sweep
+
+from hptransfer.analysis import results
+from hptransfer.analysis.plots import (
+    TRANSFER_COLUMNS,
+    TRANSFER_CURVES_FILE,
+    TRANSFER_FILE,
+    transfer_curve_figure,
+)
+from hptransfer.cli.main import main
+from hptransfer.config import parse_targets
+from hptransfer.models import describe
+from hptransfer.param import Role
+from hptransfer.transfer import Request, load_source, target_runs
+
+
+def transfer(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["transfer", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_target_runs_carry_the_fitted_base_hps(sweep_dir: Path) -> None:
+    source = load_source(sweep_dir)
+    request = Request(parse_targets("width=4096,density=0.125"), "supar", compare=("sp",))
+    supar, sp = target_runs(source, request)
+    assert (supar.parameterization, sp.parameterization) == ("supar", "sp")
+    assert supar.hps == sp.hps and supar.hps.lr == pytest.approx(2.0**OPTIMUM_LOG2_LR)
+    assert (supar.model.width, supar.model.density, supar.base.width) == (4096, 0.125, 16)
+    assert supar.train == source.spec.train and supar.data == source.spec.data
+    hidden = [p.lr for p in describe(supar) if p.role is Role.HIDDEN]
+    assert hidden == pytest.approx([2.0**OPTIMUM_LOG2_LR / (256 * 0.125)] * 4)  # η/(m_d·m_rho)
+
+
+def test_dry_run_prints_plan_and_estimate_fast(sweep_dir: Path, capsys) -> None:
+    start = time.perf_counter()
+    code, out, err = transfer(
+        capsys, "--from", str(sweep_dir), "--to", "width=4096,density=0.125", "--dry-run"
+    )
+    assert code == 0, err
+    assert time.perf_counter() - start < 15
+    assert re.search(r"blocks\.0\.attn\.qkv\.weight +hidden +12288×4096 +0\.125", out)
+    assert re.search(r"memory +≈ \d+\.\d GiB \(weights [\d.]+, grads", out)
+    assert "step ≈" in out and "estimate" in out
+    assert "WARNING" not in out and "dry run: nothing trained" in out
+    assert not (sweep_dir / TRANSFER_FILE).exists()
+
+
+def test_other_budget_is_said_loudly_once(sweep_dir: Path, capsys) -> None:
+    code, out, _ = transfer(
+        capsys, "--from", str(sweep_dir), "--to", "width=64;width=32,density=0.5",
+        "--steps", "5", "--batch-size", "2", "--compare", "sp", "--dry-run",
+    )  # fmt: skip
+    assert code == 0
+    warnings = [line for line in out.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "5 steps × batch 2" in warnings[0]
+    assert "10 steps × batch 4" in warnings[0] and "do not transfer" in warnings[0]
+    assert "4 run(s) would be stored" in out
+
+
+def test_target_too_big_for_memory_is_refused_with_the_estimate(sweep_dir: Path, capsys) -> None:
+    code, _, err = transfer(capsys, "--from", str(sweep_dir), "--to", "width=32768,density=0.5")
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("hptransfer: error: target width 32768")
+    assert re.search(r"needs ≈ \d+\.\d GiB .* available RAM", err)
+    assert "GPU" in err and "--address" in err and "--batch-size" in err
+    assert not (sweep_dir / TRANSFER_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--to", "size=64"], "unknown --to key 'size'"),
+        (["--to", "width=32,density=0"], "--to density must be in (0, 1]"),
+        (["--to", "width=33"], "must be divisible by model.heads"),
+        (["--to", "width=32", "--compare", "spp"], "unknown parameterization 'spp'"),
+        (["--to", "width=32", "--seeds", "a"], "--seeds must be comma-separated integers"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(sweep_dir: Path, capsys, args, message) -> None:
+    code, out, err = transfer(capsys, "--from", str(sweep_dir), *args)
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and err.startswith("hptransfer: error:") and message in err
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: root, "no fit.json under"),
+        (lambda root: write_sweep(root, fit=False), "has no fit.json yet"),
+        (lambda root: write_sweep(root, diverged=True, fit=False), "trials diverged"),
+    ],
+    ids=["no-results", "no-fit", "all-diverged"],
+)
+def test_missing_or_unusable_sweep_is_one_line_exit_2(tmp_path: Path, capsys, make, message):
+    where = make(tmp_path)
+    source = ["--results", str(where)] if where == tmp_path else ["--from", str(where)]
+    code, out, err = transfer(capsys, *source, "--to", "width=32")
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and message in err
+    assert "run `hptransfer fit` first" in err or "nothing to fit" in err
+
+
+# -------------------------------------------------------------------- a real run on Ray
+
+TARGET = ["--to", "width=32,density=0.25", "--compare", "sp"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fitted tiny sweep whose 2× wider, 1/4-dense target was trained with an SP baseline."""
+    return write_sweep(tmp_path_factory.mktemp("trained") / "results")
+
+
+def test_real_transfer_trains_target_and_baseline(trained: Path, capsys) -> None:
+    code, out, err = transfer(capsys, "--from", str(trained), *TARGET)
+    assert code == 0, err
+    runs = pd.read_parquet(trained / TRANSFER_FILE)
+    assert sorted(runs["parameterization"]) == ["sp", "supar"]
+    assert set(runs["status"]) == {"completed"} and runs["val_loss"].notna().all()
+    assert (runs["width"].tolist(), runs["density"].tolist()) == ([32, 32], [0.25, 0.25])
+    curves = pd.read_parquet(trained / TRANSFER_CURVES_FILE)
+    assert set(curves["trial_id"]) == set(runs["trial_id"])
+    assert len(pd.read_parquet(trained / "trials.parquet")) == 28  # the sweep's, untouched
+    row = r"32 × 0\.25, depth 1 +1 +[\d.]+ +[\d.]+ +[+-]\d+\.\d\d%"
+    assert re.search(rf"supar gain vs sp\n{row}", out)
+    figure = transfer_curve_figure(
+        results.read_curves(trained, TRANSFER_CURVES_FILE),
+        results.read_table(trained / TRANSFER_FILE, TRANSFER_COLUMNS),
+        "val_loss",
+    )
+    assert figure.axes
+
+    # Stored runs are not trained again: the same command reports them without Ray.
+    start = time.perf_counter()
+    code, again, _ = transfer(capsys, "--from", str(trained), *TARGET)
+    assert code == 0 and time.perf_counter() - start < 10
+    assert again.splitlines()[-3:] == out.splitlines()[-3:]
