@@ -51,7 +51,7 @@ def test_dry_run_prints_plan_and_estimate_fast(sweep_dir: Path, capsys) -> None:
     assert time.perf_counter() - start < 15
     assert re.search(r"blocks\.0\.attn\.qkv\.weight +hidden +12288×4096 +0\.125", out)
     assert re.search(r"memory +≈ \d+\.\d GiB \(weights [\d.]+, grads", out)
-    assert "step ≈" in out and "estimate" in out
+    assert re.search(r"time +≈ [\d.]+ m?s/step", out) and "estimate per run" in out
     assert "WARNING" not in out and "dry run: nothing trained" in out
     assert not (sweep_dir / TRANSFER_FILE).exists()
 
