@@ -9,6 +9,7 @@ truth for resuming: a run already stored (status other than ``error``) is never 
 from __future__ import annotations
 
 import datetime
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -250,6 +251,7 @@ def _fit(
         jobs=list(jobs),
         threads=resources.cpus_per_trial,
         device="cuda" if resources.gpus_per_trial > 0 else "cpu",
+        workdir=os.getcwd(),
     )
     storage = store.directory.resolve() / "ray"
     shutil.rmtree(storage / "tune", ignore_errors=True)  # Tune's own state: not resumed from

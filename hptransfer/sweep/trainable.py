@@ -8,16 +8,22 @@ metric the searcher and ASHA read. The driver's recorder turns these into store 
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Sequence
 from typing import Any
 
+from hptransfer.config import RunConfig
 from hptransfer.store import HP_COLUMNS
 from hptransfer.sweep.trials import Job, objective, with_hps
 
 
-def train_job(config: dict[str, Any], *, jobs: Sequence[Job], threads: int, device: str) -> None:
+def train_job(
+    config: dict[str, Any], *, jobs: Sequence[Job], threads: int, device: str, workdir: str
+) -> None:
     """Ray Tune trainable: ``config["job"]`` picks the job (default 0); HPs in ``config``
-    (an Optuna suggestion) override the job's."""
+    (an Optuna suggestion) override the job's. Relative data paths are resolved against
+    the driver's ``workdir`` (Tune runs each trial in a directory of its own)."""
     import torch
     from ray import tune
 
@@ -27,7 +33,7 @@ def train_job(config: dict[str, Any], *, jobs: Sequence[Job], threads: int, devi
     hps = {name: config[name] for name in HP_COLUMNS if name in config}
     scores: list[float] = []
     for index, run in enumerate(jobs[config.get("job", 0)].runs):
-        run = with_hps(run, hps)
+        run = _resolve_data_path(with_hps(run, hps), workdir)
 
         def report(point: dict[str, float], index: int = index, seed: int = run.seed) -> None:
             score = objective(point["val_loss"], point["train_loss"], False)
@@ -54,3 +60,11 @@ def train_job(config: dict[str, Any], *, jobs: Sequence[Job], threads: int, devi
                 "objective": sum(scores) / len(scores),
             }
         )
+
+
+def _resolve_data_path(run: RunConfig, workdir: str) -> RunConfig:
+    path = run.data.path
+    if path is None or os.path.isabs(path):
+        return run
+    data = dataclasses.replace(run.data, path=os.path.join(workdir, path))
+    return dataclasses.replace(run, data=data)
