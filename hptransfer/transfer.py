@@ -38,9 +38,9 @@ GIB = 2**30
 FP32_BYTES = 4
 # A Ray Tune worker with torch loaded, before the model (measured RSS 0.4-0.7 GiB).
 RUNTIME_BYTES = 3 * GIB // 4
-# A CPU training step reaches about this fraction of the raw fp32 GEMM rate (measured on a
-# width-512 GPT: attention, norms, the optimizer and the masked dW are not GEMM-bound).
-TRAIN_EFFICIENCY = 0.5
+# A CPU training step's FLOP rate over a 1024³ fp32 GEMM's: measured 0.8-1.2 for GPTs of
+# width 512-2048 (batch 16 × 64 tokens, one thread); a little below, to lean conservative.
+TRAIN_EFFICIENCY = 0.75
 # Preference order for the transferred parameterization when the fit has several.
 PRIMARY_ORDER = ("supar", "mup", "sp")
 GOOD_FLAGS = ("ok", "fixed")
@@ -359,7 +359,7 @@ def _flops_per_step(run: RunConfig, rows: list[ParamHP]) -> float:
     return float(_tokens(run) * (6 * matmul + attention))
 
 
-def measured_flops_per_s(threads: int, size: int = 512, repeats: int = 7) -> float:
+def measured_flops_per_s(threads: int, size: int = 1024, repeats: int = 5) -> float:
     """This CPU's training throughput: the median fp32 GEMM rate × ``TRAIN_EFFICIENCY``."""
     import torch
 
@@ -398,27 +398,31 @@ def _mem_available() -> int:
         for line in meminfo:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
-    raise ResultsError("/proc/meminfo has no MemAvailable line")  # pre-3.14 Linux kernels
+    raise ResultsError("/proc/meminfo has no MemAvailable line (Linux before 3.14)")
 
 
-def concurrent_runs(
-    estimates: dict[str, Estimate], available: int | None, where: str, max_concurrent: int | None
-) -> int | None:
-    """How many runs may train at once in ``available`` bytes (None: no limit known).
+def memory_check(estimates: dict[str, Estimate], execution: Execution) -> tuple[int | None, str]:
+    """How many runs may train at once, and a line saying so.
 
-    Raises ConfigError, with the estimate and what to do, if one run does not fit.
+    Raises ConfigError, with the estimate and what to do instead, if one run does not fit.
     """
+    available, where = available_memory(execution)
+    limit = execution.resources.max_concurrent
     if available is None:
-        return max_concurrent
+        return limit, f"memory: not checked here; the runs go to {where}"
     label, worst = max(estimates.items(), key=lambda item: item[1].memory_bytes)
     if worst.memory_bytes > available:
         raise ConfigError(
             f"target {label} needs {worst.memory_text()} to train, but {where} is "
-            f"{available / GIB:.1f} GiB: use a GPU (resources.gpus_per_trial), a Ray cluster "
-            f"(--address), or a smaller --batch-size (activations only) and fewer --steps"
+            f"{available / GIB:.1f} GiB: train it on a GPU (--gpus 1) or a Ray cluster "
+            f"(--address); a smaller --batch-size only shrinks the activations"
         )
-    fits = available // worst.memory_bytes
-    return int(min(fits, max_concurrent or fits))
+    fits = int(available // worst.memory_bytes)
+    concurrent = min(fits, limit or fits)
+    return concurrent, (
+        f"memory: {where} is {available / GIB:.1f} GiB: up to {concurrent} run(s) of "
+        f"≈ {worst.memory_bytes / GIB:.1f} GiB at once"
+    )
 
 
 # ---------------------------------------------------------------------------- run and report

@@ -53,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, help="override the proxy's batch size (breaks transfer)"
     )
     parser.add_argument("--cpus", type=int, help="CPUs (torch threads) per run; default: spec")
+    parser.add_argument("--gpus", type=float, help="GPUs per run (default: the spec's)")
     parser.add_argument("--address", help="Ray cluster host:port (default: the spec's ray)")
     parser.add_argument(
         "--dry-run", action="store_true", help="print the plan and the estimate; train nothing"
@@ -71,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     for line in (*tr.flag_warnings(source.fit, request.parameterization), *_notes(source, runs)):
         print(line)
     estimates = _print_plans(runs, execution.resources.cpus_per_trial)
-    available, where = tr.available_memory(execution)
-    concurrent = tr.concurrent_runs(estimates, available, where, execution.resources.max_concurrent)
+    concurrent, memory = tr.memory_check(estimates, execution)
+    print(memory)
     destination = source.sweep_dir / tr.TRANSFER_FILE
     if args.dry_run:
         print(f"dry run: nothing trained; {len(runs)} run(s) would be stored in {destination}")
@@ -108,10 +109,12 @@ def _execution(args: argparse.Namespace, source: Source) -> Execution:
     from hptransfer.sweep import Execution
 
     resources = source.spec.resources
-    if args.cpus is not None:
-        if args.cpus < 1:
-            raise ConfigError(f"--cpus must be >= 1; got {args.cpus}")
-        resources = dataclasses.replace(resources, cpus_per_trial=args.cpus)
+    for flag, field, minimum in (("cpus", "cpus_per_trial", 1), ("gpus", "gpus_per_trial", 0)):
+        value = getattr(args, flag)
+        if value is not None and value < minimum:
+            raise ConfigError(f"--{flag} must be >= {minimum}; got {value}")
+        if value is not None:
+            resources = dataclasses.replace(resources, **{field: value})
     address = args.address or source.spec.ray.address
     return Execution(resources=resources, address=address, verbose=args.verbose)
 

@@ -52,6 +52,7 @@ def test_dry_run_prints_plan_and_estimate_fast(sweep_dir: Path, capsys) -> None:
     assert re.search(r"blocks\.0\.attn\.qkv\.weight +hidden +12288×4096 +0\.125", out)
     assert re.search(r"memory +≈ \d+\.\d GiB \(weights [\d.]+, grads", out)
     assert re.search(r"time +≈ [\d.]+ m?s/step", out) and "estimate per run" in out
+    assert re.search(r"memory: available RAM \(MemAvailable\) is [\d.]+ GiB: up to \d+ run", out)
     assert "WARNING" not in out and "dry run: nothing trained" in out
     assert not (sweep_dir / TRANSFER_FILE).exists()
 
@@ -75,6 +76,15 @@ def test_target_too_big_for_memory_is_refused_with_the_estimate(sweep_dir: Path,
     assert re.search(r"needs ≈ \d+\.\d GiB .* available RAM", err)
     assert "GPU" in err and "--address" in err and "--batch-size" in err
     assert not (sweep_dir / TRANSFER_FILE).exists()
+
+
+def test_cluster_runs_are_not_checked_against_local_memory(sweep_dir: Path, capsys) -> None:
+    code, out, _ = transfer(
+        capsys, "--from", str(sweep_dir), "--to", "width=32768,density=0.5",
+        "--address", "127.0.0.1:1", "--dry-run",
+    )  # fmt: skip
+    assert code == 0
+    assert "memory: not checked here; the runs go to the Ray cluster at 127.0.0.1:1" in out
 
 
 @pytest.mark.parametrize(
