@@ -41,6 +41,9 @@ RUNTIME_BYTES = 3 * GIB // 4
 # A CPU training step's FLOP rate over a 1024³ fp32 GEMM's: measured 0.8-1.2 for GPTs of
 # width 512-2048 (batch 16 × 64 tokens, one thread); a little below, to lean conservative.
 TRAIN_EFFICIENCY = 0.75
+# Per-step cost that FLOPs miss (Python, autograd, per-tensor optimizer loops): a width-64,
+# depth-2 GPT step took about 25 ms more than its FLOPs predict.
+STEP_OVERHEAD_S = 0.025
 # Preference order for the transferred parameterization when the fit has several.
 PRIMARY_ORDER = ("supar", "mup", "sp")
 GOOD_FLAGS = ("ok", "fixed")
@@ -156,28 +159,24 @@ def target_runs(source: Source, request: Request) -> list[RunConfig]:
 
     proxy = source.spec.cells[0]
     base = source.fit.base_shape()
-    hps = source.fit.base_config(request.parameterization)
-    data = dataclasses.replace(proxy.data, batch_size=request.batch_size or proxy.data.batch_size)
+    batch_size = proxy.data.batch_size if request.batch_size is None else request.batch_size
     template = dataclasses.replace(
         proxy,
         model=proxy.model.replace(width=base.width, density=base.density),
-        data=data,
+        data=dataclasses.replace(proxy.data, batch_size=batch_size),
         train=_train_budget(proxy, request.steps),
-        hps=hps,
+        hps=source.fit.base_config(request.parameterization),
         base=base,
     )
-    dataset = load_dataset(data)
-    return [
-        complete_run(
-            dataclasses.replace(
-                template, model=_target_model(template, target), parameterization=p, seed=seed
-            ),
-            dataset,
-        )
-        for target in request.targets
+    dataset = load_dataset(template.data)
+    models = [_target_model(template, target) for target in request.targets]
+    runs = [
+        dataclasses.replace(template, model=model, parameterization=p, seed=seed)
+        for model in models
         for p in request.parameterizations
         for seed in request.seeds
     ]
+    return [complete_run(run, dataset) for run in runs]
 
 
 def _target_model(template: RunConfig, target: dict[str, int | float]) -> ModelConfig:
@@ -264,7 +263,7 @@ class Estimate:
 
     @property
     def step_s(self) -> float:
-        return self.flops_per_step / self.flops_per_s
+        return self.flops_per_step / self.flops_per_s + STEP_OVERHEAD_S
 
     def memory_text(self) -> str:
         parts = ", ".join(f"{k} {v / GIB:.2f}" for k, v in self.memory.items())
@@ -276,7 +275,8 @@ class Estimate:
             f"  parameters  {_si(self.params)} stored, {_si(self.nonzero)} non-zero\n"
             f"  memory      {self.memory_text()}\n"
             f"  time        ≈ {_seconds(self.step_s)}/step ({_si(self.flops_per_step, 'FLOP')} at "
-            f"{_si(self.flops_per_s, 'FLOP/s')}: this CPU's GEMM rate × {TRAIN_EFFICIENCY:g}) → "
+            f"{_si(self.flops_per_s, 'FLOP/s')}, this CPU's GEMM rate × {TRAIN_EFFICIENCY:g}, "
+            f"+ {STEP_OVERHEAD_S * 1e3:g} ms) → "
             f"{steps} steps ≈ {format_duration(steps * self.step_s)}"
         )
 
@@ -418,9 +418,8 @@ def memory_check(estimates: dict[str, Estimate], execution: Execution) -> tuple[
             f"(--address); a smaller --batch-size only shrinks the activations"
         )
     fits = int(available // worst.memory_bytes)
-    concurrent = min(fits, limit or fits)
-    return concurrent, (
-        f"memory: {where} is {available / GIB:.1f} GiB: up to {concurrent} run(s) of "
+    return min(fits, limit or fits), (
+        f"memory: {where} is {available / GIB:.1f} GiB, enough for {fits} run(s) of "
         f"≈ {worst.memory_bytes / GIB:.1f} GiB at once"
     )
 
@@ -444,13 +443,14 @@ def run_transfer(source: Source, runs: list[RunConfig], execution: Execution) ->
 def gain_rows(rows: pd.DataFrame, primary: str, baselines: tuple[str, ...]) -> list[dict]:
     """Per target: the mean validation loss over seeds of each parameterization, and the
     primary's gain in loss (%) over each baseline (positive: the primary is better)."""
-    shape = rows["width"].astype(str) + " × " + rows["density"].map("{:g}".format)
+    target = (
+        rows["width"].astype(str) + " × " + rows["density"].map("{:g}".format)
+        + ", depth " + rows["depth"].astype(str)
+    )  # fmt: skip
     out = []
-    for target, runs in rows.assign(target=shape + ", depth " + rows["depth"].astype(str)).groupby(
-        "target", sort=False
-    ):
+    for label, runs in rows.groupby(target, sort=False):
         loss = {p: _mean_loss(part) for p, part in runs.groupby("parameterization", sort=False)}
-        row: dict[str, object] = {"width × density": target, "seeds": runs["seed"].nunique()}
+        row: dict[str, object] = {"width × density": label, "seeds": runs["seed"].nunique()}
         row.update(loss)
         row.update({f"{primary} gain vs {b}": _gain(loss[primary], loss[b]) for b in baselines})
         out.append(row)
