@@ -414,8 +414,8 @@ def memory_check(estimates: dict[str, Estimate], execution: Execution) -> tuple[
     if worst.memory_bytes > available:
         raise ConfigError(
             f"target {label} needs {worst.memory_text()} to train, but {where} is "
-            f"{available / GIB:.1f} GiB: train it on a GPU (--gpus 1) or a Ray cluster "
-            f"(--address); a smaller --batch-size only shrinks the activations"
+            f"{available / GIB:.1f} GiB: train it on a GPU with that much memory (--gpus 1) "
+            f"or a Ray cluster (--address); a smaller --batch-size only shrinks the activations"
         )
     fits = int(available // worst.memory_bytes)
     return min(fits, limit or fits), (
