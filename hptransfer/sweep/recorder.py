@@ -16,10 +16,10 @@ from ray.tune.schedulers import ASHAScheduler
 
 from hptransfer.store import ResultsStore
 from hptransfer.sweep.report import Progress
+from hptransfer.sweep.trainable import SUMMARY_FIELDS
 from hptransfer.sweep.trials import Job, trial_row
 
 CURVE_KEYS = ("step", "tokens", "train_loss", "val_loss")
-SUMMARY_KEYS = ("train_loss", "val_loss", "diverged", "steps", "tokens", "wall_s", "kernel")
 ERROR_CHARS = 4000
 
 
@@ -66,9 +66,10 @@ class Recorder(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Trial, result: dict, **_):
         run = int(result["run"])
         if result.get("run_done"):
-            self.summaries[trial.trial_id][run] = {k: result[k] for k in SUMMARY_KEYS}
+            self.summaries[trial.trial_id][run] = {k: result[k] for k in SUMMARY_FIELDS}
         else:
-            self.curves[trial.trial_id][run].append({k: result[k] for k in CURVE_KEYS})
+            point = {k: result[k] for k in (*CURVE_KEYS, "wall_s")}
+            self.curves[trial.trial_id][run].append(point)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Trial, **_):
         self._store(trial, error=None)
@@ -89,7 +90,10 @@ class Recorder(Callback):
                 continue
             row = trial_row(job.point_id, run, self.sweep, self.spec_hash, outcome)
             rows.append(row)
-            points += [{"trial_id": row["trial_id"], **p} for p in curves.get(index, [])]
+            points += [
+                {"trial_id": row["trial_id"], **{k: p[k] for k in CURVE_KEYS}}
+                for p in curves.get(index, [])
+            ]
         if rows:
             self.store.append(rows, points)
             self.progress.record(rows)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from hptransfer.config import RunConfig
 from hptransfer.store import HP_COLUMNS
 from hptransfer.sweep.trials import Job, objective, with_hps
+
+SUMMARY_FIELDS = ("train_loss", "val_loss", "diverged", "steps", "tokens", "wall_s", "kernel")
 
 
 def train_job(
@@ -25,41 +28,36 @@ def train_job(
     (an Optuna suggestion) override the job's. Relative data paths are resolved against
     the driver's ``workdir`` (Tune runs each trial in a directory of its own)."""
     import torch
-    from ray import tune
-
-    from hptransfer.train import train
 
     torch.set_num_threads(threads)  # one torch thread per CPU of the trial: no oversubscription
     hps = {name: config[name] for name in HP_COLUMNS if name in config}
     scores: list[float] = []
     for index, run in enumerate(jobs[config.get("job", 0)].runs):
         run = _resolve_data_path(with_hps(run, hps), workdir)
+        scores.append(_train_and_report(run, index, device, scores))
 
-        def report(point: dict[str, float], index: int = index, seed: int = run.seed) -> None:
-            score = objective(point["val_loss"], point["train_loss"], False)
-            tune.report({**point, "run": index, "seed": seed, "objective": score})
 
-        result = train(run, on_eval=report, device=device)
-        scores.append(objective(result.val_loss, result.train_loss, result.diverged))
-        summary = {
-            "train_loss": result.train_loss,
-            "val_loss": result.val_loss,
-            "diverged": result.diverged,
-            "steps": result.steps,
-            "tokens": result.tokens,
-            "wall_s": result.wall_s,
-            "kernel": result.kernel,
-        }
-        tune.report(
-            {
-                **summary,
-                "run": index,
-                "seed": run.seed,
-                "run_done": True,
-                "step": result.steps,
-                "objective": sum(scores) / len(scores),
-            }
-        )
+def _train_and_report(run: RunConfig, index: int, device: str, scores: list[float]) -> float:
+    """Train one run, reporting each evaluation point and then the run's summary, whose
+    ``objective`` is the mean over this run and the job's earlier ``scores``."""
+    from ray import tune
+
+    from hptransfer.train import train
+
+    start = time.perf_counter()
+    tags = {"run": index, "seed": run.seed}
+
+    def report(point: dict[str, float]) -> None:
+        score = objective(point["val_loss"], point["train_loss"], False)
+        wall_s = time.perf_counter() - start  # the wall time of a run ASHA stops
+        tune.report({**point, **tags, "objective": score, "wall_s": wall_s})
+
+    result = train(run, on_eval=report, device=device)
+    score = objective(result.val_loss, result.train_loss, result.diverged)
+    summary = {name: getattr(result, name) for name in SUMMARY_FIELDS}
+    mean = (sum(scores) + score) / (len(scores) + 1)
+    tune.report({**summary, **tags, "run_done": True, "step": result.steps, "objective": mean})
+    return score
 
 
 def _resolve_data_path(run: RunConfig, workdir: str) -> RunConfig:

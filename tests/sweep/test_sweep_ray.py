@@ -221,7 +221,7 @@ def test_optuna_with_asha(tmp_path, capsys):
     assert set(trials["status"]) <= {"completed", "early_stopped"}
     assert set(trials["init_std"]) <= {0.01, 0.02} and trials["lr"].between(2**-10, 2**-3).all()
     stopped = trials[trials["status"] == "early_stopped"]
-    assert (stopped["steps"] < 40).all()
+    assert (stopped["steps"] < 40).all() and trials["wall_s"].notna().all()
     assert (trials.loc[trials["status"] == "completed", "steps"] == 40).all()
     curves = pd.read_parquet(tmp_path / "results" / "optuna" / "curves.parquet")
     last_step = curves.groupby("trial_id")["step"].max()
