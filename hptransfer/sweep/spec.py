@@ -237,13 +237,7 @@ class _Parser:
         name = self.coerce("name", root["name"], str)
         if not name or "/" in name or name.startswith("."):
             self.fail("name", f"{name!r} is not a usable folder name")
-        model_raw = dict(self.mapping("model", root.get("model", {}), _fields(ModelConfig)))
-        widths = self.number_list("model.width", model_raw.pop("width", 128), int)
-        densities = self.number_list("model.density", model_raw.pop("density", 1.0), float)
-        model = self.build("model", ModelConfig, model_raw, width=widths[0], density=densities[0])
-        for width in widths:
-            for density in densities:
-                self.checked(lambda w=width, d=density: model.replace(width=w, density=d))
+        model, widths, densities = self.model(root.get("model", {}))
         base_raw = self.mapping("base", root.get("base", {}), _fields(BaseShape))
         search = self.search(root.get("search"))
         hps_raw = self.mapping("hps", root.get("hps", {}), _fields(BaseHPs))
@@ -260,7 +254,7 @@ class _Parser:
             widths=widths,
             densities=densities,
             search=search,
-            seeds=self.number_list("seeds", root.get("seeds", [0]), int),
+            seeds=self.distinct("seeds", self.number_list("seeds", root.get("seeds", [0]), int)),
             asha=None if root.get("asha") is None else self.build("asha", AshaSpec, root["asha"]),
             resources=self.build("resources", Resources, root.get("resources", {})),
             ray=self.build("ray", RayOptions, root.get("ray", {})),
@@ -269,19 +263,8 @@ class _Parser:
         return spec
 
     def cross_checks(self, spec: SweepSpec) -> None:
-        if spec.asha is not None:
-            if spec.train.eval_every == 0:
-                self.fail("asha", "needs intermediate results: set train.eval_every > 0")
-            if spec.search.algorithm == "optuna" and len(spec.seeds) > 1:
-                self.fail("asha", "with algorithm optuna needs a single seed (seeds: [0])")
-        if spec.search.algorithm == "grid":
-            for hp in spec.search.space:
-                if not hp.is_discrete:
-                    self.fail(
-                        f"search.space.{hp.name}",
-                        "low/high is a continuous range for algorithm: optuna; "
-                        "a grid needs log2_range or values",
-                    )
+        self.check_search(spec)
+        self.check_asha(spec)
         resources = spec.resources
         if resources.cpus_per_trial < 1:
             self.fail("resources.cpus_per_trial", "must be >= 1")
@@ -289,12 +272,46 @@ class _Parser:
             self.fail("resources.gpus_per_trial", "must be >= 0")
         if resources.max_concurrent is not None and resources.max_concurrent < 1:
             self.fail("resources.max_concurrent", "must be >= 1")
-        if spec.asha is not None and (spec.asha.grace_period < 1 or spec.asha.brackets < 1):
+
+    def check_search(self, spec: SweepSpec) -> None:
+        search = spec.search
+        cmaes = search.algorithm == "optuna" and search.sampler == "cmaes"
+        for hp in search.space:
+            key = f"search.space.{hp.name}"
+            if search.algorithm == "grid" and not hp.is_discrete:
+                self.fail(key, "low/high is for algorithm: optuna; a grid needs log2_range/values")
+            if cmaes and hp.is_discrete:
+                self.fail(key, "sampler cmaes needs continuous ranges (low/high)")
+
+    def check_asha(self, spec: SweepSpec) -> None:
+        asha = spec.asha
+        if asha is None:
+            return
+        if spec.train.eval_every == 0:
+            self.fail("asha", "needs intermediate results: set train.eval_every > 0")
+        if spec.search.algorithm == "optuna" and len(spec.seeds) > 1:
+            self.fail("asha", "with algorithm optuna needs a single seed (seeds: [0])")
+        if asha.grace_period < 1 or asha.brackets < 1:
             self.fail("asha", "grace_period and brackets must be >= 1")
-        if spec.asha is not None and spec.asha.reduction_factor <= 1:
+        if asha.reduction_factor <= 1:
             self.fail("asha.reduction_factor", "must be > 1")
 
     # -- sections -------------------------------------------------------------------------
+
+    def model(self, raw: Any) -> tuple[ModelConfig, tuple[int, ...], tuple[float, ...]]:
+        """The model template and the swept widths and densities (each checked)."""
+        section = dict(self.mapping("model", raw, _fields(ModelConfig)))
+        widths = self.distinct(
+            "model.width", self.number_list("model.width", section.pop("width", 128), int)
+        )
+        densities = self.distinct(
+            "model.density", self.number_list("model.density", section.pop("density", 1.0), float)
+        )
+        model = self.build("model", ModelConfig, section, width=widths[0], density=densities[0])
+        for width in widths:
+            for density in densities:
+                self.checked(lambda w=width, d=density: model.replace(width=w, density=d))
+        return model, widths, densities
 
     def search(self, raw: Any) -> SearchSpec:
         keys = ("algorithm", "space", "sampler", "num_samples", "seed")
@@ -438,6 +455,11 @@ class _Parser:
         if not ok:
             self.fail(key, f"expected {_TYPE_NAMES[hint]}, got {_describe(value)}")
         return float(value) if hint is float else value
+
+    def distinct(self, key: str, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        if len(set(values)) != len(values):
+            self.fail(key, f"lists a value twice: {list(values)}")
+        return values
 
     def number_list(self, key: str, raw: Any, kind: type) -> tuple[Any, ...]:
         """A scalar or a non-empty list of numbers of type ``kind``."""

@@ -87,6 +87,12 @@ BAD_SPECS = {
     "hp-fixed-and-searched": (tiny_spec(hps={"lr": 0.01}), ["hps.lr", "also searched"]),
     "not-a-mapping": ("- just\n- a list\n", ["expected a mapping"]),
     "missing-name": ({k: v for k, v in tiny_spec().items() if k != "name"}, ["name", "missing"]),
+    "duplicate-seed": (tiny_spec(seeds=[0, 0]), ["seeds", "twice"]),
+    "duplicate-density": (tiny_spec(model={"density": [0.5, 0.5]}), ["model.density", "twice"]),
+    "cmaes-on-a-grid": (
+        tiny_spec(search={"algorithm": "optuna", "sampler": "cmaes"}),
+        ["search.space.lr", "cmaes"],
+    ),
     "heads-do-not-divide": (tiny_spec(model={"width": [16, 17]}), ["divisible"]),
 }
 
