@@ -107,36 +107,41 @@ def bench_sweep(seconds: list[float], trials: int, concurrency: int) -> pd.DataF
     import torch
 
     torch.set_num_threads(1)  # one thread per concurrent trial, as in the Ray workers
-    rows = []
-    for target in seconds:
-        steps = calibrate_steps(target)
-        runs = [
-            dataclasses.replace(proxy_run(steps), hps=dataclasses.replace(proxy_run(1).hps, lr=lr))
-            for lr in learning_rates(trials)
-        ]
-        plain = time_optuna_loop(runs, concurrency)
-        ray_wall, startup = time_ray(runs, concurrency)
-        common = {
-            "target_trial_s": target,
-            "steps": steps,
-            "trials": trials,
-            "concurrency": concurrency,
-            "plain_wall_s": plain,
-        }
-        overhead = (ray_wall - startup - plain) / (trials / concurrency)
-        rows += [
-            {**common, "method": "optuna_loop", "wall_s": plain, "startup_s": 0.0,
-             "overhead_per_trial_s": 0.0},
-            {**common, "method": "ray_tune", "wall_s": ray_wall, "startup_s": startup,
-             "overhead_per_trial_s": overhead},
-        ]  # fmt: skip
+    rows = [row for target in seconds for row in _compare(target, trials, concurrency)]
     frame = pd.DataFrame(rows)
     frame["ratio_to_plain"] = frame["wall_s"] / frame["plain_wall_s"]
     frame["trial_s"] = frame["plain_wall_s"] / (frame["trials"] / frame["concurrency"])
     frame["cpus"] = len(os.sched_getaffinity(0))
-    frame["load_average"] = os.getloadavg()[0]
     frame["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return frame.drop(columns="plain_wall_s")
+
+
+def _compare(target: float, trials: int, concurrency: int) -> list[dict[str, object]]:
+    """Both methods on the same trials of about ``target`` seconds each."""
+    load = os.getloadavg()[0]  # other work on the machine slows both methods
+    steps = calibrate_steps(target)
+    template = proxy_run(steps)
+    runs = [
+        dataclasses.replace(template, hps=dataclasses.replace(template.hps, lr=lr))
+        for lr in learning_rates(trials)
+    ]
+    plain = time_optuna_loop(runs, concurrency)
+    ray_wall, startup = time_ray(runs, concurrency)
+    common = {
+        "target_trial_s": target,
+        "steps": steps,
+        "trials": trials,
+        "concurrency": concurrency,
+        "plain_wall_s": plain,
+        "load_average": load,
+    }
+    overhead = (ray_wall - startup - plain) / (trials / concurrency)
+    return [
+        {**common, "method": "optuna_loop", "wall_s": plain, "startup_s": 0.0,
+         "overhead_per_trial_s": 0.0},
+        {**common, "method": "ray_tune", "wall_s": ray_wall, "startup_s": startup,
+         "overhead_per_trial_s": overhead},
+    ]  # fmt: skip
 
 
 def format_table(frame: pd.DataFrame) -> str:

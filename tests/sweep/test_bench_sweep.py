@@ -1,0 +1,44 @@
+"""``hptransfer bench sweep``: the table, the target verdict, and (slow) a real tiny run."""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+import pytest
+
+from hptransfer.bench import sweep as bench
+
+
+def frame(ray_ratio: float, trial_s: float) -> pd.DataFrame:
+    rows = [
+        {"method": method, "trial_s": trial_s, "steps": 10, "wall_s": 8 * trial_s * ratio,
+         "ratio_to_plain": ratio, "startup_s": 0.0, "overhead_per_trial_s": 0.0}
+        for method, ratio in (("optuna_loop", 1.0), ("ray_tune", ray_ratio))
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_target_verdicts():
+    assert "1.10 (met)" in bench.target_check(frame(1.1, 12.0))
+    assert "1.40 (MISSED)" in bench.target_check(frame(1.4, 12.0))
+    assert "not measured" in bench.target_check(frame(3.0, 1.0))
+    assert "ray_tune" in bench.format_table(frame(1.1, 12.0))
+
+
+def test_bad_arguments_are_rejected():
+    with pytest.raises(argparse.ArgumentTypeError):
+        bench._seconds("1,-2")
+    with pytest.raises(argparse.ArgumentTypeError):
+        bench._positive("0")
+
+
+@pytest.mark.slow
+def test_tiny_bench_writes_parquet(tmp_path, capsys):
+    from hptransfer.cli.main import main
+
+    args = ["bench", "sweep", "--seconds", "0.2", "--trials", "2", "--out", str(tmp_path)]
+    assert main(args) == 0
+    table = pd.read_parquet(tmp_path / "sweep.parquet")
+    assert set(table["method"]) == {"optuna_loop", "ray_tune"} and len(table) == 2
+    assert "target not measured" in capsys.readouterr().out
