@@ -6,10 +6,12 @@ worker processes, driver-side storage) and through ``optuna`` ``study.optimize(n
 with the same points enqueued (threads in this process, nothing stored). This is repeated
 for each trial length (``--seconds``: steps are calibrated so one trial takes about that).
 
-Reported per length: both wall times, their ratio (target ≤ 1.25 once trials last ≥ 10 s),
-Ray's start-up and shutdown (measured on its own), and the overhead per trial beyond that:
-(Ray wall − start-up − plain wall) / (trials / concurrency), i.e. worker processes (each
-imports torch once: actors are reused), scheduling, reporting and storing.
+Reported per length: both wall times and their ratio (target ≤ 1.25 once trials last
+≥ 10 s), Ray's start-up and shutdown (timed on their own), the trials' own training time
+(summed, / concurrency) and the overhead per trial: (wall − start-up − training) /
+(trials / concurrency): for Ray, worker processes (each imports torch once: actors are
+reused), scheduling, reporting and storing. The overhead does not depend on how busy the
+machine is; wall times and their ratio do (``load_average`` is recorded).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -59,8 +62,17 @@ def calibrate_steps(seconds: float) -> int:
     return max(5, round(seconds / per_step))
 
 
-def time_optuna_loop(runs: list[RunConfig], concurrency: int) -> float:
-    """Wall time of the runs as an Optuna study with the points enqueued, n_jobs threads."""
+@dataclass(frozen=True)
+class Timing:
+    """One method's wall time, its trials' own training time (summed), its start-up."""
+
+    wall_s: float
+    train_s: float
+    startup_s: float = 0.0
+
+
+def time_optuna_loop(runs: list[RunConfig], concurrency: int) -> Timing:
+    """The runs as an Optuna study with the points enqueued, ``n_jobs`` threads."""
     import optuna
 
     from hptransfer.train import train
@@ -71,19 +83,21 @@ def time_optuna_loop(runs: list[RunConfig], concurrency: int) -> float:
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
     for lr in lrs:
         study.enqueue_trial({"lr": lr})
+    train_s: list[float] = []
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", min(lrs), max(lrs), log=True)
-        run = dataclasses.replace(template, hps=dataclasses.replace(template.hps, lr=lr))
-        return train(run).val_loss
+        result = train(dataclasses.replace(template, hps=dataclasses.replace(template.hps, lr=lr)))
+        train_s.append(result.wall_s)
+        return result.val_loss
 
     start = time.perf_counter()
     study.optimize(objective, n_trials=len(runs), n_jobs=concurrency)
-    return time.perf_counter() - start
+    return Timing(time.perf_counter() - start, sum(train_s))
 
 
-def time_ray(runs: list[RunConfig], concurrency: int) -> tuple[float, float]:
-    """(wall time of run_trials on an embedded Ray, wall time of Ray's start + shutdown)."""
+def time_ray(runs: list[RunConfig], concurrency: int) -> Timing:
+    """The runs through run_trials on an embedded Ray; its start-up and shutdown timed apart."""
     from hptransfer.sweep import Execution, run_trials
     from hptransfer.sweep.cluster import ray_session
     from hptransfer.sweep.spec import Resources
@@ -96,8 +110,8 @@ def time_ray(runs: list[RunConfig], concurrency: int) -> tuple[float, float]:
             pass
         startup = time.perf_counter() - start
         start = time.perf_counter()
-        run_trials(runs, folder / "trials", sweep="bench", execution=execution)
-        return time.perf_counter() - start, startup
+        rows = run_trials(runs, folder / "trials", sweep="bench", execution=execution)
+        return Timing(time.perf_counter() - start, float(rows["wall_s"].sum()), startup)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -109,50 +123,48 @@ def bench_sweep(seconds: list[float], trials: int, concurrency: int) -> pd.DataF
     torch.set_num_threads(1)  # one thread per concurrent trial, as in the Ray workers
     rows = [row for target in seconds for row in _compare(target, trials, concurrency)]
     frame = pd.DataFrame(rows)
-    frame["ratio_to_plain"] = frame["wall_s"] / frame["plain_wall_s"]
-    frame["trial_s"] = frame["plain_wall_s"] / (frame["trials"] / frame["concurrency"])
     frame["cpus"] = len(os.sched_getaffinity(0))
     frame["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    return frame.drop(columns="plain_wall_s")
+    return frame
 
 
 def _compare(target: float, trials: int, concurrency: int) -> list[dict[str, object]]:
-    """Both methods on the same trials of about ``target`` seconds each."""
-    load = os.getloadavg()[0]  # other work on the machine slows both methods
+    """Both methods on the same trials of about ``target`` seconds each; the plain loop runs
+    before and after Ray (mean kept), so a load change on a shared machine hits both alike."""
+    load = os.getloadavg()[0]
     steps = calibrate_steps(target)
     template = proxy_run(steps)
     runs = [
         dataclasses.replace(template, hps=dataclasses.replace(template.hps, lr=lr))
         for lr in learning_rates(trials)
     ]
-    plain = time_optuna_loop(runs, concurrency)
-    ray_wall, startup = time_ray(runs, concurrency)
-    common = {
-        "target_trial_s": target,
-        "steps": steps,
-        "trials": trials,
-        "concurrency": concurrency,
-        "plain_wall_s": plain,
-        "load_average": load,
-    }
-    overhead = (ray_wall - startup - plain) / (trials / concurrency)
+    before = time_optuna_loop(runs, concurrency)
+    ray = time_ray(runs, concurrency)
+    after = time_optuna_loop(runs, concurrency)
+    plain = Timing((before.wall_s + after.wall_s) / 2, (before.train_s + after.train_s) / 2)
+    waves = trials / concurrency
+    common = {"target_trial_s": target, "steps": steps, "trials": trials,
+              "concurrency": concurrency, "trial_s": plain.train_s / trials,
+              "plain_spread": abs(before.wall_s - after.wall_s) / plain.wall_s,
+              "load_average": load}  # fmt: skip
     return [
-        {**common, "method": "optuna_loop", "wall_s": plain, "startup_s": 0.0,
-         "overhead_per_trial_s": 0.0},
-        {**common, "method": "ray_tune", "wall_s": ray_wall, "startup_s": startup,
-         "overhead_per_trial_s": overhead},
+        {**common, "method": method, "wall_s": t.wall_s, "train_s": t.train_s / concurrency,
+         "startup_s": t.startup_s, "ratio_to_plain": t.wall_s / plain.wall_s,
+         "overhead_per_trial_s": (t.wall_s - t.startup_s - t.train_s / concurrency) / waves}
+        for method, t in (("optuna_loop", plain), ("ray_tune", ray))
     ]  # fmt: skip
 
 
 def format_table(frame: pd.DataFrame) -> str:
     lines = [
         f"{'trial':>7} {'steps':>6} {'method':<12} {'wall':>8} {'ratio':>6} "
-        f"{'start-up':>9} {'overhead/trial':>15}"
+        f"{'start-up':>9} {'training':>9} {'overhead/trial':>15}"
     ]
     for row in frame.itertuples():
         lines.append(
             f"{row.trial_s:6.1f}s {row.steps:6d} {row.method:<12} {row.wall_s:7.1f}s "
-            f"{row.ratio_to_plain:6.2f} {row.startup_s:8.1f}s {row.overhead_per_trial_s:14.2f}s"
+            f"{row.ratio_to_plain:6.2f} {row.startup_s:8.1f}s {row.train_s:8.1f}s "
+            f"{row.overhead_per_trial_s:14.2f}s"
         )
     return "\n".join(lines)
 

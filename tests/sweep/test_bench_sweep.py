@@ -13,7 +13,8 @@ from hptransfer.bench import sweep as bench
 def frame(ray_ratio: float, trial_s: float) -> pd.DataFrame:
     rows = [
         {"method": method, "trial_s": trial_s, "steps": 10, "wall_s": 8 * trial_s * ratio,
-         "ratio_to_plain": ratio, "startup_s": 0.0, "overhead_per_trial_s": 0.0}
+         "ratio_to_plain": ratio, "startup_s": 0.0, "train_s": 8 * trial_s,
+         "overhead_per_trial_s": 0.0}
         for method, ratio in (("optuna_loop", 1.0), ("ray_tune", ray_ratio))
     ]  # fmt: skip
     return pd.DataFrame(rows)
