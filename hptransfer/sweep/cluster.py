@@ -76,10 +76,15 @@ def ray_session(directory: Path, execution: Execution) -> Iterator[int]:
             _node_ip_address="127.0.0.1",
             **common,
         )
+    # A failed trial's traceback goes to the store's error column, not to the terminal.
+    tune_logger = logging.getLogger("ray.tune")
+    tune_level = tune_logger.level
+    tune_logger.setLevel(logging.INFO if execution.verbose else logging.CRITICAL)
     try:
         yield _slots(ray.cluster_resources(), resources)
     finally:
         ray.shutdown()
+        tune_logger.setLevel(tune_level)
         if temp_dir is not None and not execution.verbose:
             shutil.rmtree(temp_dir, ignore_errors=True)  # ~1 MB of logs per start
 

@@ -6,6 +6,7 @@ Imports Ray: import this module only after :func:`hptransfer.sweep.run.configure
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -75,8 +76,7 @@ class Recorder(Callback):
         self._store(trial, error=None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Trial, **_):
-        error = trial.get_error()
-        self._store(trial, error=str(error)[-ERROR_CHARS:] if error else "unknown error")
+        self._store(trial, error=_error_text(trial)[-ERROR_CHARS:])
 
     def _store(self, trial: Trial, error: str | None) -> None:
         job = self.job_of(trial)
@@ -110,3 +110,13 @@ class Recorder(Callback):
         if error is not None:
             return {"status": "error", "error": error}
         return None  # interrupted: train it again on resume
+
+
+def _error_text(trial: Trial) -> str:
+    """The trial's traceback: Tune writes it to the trial's local folder before this runs
+    (``trial.get_error`` reads the storage copy, which is synced later)."""
+    path = trial.error_file
+    if path and os.path.exists(path):
+        with open(path) as handle:
+            return handle.read()
+    return str(trial.get_error() or "unknown error")

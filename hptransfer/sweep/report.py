@@ -54,10 +54,14 @@ class Progress:
             print(
                 f"[{self.done:{width}d}/{self.total}] {row['parameterization']:<5} "
                 f"w={row['width']} density={row['density']:g} seed={row['seed']} {hps}  "
-                f"{_outcome(row)}  {row['wall_s']:.1f}s  ETA {format_duration(eta)}",
+                f"{_outcome(row)}  {_wall(row['wall_s'])}  ETA {format_duration(eta)}",
                 file=self.out,
                 flush=True,
             )
+
+
+def _wall(seconds: float) -> str:
+    return f"{seconds:.1f}s" if math.isfinite(seconds) else "-"
 
 
 def _outcome(row: Mapping[str, Any]) -> str:

@@ -226,3 +226,23 @@ def test_optuna_with_asha(tmp_path, capsys):
     curves = pd.read_parquet(tmp_path / "results" / "optuna" / "curves.parquet")
     last_step = curves.groupby("trial_id")["step"].max()
     assert (last_step[trials["trial_id"]].to_numpy() == trials["steps"].to_numpy()).all()
+
+
+def test_failing_trials_are_stored_as_errors(tmp_path):
+    """A run that raises in its worker is a row with status error (retried on resume)."""
+    spec = tiny_spec(
+        name="failing",
+        model={"kernel": "triton", "density": 0.5},  # no GPU and no interpreter: raises
+        search={"space": {"lr": {"values": [0.01]}}},
+        seeds=[0],
+    )
+    path = tmp_path / "failing.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    command = cli("sweep", str(path), "--results", str(tmp_path / "results"))
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "1 runs failed" in done.stderr and "Traceback" not in done.stderr
+    assert "ERROR" in progress_lines(done.stdout)[0] and "TRITON_INTERPRET" in done.stdout
+    trials = pd.read_parquet(tmp_path / "results" / "failing" / "trials.parquet")
+    assert list(trials["status"]) == ["error"] and "TRITON_INTERPRET" in trials.loc[0, "error"]
