@@ -66,11 +66,11 @@ class Recorder(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Trial, result: dict, **_):
         run = int(result["run"])
+        curve = self.curves[trial.trial_id][run]
+        if not curve or curve[-1]["step"] != result["step"]:  # a diverged run's last point
+            curve.append({k: result[k] for k in (*CURVE_KEYS, "wall_s")})  # comes twice
         if result.get("run_done"):
             self.summaries[trial.trial_id][run] = {k: result[k] for k in SUMMARY_FIELDS}
-        else:
-            point = {k: result[k] for k in (*CURVE_KEYS, "wall_s")}
-            self.curves[trial.trial_id][run].append(point)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Trial, **_):
         self._store(trial, error=None)

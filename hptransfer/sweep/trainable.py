@@ -1,7 +1,8 @@
 """The function Ray Tune runs in a worker: train a job's runs and report every metric.
 
 Reports, in order, for each run ``i`` of the job: one result per evaluation point
-(``step, tokens, train_loss, val_loss``), then one with ``run_done`` and the run's summary.
+(``step, tokens, train_loss, val_loss``) but the last, then one with the last point,
+``run_done`` and the run's summary.
 Every result carries ``objective`` (the point's loss, or the mean over finished runs), the
 metric the searcher and ASHA read. The driver's recorder turns these into store rows.
 """
@@ -38,8 +39,10 @@ def train_job(
 
 
 def _train_and_report(run: RunConfig, index: int, device: str, scores: list[float]) -> float:
-    """Train one run, reporting each evaluation point and then the run's summary, whose
-    ``objective`` is the mean over this run and the job's earlier ``scores``."""
+    """Train one run, reporting each evaluation point before the last, then one result with
+    the last point and the run's summary (``run_done``), whose ``objective`` is the mean
+    over this run and the job's earlier ``scores``. The last point travels with the summary
+    so that a scheduler stopping the trial on it (ASHA's top rung) cannot lose the summary."""
     from ray import tune
 
     from hptransfer.train import train
@@ -48,6 +51,8 @@ def _train_and_report(run: RunConfig, index: int, device: str, scores: list[floa
     tags = {"run": index, "seed": run.seed}
 
     def report(point: dict[str, float]) -> None:
+        if point["step"] >= run.train.steps:
+            return
         score = objective(point["val_loss"], point["train_loss"], False)
         wall_s = time.perf_counter() - start  # the wall time of a run ASHA stops
         tune.report({**point, **tags, "objective": score, "wall_s": wall_s})
@@ -56,7 +61,8 @@ def _train_and_report(run: RunConfig, index: int, device: str, scores: list[floa
     score = objective(result.val_loss, result.train_loss, result.diverged)
     summary = {name: getattr(result, name) for name in SUMMARY_FIELDS}
     mean = (sum(scores) + score) / (len(scores) + 1)
-    tune.report({**summary, **tags, "run_done": True, "step": result.steps, "objective": mean})
+    last = result.curve[-1]  # the final evaluation, or the point where the run diverged
+    tune.report({**last, **summary, **tags, "run_done": True, "objective": mean})
     return score
 
 
