@@ -67,8 +67,9 @@ class Recorder(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Trial, result: dict, **_):
         run = int(result["run"])
         curve = self.curves[trial.trial_id][run]
-        if not curve or curve[-1]["step"] != result["step"]:  # a diverged run's last point
-            curve.append({k: result[k] for k in (*CURVE_KEYS, "wall_s")})  # comes twice
+        # The last point comes with the summary; a diverged run's was also reported alone.
+        if not curve or curve[-1]["step"] != result["step"]:
+            curve.append({k: result[k] for k in (*CURVE_KEYS, "wall_s")})
         if result.get("run_done"):
             self.summaries[trial.trial_id][run] = {k: result[k] for k in SUMMARY_FIELDS}
 
