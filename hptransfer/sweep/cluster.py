@@ -39,7 +39,7 @@ class Execution:
     out: TextIO = dataclasses.field(default_factory=lambda: sys.stdout)
 
 
-def configure_env(verbose: bool) -> None:
+def configure_env() -> None:
     """Environment Ray reads at import/start: no auth token or telemetry, quiet output."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -50,43 +50,49 @@ def configure_env(verbose: bool) -> None:
 @contextlib.contextmanager
 def ray_session(directory: Path, execution: Execution) -> Iterator[int]:
     """Start an embedded Ray (or attach to ``execution.address``); yield concurrent slots."""
-    configure_env(execution.verbose)
+    configure_env()
     import ray
 
-    resources = execution.resources
-    common: dict[str, Any] = {
-        "log_to_driver": execution.verbose,
-        "logging_level": logging.INFO if execution.verbose else logging.ERROR,
-    }
-    address = _address(execution)
-    temp_dir = None
-    if address:
-        try:
-            ray.init(address=address, runtime_env=_code_runtime_env(), **common)
-        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ...
-            raise BackendUnavailableError(f"cannot attach to Ray at {address}: {exc}") from None
-    else:
-        temp_dir = ray_temp_dir(directory)
-        ray.init(
-            address="local",
-            num_cpus=len(os.sched_getaffinity(0)),
-            num_gpus=_local_gpus(resources),
-            include_dashboard=False,
-            _temp_dir=str(temp_dir),
-            _node_ip_address="127.0.0.1",
-            **common,
-        )
+    temp_dir = _init_ray(directory, execution)
     # A failed trial's traceback goes to the store's error column, not to the terminal.
     tune_logger = logging.getLogger("ray.tune")
     tune_level = tune_logger.level
     tune_logger.setLevel(logging.INFO if execution.verbose else logging.CRITICAL)
     try:
-        yield _slots(ray.cluster_resources(), resources)
+        yield _slots(ray.cluster_resources(), execution.resources)
     finally:
         ray.shutdown()
         tune_logger.setLevel(tune_level)
         if temp_dir is not None and not execution.verbose:
             shutil.rmtree(temp_dir, ignore_errors=True)  # ~1 MB of logs per start
+
+
+def _init_ray(directory: Path, execution: Execution) -> Path | None:
+    """``ray.init``, embedded (returns its temp dir) or attached (returns None)."""
+    import ray
+
+    common: dict[str, Any] = {
+        "log_to_driver": execution.verbose,
+        "logging_level": logging.INFO if execution.verbose else logging.ERROR,
+    }
+    address = _address(execution)
+    if address:
+        try:
+            ray.init(address=address, runtime_env=_code_runtime_env(), **common)
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ...
+            raise BackendUnavailableError(f"cannot attach to Ray at {address}: {exc}") from None
+        return None
+    temp_dir = ray_temp_dir(directory)
+    ray.init(
+        address="local",
+        num_cpus=len(os.sched_getaffinity(0)),
+        num_gpus=_local_gpus(execution.resources),
+        include_dashboard=False,
+        _temp_dir=str(temp_dir),
+        _node_ip_address="127.0.0.1",
+        **common,
+    )
+    return temp_dir
 
 
 def _address(execution: Execution) -> str | None:

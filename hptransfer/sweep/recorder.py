@@ -1,7 +1,7 @@
 """Driver-side Tune callback: gathers each trial's reported metrics and curve points and
 appends them to the store the moment the trial ends (so no shared filesystem is needed).
 
-Imports Ray: import this module only after :func:`hptransfer.sweep.run.configure_env`.
+Imports Ray: import this module only after :func:`hptransfer.sweep.cluster.configure_env`.
 """
 
 from __future__ import annotations
