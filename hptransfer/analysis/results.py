@@ -52,7 +52,7 @@ def read_table(path: Path, required: Sequence[str]) -> pd.DataFrame:
     if not path.is_file():
         raise ResultsError(f"{path} not found: run `hptransfer sweep` first")
     try:
-        table = pd.read_parquet(path)
+        table = pd.read_parquet(path, page_checksum_verification=True)  # flipped bytes too
     except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
         raise ResultsError(f"{path} is not a readable Parquet file ({exc})") from exc
     missing = [c for c in required if c not in table.columns]

@@ -11,8 +11,10 @@ Other runs of a sweep (``hptransfer transfer``) live in the same folder under ot
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -28,6 +30,7 @@ from hptransfer.store.schema import CURVES, TRIALS
 
 TRIALS_FILE = "trials.parquet"
 CURVES_FILE = "curves.parquet"
+LOCK_FILE = "sweep.lock"
 
 
 class ResultsStore:
@@ -72,28 +75,48 @@ class ResultsStore:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the folder's writer lock (one sweep writes a results folder at a time)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / "sweep.lock", "a+") as handle:
+        """Hold the folder's writer lock (one sweep writes a results folder at a time).
+
+        The holder writes who it is into ``sweep.lock``, so a refused process can say.
+        """
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ResultsError(
+                f"cannot create the results folder {self.directory}: {exc.strerror or exc}"
+            ) from None
+        with open(self.directory / LOCK_FILE, "a+") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another hptransfer process"
                 raise ResultsError(
-                    f"{self.directory} is in use by another hptransfer process; "
-                    "wait for it to finish or use another sweep name"
+                    f"{self.directory} is in use by {holder}; wait for it to finish or use "
+                    "another sweep name"
                 ) from None
+            handle.truncate(0)
+            since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()} (since {since})")
+            handle.flush()
             try:
                 yield
             finally:
+                handle.truncate(0)
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _read(self, path: Path, schema: pa.Schema) -> pa.Table:
         if not path.exists():
             return schema.empty_table()
         try:
-            table = pq.read_table(path)
+            table = pq.read_table(path, page_checksum_verification=True)
         except (OSError, pa.ArrowException) as exc:
-            raise ResultsError(f"{path} is unreadable ({exc}); move it aside and re-run") from None
+            detail = " ".join(str(exc).split())[:200]
+            raise ResultsError(
+                f"{path} is corrupt or unreadable ({detail}); it was left unchanged: restore it "
+                f"from a backup, or move it aside (mv {path} {path}.corrupt) and re-run the same "
+                "command to train the runs it held again"
+            ) from None
         if not table.schema.equals(schema):
             raise ResultsError(f"{path} has unexpected columns; was it written by hptransfer?")
         return table
@@ -107,7 +130,7 @@ class ResultsStore:
         old = self._read(path, schema)
         stale = pc.is_in(old["trial_id"], value_set=pa.array(ids, pa.string()))
         table = pa.concat_tables([old.filter(pc.invert(stale)), table])
-        atomic_write(path, lambda f: pq.write_table(table, f))
+        atomic_write(path, lambda f: pq.write_table(table, f, write_page_checksum=True))
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
