@@ -63,6 +63,7 @@ class Recorder(Callback):
         self.asha = asha
         self.curves: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
         self.summaries: dict[str, dict[int, dict]] = defaultdict(dict)
+        self.failure: Exception | None = None  # a store write that failed (ends the sweep)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Trial, result: dict, **_):
         run = int(result["run"])
@@ -72,6 +73,11 @@ class Recorder(Callback):
             curve.append({k: result[k] for k in (*CURVE_KEYS, "wall_s")})
         if result.get("run_done"):
             self.summaries[trial.trial_id][run] = {k: result[k] for k in SUMMARY_FIELDS}
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Trial, **_):
+        # The trial starts again from its first step: what its failed attempt reported goes.
+        self.curves.pop(trial.trial_id, None)
+        self.summaries.pop(trial.trial_id, None)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Trial, **_):
         self._store(trial, error=None)
@@ -96,7 +102,11 @@ class Recorder(Callback):
                 for p in curves.get(index, [])
             ]
         if rows:
-            self.store.append(rows, points)
+            try:
+                self.store.append(rows, points)
+            except Exception as exc:
+                self.failure = exc
+                raise
             self.progress.record(rows)
 
     @staticmethod

@@ -71,6 +71,7 @@ def run_sweep(
     store = ResultsStore(directory)
     with store.lock():
         _check_same_spec(store, spec)
+        store.read_curves()  # a corrupt table fails now, not at the first write inside Ray
         check_runs(spec.cells)
         store.write_spec(spec.to_yaml())
         if spec.search.algorithm == "grid":
@@ -105,6 +106,7 @@ def run_trials(
     store = ResultsStore(results_dir, trials_file=trials_file, curves_file=curves_file)
     jobs = jobs_for_runs(runs)
     with store.lock():
+        store.read_curves()  # a corrupt table fails now, not at the first write inside Ray
         check_runs(runs)
         pending = _pending(jobs, store)
         if pending:
@@ -272,9 +274,24 @@ def _fit(
             storage_path=str(storage),
             verbose=2 if execution.verbose else 0,
             callbacks=[recorder],
+            # A trial whose worker died (or that raised) runs again from its start.
+            failure_config=tune.FailureConfig(max_failures=resources.max_retries),
         ),
     )
-    tuner.fit()
+    try:
+        tuner.fit()
+    except Exception:
+        if recorder.failure is not None:  # the store refused a write: say why, in one line
+            raise _store_failure(recorder.failure, store) from None
+        raise
+    finally:
+        shutil.rmtree(storage / "tune", ignore_errors=True)  # pickles: nothing to keep
+
+
+def _store_failure(exc: BaseException, store: ResultsStore) -> BaseException:
+    if isinstance(exc, OSError):
+        return ResultsError(f"cannot write results in {store.directory}: {exc.strerror or exc}")
+    return exc
 
 
 def _scheduler(asha: AshaSpec | None, max_steps: int) -> Any:
