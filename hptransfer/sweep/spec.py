@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,11 @@ TOP_KEYS = (
 )  # fmt: skip
 # Keys that say where and how fast a sweep runs, not what it computes: not hashed.
 UNHASHED_KEYS = ("resources", "ray")
+# A sweep's name is its results folder: portable characters only.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# A grid is listed in full before it runs: beyond this many runs it is a typo, not a plan.
+MAX_GRID_RUNS = 100_000
+INT64 = 2**63  # integers are stored in int64 Parquet columns
 
 
 @dataclass(frozen=True)
@@ -94,11 +100,16 @@ class AshaSpec:
 
 @dataclass(frozen=True)
 class Resources:
-    """Per-trial resources; ``max_concurrent`` None means CPUs available / cpus_per_trial."""
+    """Per-trial resources; ``max_concurrent`` None means CPUs available / cpus_per_trial.
+
+    ``max_retries``: how many times a trial whose worker died (or that raised) runs again
+    before it is stored with status ``error``.
+    """
 
     cpus_per_trial: int = 1
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None
+    max_retries: int = 2
 
 
 @dataclass(frozen=True)
@@ -192,6 +203,8 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise ConfigError(f"sweep spec {path} not found") from None
     except OSError as exc:
         raise ConfigError(f"sweep spec {path} is unreadable: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"sweep spec {path} is not UTF-8 text (byte {exc.start})") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -235,8 +248,12 @@ class _Parser:
         if "name" not in root:
             self.fail("name", "missing; every sweep needs a name (its results folder)")
         name = self.coerce("name", root["name"], str)
-        if not name or "/" in name or name.startswith("."):
-            self.fail("name", f"{name!r} is not a usable folder name")
+        if not NAME_PATTERN.fullmatch(name):
+            self.fail(
+                "name",
+                f"{_describe(name)} is not a usable folder name: use letters, digits, '.', '_' "
+                "and '-' (at most 100, starting with a letter or digit)",
+            )
         model, widths, densities = self.model(root.get("model", {}))
         base_raw = self.mapping("base", root.get("base", {}), _fields(BaseShape))
         search = self.search(root.get("search"))
@@ -268,10 +285,12 @@ class _Parser:
         resources = spec.resources
         if resources.cpus_per_trial < 1:
             self.fail("resources.cpus_per_trial", "must be >= 1")
-        if resources.gpus_per_trial < 0:
+        if not resources.gpus_per_trial >= 0:  # NaN too
             self.fail("resources.gpus_per_trial", "must be >= 0")
         if resources.max_concurrent is not None and resources.max_concurrent < 1:
             self.fail("resources.max_concurrent", "must be >= 1")
+        if resources.max_retries < 0:
+            self.fail("resources.max_retries", "must be >= 0")
 
     def check_search(self, spec: SweepSpec) -> None:
         search = spec.search
@@ -282,6 +301,14 @@ class _Parser:
                 self.fail(key, "low/high is for algorithm: optuna; a grid needs log2_range/values")
             if cmaes and hp.is_discrete:
                 self.fail(key, "sampler cmaes needs continuous ranges (low/high)")
+        if search.algorithm == "grid":
+            runs = math.prod(len(hp.values) for hp in search.space) * len(spec.cells)
+            if runs * len(spec.seeds) > MAX_GRID_RUNS:
+                self.fail(
+                    "search.space",
+                    f"the grid has {runs * len(spec.seeds):,} runs (more than {MAX_GRID_RUNS:,}); "
+                    "narrow the ranges or use algorithm: optuna",
+                )
 
     def check_asha(self, spec: SweepSpec) -> None:
         asha = spec.asha
@@ -293,7 +320,7 @@ class _Parser:
             self.fail("asha", "with algorithm optuna needs a single seed (seeds: [0])")
         if asha.grace_period < 1 or asha.brackets < 1:
             self.fail("asha", "grace_period and brackets must be >= 1")
-        if asha.reduction_factor <= 1:
+        if not asha.reduction_factor > 1:  # NaN too
             self.fail("asha.reduction_factor", "must be > 1")
 
     # -- sections -------------------------------------------------------------------------
@@ -331,6 +358,8 @@ class _Parser:
             self.fail("search.sampler", f"must be one of {', '.join(SAMPLERS)}")
         if search.num_samples < 1:
             self.fail("search.num_samples", "must be >= 1")
+        if not 0 <= search.seed < 2**32:  # numpy's seed range, which Optuna's samplers use
+            self.fail("search.seed", f"must be in [0, 2^32); got {search.seed}")
         return search
 
     def hp_range(self, name: str, raw: Any) -> HPRange:
@@ -355,12 +384,16 @@ class _Parser:
         if len(pair) != 2:
             self.fail(f"{key}.log2_range", "expected [lo, hi] (log2 exponents)")
         step = self.coerce(f"{key}.step", spec.get("step", 0.5), float)
-        if step <= 0:
+        if not step > 0:
             self.fail(f"{key}.step", f"must be > 0; got {step}")
         lo, hi = pair
         if hi < lo:
             self.fail(f"{key}.log2_range", f"is empty: hi ({hi}) < lo ({lo})")
+        if not -1000 <= lo <= hi <= 1000:  # NaN too; 2^±1000 is still a finite float
+            self.fail(f"{key}.log2_range", f"expected exponents within ±1000; got [{lo}, {hi}]")
         count = math.floor((hi - lo) / step + 1e-9) + 1
+        if count > MAX_GRID_RUNS:
+            self.fail(f"{key}.step", f"gives {count:,} values; expected at most {MAX_GRID_RUNS:,}")
         values = tuple(2.0 ** (lo + i * step) for i in range(count))
         return HPRange(name, values=values, log2_range=(lo, hi), step=step)
 
@@ -408,7 +441,8 @@ class _Parser:
             self.fail(key, f"expected a mapping, got {_describe(raw)}")
         for name in raw:
             if name not in allowed:
-                where = name if key == "(top level)" else f"{key}.{name}"
+                shown = name if isinstance(name, str) and name.isidentifier() else repr(name)[:40]
+                where = shown if key == "(top level)" else f"{key}.{shown}"
                 self.fail(
                     where,
                     f"unknown key{_suggest(str(name), allowed)} (allowed: {', '.join(allowed)})",
@@ -446,9 +480,14 @@ class _Parser:
             return items
         if hint is float and isinstance(value, str):
             value = _float_or_none(value) if _float_or_none(value) is not None else value
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and hint is int and isinstance(value, int) and not -INT64 <= value < INT64:
+            self.fail(key, f"{_describe(value)} is out of range (at most 2^63 in magnitude)")
+        if number and hint is float and isinstance(value, int) and abs(value) > 2**1023:
+            self.fail(key, f"{_describe(value)} is out of range for a float")
         ok = {
-            int: isinstance(value, int) and not isinstance(value, bool),
-            float: isinstance(value, (int, float)) and not isinstance(value, bool),
+            int: number and isinstance(value, int),
+            float: number,
             bool: isinstance(value, bool),
             str: isinstance(value, str),
         }[hint]
