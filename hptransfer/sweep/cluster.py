@@ -27,6 +27,10 @@ from hptransfer.sweep.spec import Resources
 # under 107 bytes; the session part takes about 64 of them.
 MAX_TEMP_DIR_CHARS = 40
 CONNECT_TIMEOUT_S = 3.0
+# Ray takes a node's address from its network interfaces, even when told 127.0.0.1, and its
+# servers then listen on every interface. With this set to 0 (its meaning: "no multi-node
+# cluster") the node address is 127.0.0.1 and they listen on loopback only.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,9 @@ class Execution:
 
 
 def configure_env() -> None:
-    """Environment Ray reads at import/start: no auth token or telemetry, quiet output."""
+    """Environment Ray reads at import/start: no auth token or telemetry, quiet output, an
+    embedded Ray on loopback only (so it needs no token)."""
+    os.environ.setdefault(LOOPBACK_ENV, "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -80,8 +86,14 @@ def _init_ray(directory: Path, execution: Execution) -> Path | None:
         try:
             ray.init(address=address, runtime_env=_code_runtime_env(), **common)
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ...
-            raise BackendUnavailableError(f"cannot attach to Ray at {address}: {exc}") from None
+            detail = " ".join(str(exc).split())[:300]
+            raise BackendUnavailableError(
+                f"cannot attach to Ray at {address}: {detail} (a cluster with token "
+                "authentication needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN, "
+                "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)"
+            ) from None
         return None
+    _check_loopback(ray)
     temp_dir = ray_temp_dir(directory)
     ray.init(
         address="local",
@@ -93,6 +105,18 @@ def _init_ray(directory: Path, execution: Execution) -> Path | None:
         **common,
     )
     return temp_dir
+
+
+def _check_loopback(ray: Any) -> None:
+    """Refuse to start an embedded Ray that would listen beyond loopback (Ray read
+    LOOPBACK_ENV when first imported; an import before :func:`configure_env` misses it)."""
+    node_ip = ray.util.get_node_ip_address()  # before ray.init: the address it would use
+    if not node_ip.startswith("127.") and os.environ.get(LOOPBACK_ENV) != "1":
+        raise BackendUnavailableError(
+            f"the embedded Ray would listen on {node_ip}, not only on loopback: Ray was "
+            f"imported before hptransfer set {LOOPBACK_ENV}=0; set it before Python starts "
+            f"(or {LOOPBACK_ENV}=1 to accept)"
+        )
 
 
 def _address(execution: Execution) -> str | None:
@@ -135,10 +159,16 @@ def check_address(address: str) -> None:
 
 
 def _slots(cluster: dict[str, float], resources: Resources) -> int:
+    # A trial that asks for more than the cluster has would wait for it forever.
     if resources.gpus_per_trial > cluster.get("GPU", 0):
         raise BackendUnavailableError(
             f"resources.gpus_per_trial is {resources.gpus_per_trial} but the Ray cluster has "
             f"{cluster.get('GPU', 0):g} GPUs"
+        )
+    if resources.cpus_per_trial > cluster.get("CPU", 0):
+        raise BackendUnavailableError(
+            f"resources.cpus_per_trial is {resources.cpus_per_trial} but the Ray cluster has "
+            f"{cluster.get('CPU', 0):g} CPUs"
         )
     return max(1, int(cluster.get("CPU", 1) // resources.cpus_per_trial))
 
