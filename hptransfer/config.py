@@ -195,6 +195,8 @@ class TrainConfig:
         _one_of("train.weight_decay_mode", self.weight_decay_mode, WEIGHT_DECAY_MODES)
         _require(0 <= self.final_lr_ratio <= 1, "train.final_lr_ratio must be in [0, 1]")
         _require(self.eps > 0, "train.eps must be > 0")
+        _require(all(0 <= b < 1 for b in self.betas), "train.betas must be in [0, 1)")
+        _require(self.momentum >= 0, "train.momentum must be >= 0")
         _require(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip must be > 0")
         _require(self.eval_every >= 0, "train.eval_every must be >= 0 (0: only at the end)")
         _require(self.divergence_factor > 1, "train.divergence_factor must be > 1")

@@ -31,9 +31,15 @@ def shakespeare_dataset() -> TokenDataset:
 def text_file_dataset(path: str) -> TokenDataset:
     """Byte-level tokens of a UTF-8 text file; its last 10% is the validation split."""
     try:
+        if Path(path).exists() and not Path(path).is_file():  # a device or pipe never ends
+            raise DataError(f"text file {path} is not a regular file")
         data = Path(path).read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read text file {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # e.g. a NUL byte in the path
+        raise DataError(f"cannot read text file {path!r}: {exc}") from None
+    if len(data) < 2:  # each split needs at least one byte (seq_len is checked later)
+        raise DataError(f"text file {path} is too short ({len(data)} bytes)")
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
