@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -58,6 +59,15 @@ SPEC = tiny_spec(
     search={"space": {"lr": {"log2_range": [-9, -6], "step": 1}}},
 )
 SWEEP_TIMEOUT_S = 600  # generous: a shared CI machine may be busy
+
+
+def fault_env(root: Path, plan: dict[str, Any]) -> dict[str, str]:
+    """Environment that makes a sweep's processes load hooks/sitecustomize.py with ``plan``
+    (every training attempt is logged to ``root/attempts.log``)."""
+    path = root / "plan.json"
+    path.write_text(json.dumps({"log": str(root / "attempts.log"), **plan}))
+    pythonpath = os.pathsep.join(p for p in (str(HOOKS), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": pythonpath, "HPT_FAULT_PLAN": str(path)}
 
 
 def cli(*args: str) -> list[str]:
@@ -188,12 +198,13 @@ def comparable(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    """Every file under ``root`` and a hash of its bytes (empty if ``root`` is missing);
-    lock files (the holder's name while held, empty otherwise) are not results."""
+    """Every file under ``root`` and a hash of its bytes (empty if ``root`` is missing).
+    Not results, so left out: lock files (the holder's name while held) and Ray's working
+    folders (``ray/``: logs and state of a running sweep)."""
     if not root.exists():
         return {}
     return {
         str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(root.rglob("*"))
-        if path.is_file() and path.suffix != ".lock"
+        if path.is_file() and path.suffix != ".lock" and "ray" not in path.relative_to(root).parts
     }

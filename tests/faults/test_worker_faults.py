@@ -9,13 +9,11 @@ makes a run raise.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import faultkit
 import pandas as pd
@@ -27,15 +25,6 @@ from hptransfer.train import train
 
 FAILING_LR = 2.0**-7
 MESSAGE = "injected failure: a deliberately broken run"
-
-
-def fault_env(root: Path, plan: dict[str, Any]) -> dict[str, str]:
-    path = root / "plan.json"
-    path.write_text(json.dumps({"log": str(root / "attempts.log"), **plan}))
-    pythonpath = os.pathsep.join(
-        p for p in (str(faultkit.HOOKS), os.environ.get("PYTHONPATH")) if p
-    )
-    return {"PYTHONPATH": pythonpath, "HPT_FAULT_PLAN": str(path)}
 
 
 def attempts(root: Path) -> Counter:
@@ -70,7 +59,7 @@ def test_worker_killed_mid_run_is_retried_and_stored_once(root):
     marker = root / "paused.pid"
     proc = faultkit.start(
         faultkit.cli("sweep", str(path), "--results", str(root / "results")),
-        env=fault_env(root, {"pause": {"seed": 1, "marker": str(marker)}}),
+        env=faultkit.fault_env(root, {"pause": {"seed": 1, "marker": str(marker)}}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -116,7 +105,7 @@ def test_run_that_raises_is_stored_as_error_and_the_sweep_goes_on(root):
     done = subprocess.run(
         command,
         cwd=faultkit.REPO,
-        env={**os.environ, **fault_env(root, plan)},
+        env={**os.environ, **faultkit.fault_env(root, plan)},
         capture_output=True,
         text=True,
         timeout=faultkit.SWEEP_TIMEOUT_S,

@@ -6,8 +6,9 @@ training run of the sweep, in whichever process it trains.
 Plan keys (each optional):
   ``log``:   a file; every training attempt appends ``pid lr seed``.
   ``raise``: ``{"lr": .., "seed": .., "message": ..}``: that run raises RuntimeError(message).
-  ``pause``: ``{"seed": .., "marker": path}``: the first run of that seed to report an
-             evaluation writes its pid to ``marker`` and sleeps, for the test to kill it.
+  ``pause``: ``{"seed": .., "marker": path, "until": path}``: the first run of that seed to
+             report an evaluation writes its pid to ``marker`` and sleeps until ``until``
+             exists (without ``until``: for minutes, for the test to kill it).
 
 ``hptransfer.train.train`` is wrapped when the module is first imported (a meta path hook),
 so Python processes that never train pay nothing.
@@ -39,13 +40,13 @@ def _wrap(train):
             raise RuntimeError(fail["message"])
         pause = plan.get("pause")
         if pause and run.seed == pause["seed"] and on_eval is not None:
-            on_eval = _pausing(on_eval, pause["marker"])
+            on_eval = _pausing(on_eval, pause["marker"], pause.get("until"))
         return train(run, on_eval=on_eval, **kwargs)
 
     return faulty_train
 
 
-def _pausing(on_eval, marker):
+def _pausing(on_eval, marker, until):
     def report_then_pause(point):
         on_eval(point)
         try:  # exactly one run, in one process, pauses: the first to create the marker
@@ -54,7 +55,9 @@ def _pausing(on_eval, marker):
             return
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)
-        time.sleep(PAUSE_S)
+        deadline = time.monotonic() + PAUSE_S
+        while time.monotonic() < deadline and not (until and os.path.exists(until)):
+            time.sleep(0.1)
 
     return report_then_pause
 
