@@ -131,6 +131,12 @@ def check_execution(execution: Execution) -> None:
     resources = execution.resources
     if resources.max_concurrent is not None and resources.max_concurrent < 1:
         raise ConfigError("max_concurrent must be >= 1")
+    cpus = len(os.sched_getaffinity(0))  # what the embedded Ray gets
+    if not address and resources.cpus_per_trial > cpus:
+        raise ConfigError(
+            f"resources.cpus_per_trial is {resources.cpus_per_trial} but this machine has "
+            f"{cpus} CPUs (a Ray cluster: --address)"
+        )
 
 
 def ray_temp_dir(directory: Path) -> Path:
