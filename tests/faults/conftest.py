@@ -32,7 +32,7 @@ def watch(proc: subprocess.Popen, seen: dict[str, Any], stop: threading.Event) -
 def reference() -> Iterator[dict[str, Any]]:
     """SPEC run once without interruption, watched while it runs; its folder stays until the
     end of the session."""
-    with faultkit.short_root("hfref") as root:
+    with faultkit.short_root("hr") as root:
         spec_path = faultkit.write_yaml(root / "spec.yaml", SPEC)
         results = root / "results"
         proc = faultkit.start(

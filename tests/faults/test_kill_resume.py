@@ -58,7 +58,7 @@ def kill_at_random(command: list[str], trials: Path, rng: random.Random) -> list
 
 @pytest.fixture(scope="module")
 def resumed() -> dict[str, Any]:
-    with faultkit.short_root("hfkill") as root:
+    with faultkit.short_root("hk") as root:
         spec = faultkit.write_yaml(root / "spec.yaml", faultkit.SPEC)
         command = faultkit.cli("sweep", str(spec), "--results", str(root / "results"))
         directory = root / "results" / faultkit.SPEC["name"]
