@@ -14,6 +14,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
+from ray.tune.stopper import Stopper
 
 from hptransfer.store import ResultsStore
 from hptransfer.sweep.report import Progress
@@ -63,7 +64,9 @@ class Recorder(Callback):
         self.asha = asha
         self.curves: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
         self.summaries: dict[str, dict[int, dict]] = defaultdict(dict)
-        self.failure: Exception | None = None  # a store write that failed (ends the sweep)
+        # A store write that failed: nothing more is written, and ``stopper`` ends the sweep.
+        self.failure: Exception | None = None
+        self.stopper = _StopOnFailure(self)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Trial, result: dict, **_):
         run = int(result["run"])
@@ -101,12 +104,12 @@ class Recorder(Callback):
                 {"trial_id": row["trial_id"], **{k: p[k] for k in CURVE_KEYS}}
                 for p in curves.get(index, [])
             ]
-        if rows:
+        if rows and self.failure is None:
             try:
                 self.store.append(rows, points)
-            except Exception as exc:
+            except Exception as exc:  # raised once the sweep has stopped (run._fit)
                 self.failure = exc
-                raise
+                return
             self.progress.record(rows)
 
     @staticmethod
@@ -121,6 +124,20 @@ class Recorder(Callback):
         if error is not None:
             return {"status": "error", "error": error}
         return None  # interrupted: train it again on resume
+
+
+class _StopOnFailure(Stopper):
+    """Stops every trial once the recorder could not write (a full disk, a damaged table):
+    an exception in a Tune callback would only fail, and retry, the trial at hand."""
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.recorder.failure is not None
 
 
 def _error_text(trial: Trial) -> str:

@@ -274,18 +274,17 @@ def _fit(
             storage_path=str(storage),
             verbose=2 if execution.verbose else 0,
             callbacks=[recorder],
+            stop=recorder.stopper,
             # A trial whose worker died (or that raised) runs again from its start.
             failure_config=tune.FailureConfig(max_failures=resources.max_retries),
         ),
     )
     try:
         tuner.fit()
-    except Exception:
-        if recorder.failure is not None:  # the store refused a write: say why, in one line
-            raise _store_failure(recorder.failure, store) from None
-        raise
     finally:
         shutil.rmtree(storage / "tune", ignore_errors=True)  # pickles: nothing to keep
+    if recorder.failure is not None:  # the store refused a write: say why, in one line
+        raise _store_failure(recorder.failure, store) from None
 
 
 def _store_failure(exc: BaseException, store: ResultsStore) -> BaseException:

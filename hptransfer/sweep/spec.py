@@ -102,14 +102,14 @@ class AshaSpec:
 class Resources:
     """Per-trial resources; ``max_concurrent`` None means CPUs available / cpus_per_trial.
 
-    ``max_retries``: how many times a trial whose worker died (or that raised) runs again
-    before it is stored with status ``error``.
+    ``max_retries``: how many times a trial whose worker died (or that raised: Tune cannot
+    tell them apart) runs again before it is stored with status ``error``.
     """
 
     cpus_per_trial: int = 1
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None
-    max_retries: int = 2
+    max_retries: int = 1
 
 
 @dataclass(frozen=True)
