@@ -1,10 +1,11 @@
 """The driver SIGKILLed at random moments, again and again, then resumed: every planned run
 is stored exactly once and equals, run for run and bit for bit, the uninterrupted sweep.
 
-The moments are random (seeded; the seed is in every failure message, and
-``HPT_FAULT_SEED`` replays one): the first kill falls anywhere from the imports through Ray's
-start to the first runs, the next ones a random fraction of a second after the sweep stored
-a random number of runs, so they land mid-run, between runs or mid-write.
+Three kills at random moments (seeded; the seed is in every failure message, and
+``HPT_FAULT_SEED`` replays one): the first anywhere in the 5 s after the sweep took its
+folder (its checks, Ray's start, its first runs), the next two a random fraction of a second
+after the sweep stored a random number of runs, so they land mid-run, between runs or
+mid-write.
 """
 
 from __future__ import annotations
@@ -24,24 +25,28 @@ from hptransfer.sweep import parse_spec
 from hptransfer.sweep.trials import grid_runs, point_id, trial_id
 
 SEED = int(os.environ.get("HPT_FAULT_SEED", random.randrange(2**16)))
-KILLS_MID_SWEEP = 3
+KILLS_MID_SWEEP = 2
 RUNS = len(grid_runs(parse_spec(faultkit.SPEC)))
 PLANNED = {trial_id(point_id(run), run.seed) for run in grid_runs(parse_spec(faultkit.SPEC))}
 
 
 def kill_at_random(command: list[str], trials: Path, rng: random.Random) -> list[dict]:
-    """Kill the sweep once early, then KILLS_MID_SWEEP times after it stored more runs."""
-    kills = []
-    early = {"after_rows": 0, "delay": rng.uniform(0.5, 8.0)}
+    """Kill the sweep once early (after it took its folder: during its checks, Ray's start or
+    its first runs), then KILLS_MID_SWEEP times after it stored a random number of runs."""
+    spec_written = trials.with_name("spec.yaml")
+    early = {"after_rows": 0, "delay": rng.uniform(0.0, 5.0)}
     later = [
         {"after_rows": rows, "delay": rng.uniform(0.0, 1.0)}
         for rows in sorted(rng.sample(range(1, RUNS - 2), KILLS_MID_SWEEP))
     ]
+    kills = []
     for plan in (early, *later):
         proc = faultkit.start(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             faultkit.wait_until(
-                lambda plan=plan: faultkit.stored_rows(trials) >= plan["after_rows"],
+                lambda plan=plan: (
+                    spec_written.exists() and faultkit.stored_rows(trials) >= plan["after_rows"]
+                ),
                 proc,
                 faultkit.SWEEP_TIMEOUT_S,
                 f"{plan['after_rows']} stored runs (seed {SEED})",
