@@ -9,8 +9,10 @@ import subprocess
 
 import faultkit
 import pandas as pd
+import pytest
 
 
+@pytest.mark.slow  # two sweeps (the lock itself: test_corrupt_store.py, every run)
 def test_second_sweep_on_a_folder_is_refused_while_another_sweep_runs_beside(root):
     results = root / "results"
     # One run at a time: while its run is paused, alpha writes nothing either.

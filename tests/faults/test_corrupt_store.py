@@ -138,6 +138,7 @@ def test_fit_and_transfer_refuse_a_flipped_loss(tmp_path, capsys):
     assert faultkit.tree_digest(tmp_path) == before
 
 
+@pytest.mark.slow  # a sweep on Ray
 def test_a_full_disk_mid_sweep_ends_it_with_one_line(root, monkeypatch, capsys):
     """The driver's store write fails inside Ray Tune (ENOSPC on the second finished run):
     the sweep stops with the store's one-line error, the first run stays stored."""

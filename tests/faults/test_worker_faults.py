@@ -18,6 +18,7 @@ from pathlib import Path
 import faultkit
 import pandas as pd
 
+from hptransfer.cli.main import main
 from hptransfer.config import RunConfig
 from hptransfer.sweep import parse_spec
 from hptransfer.sweep.trials import grid_runs, point_id, trial_id, with_hps
@@ -94,16 +95,16 @@ def test_worker_killed_mid_run_is_retried_and_stored_once(root):
     assert list(trials["val_loss"]) == retrained(trials, template)  # bit for bit
 
 
-def test_run_that_raises_is_stored_as_error_and_the_sweep_goes_on(root):
+def test_run_that_raises_is_stored_as_error_and_the_sweep_goes_on(root, capsys):
     """Grid, 2 LRs × 2 seeds; one run raises in its worker: tried 1 + max_retries times,
     stored with status error and its message; the three others complete. Re-running the
     same command trains that run alone."""
     spec = faultkit.tiny_spec(name="raising", train={"steps": 20}, resources={"max_retries": 1})
     path = faultkit.write_yaml(root / "raising.yaml", spec)
-    command = faultkit.cli("sweep", str(path), "--results", str(root / "results"))
+    args = ["sweep", str(path), "--results", str(root / "results")]
     plan = {"raise": {"lr": FAILING_LR, "seed": 1, "message": MESSAGE}}
     done = subprocess.run(
-        command,
+        faultkit.cli(*args),
         cwd=faultkit.REPO,
         env={**os.environ, **faultkit.fault_env(root, plan)},
         capture_output=True,
@@ -122,11 +123,9 @@ def test_run_that_raises_is_stored_as_error_and_the_sweep_goes_on(root):
     tries = attempts(root)
     assert tries[(FAILING_LR, 1)] == 2 and set(tries.values()) == {1, 2}
 
-    again = subprocess.run(
-        command, cwd=faultkit.REPO, capture_output=True, text=True, timeout=faultkit.SWEEP_TIMEOUT_S
-    )
-    assert again.returncode == 0, again.stderr
-    assert len([line for line in again.stdout.splitlines() if line.startswith("[")]) == 1
+    assert main(args) == 0  # the same command again (in this process: no fault injected)
+    out = capsys.readouterr().out
+    assert len([line for line in out.splitlines() if line.startswith("[")]) == 1
     after = pd.read_parquet(root / "results" / "raising" / "trials.parquet").set_index("trial_id")
     assert (after["status"] == "completed").all() and after.loc[failing, "error"] == ""
     assert after.loc[others.index, "finished_at"].equals(others["finished_at"])
