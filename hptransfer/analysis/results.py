@@ -52,7 +52,9 @@ def read_table(path: Path, required: Sequence[str]) -> pd.DataFrame:
     if not path.is_file():
         raise ResultsError(f"{path} not found: run `hptransfer sweep` first")
     try:
-        table = pd.read_parquet(path, page_checksum_verification=True)  # flipped bytes too
+        # One open handle, so a sweep replacing the file meanwhile cannot tear the read.
+        with open(path, "rb") as handle:
+            table = pd.read_parquet(handle, page_checksum_verification=True)  # flipped bytes too
     except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
         raise ResultsError(f"{path} is not a readable Parquet file ({exc})") from exc
     missing = [c for c in required if c not in table.columns]

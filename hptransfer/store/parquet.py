@@ -109,7 +109,10 @@ class ResultsStore:
         if not path.exists():
             return schema.empty_table()
         try:
-            table = pq.read_table(path, page_checksum_verification=True)
+            # One open handle: a path is opened more than once by pyarrow, and a writer's
+            # os.replace in between would pair one file's footer with another's pages.
+            with open(path, "rb") as handle:
+                table = pq.read_table(handle, page_checksum_verification=True)
         except (OSError, pa.ArrowException) as exc:
             detail = " ".join(str(exc).split())[:200]
             raise ResultsError(

@@ -162,9 +162,10 @@ def _zombie(pid: int) -> bool:
 
 
 def stored_rows(path: Path) -> int:
-    """Rows in a trials.parquet that may be replaced while read (0 if not there yet)."""
-    with contextlib.suppress(FileNotFoundError):
-        return len(pd.read_parquet(path))
+    """Rows in a trials.parquet that a running sweep may replace meanwhile (0 if not there
+    yet): read through one handle, like the store does."""
+    with contextlib.suppress(FileNotFoundError), open(path, "rb") as handle:
+        return len(pd.read_parquet(handle))
     return 0
 
 

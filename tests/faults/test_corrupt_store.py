@@ -4,9 +4,12 @@ files cut, a disk that fills up mid-sweep. And the results folder's lock says wh
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import random
 import socket
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import faultkit
 import pyarrow.parquet as pq
 import pytest
 
+from hptransfer.analysis import results
 from hptransfer.cli.main import main
 from hptransfer.errors import ResultsError
 from hptransfer.store import ResultsStore
@@ -77,6 +81,34 @@ def test_a_cut_file_is_an_error(tmp_path, keep):
     )
     with pytest.raises(ResultsError, match="corrupt or unreadable"):
         store.read_trials()
+
+
+def test_reading_while_a_sweep_replaces_the_table_never_fails(tmp_path):
+    """``hptransfer fit`` on a running sweep: every read sees one whole file, old or new
+    (read by path, pyarrow opened the file twice and could mix two versions)."""
+    store = stored(tmp_path, runs=1)
+    rows = store.read_trials().to_dict("records")
+    done = threading.Event()
+
+    def write_continuously() -> None:
+        for index in itertools.count():
+            if done.is_set():
+                return
+            store.append([{**rows[0], "trial_id": f"p{index}-s0"}], [])
+
+    writer = threading.Thread(target=write_continuously)
+    writer.start()
+    reads = 0
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            assert len(ResultsStore(tmp_path).read_trials()) >= 1
+            assert len(results.read_trials(tmp_path)) >= 1
+            reads += 1
+    finally:
+        done.set()
+        writer.join()
+    assert reads > 10
 
 
 def flip_loss(path: Path) -> None:
