@@ -12,6 +12,7 @@ import secrets
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -48,6 +49,34 @@ def test_no_dashboard_and_no_usage_reporting(reference):
             assert "--minimal" in cmd and "--disable-frontend" in cmd, cmd
     ray_envs = [env for env in reference["environs"] if "RAY_USAGE_STATS_ENABLED" in env]
     assert ray_envs and all(env["RAY_USAGE_STATS_ENABLED"] == "0" for env in ray_envs)
+
+
+def test_embedded_ray_refuses_to_start_beyond_loopback(tmp_path):
+    """Ray imported before hptransfer could set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 would
+    bind every interface: the sweep refuses, in one line, before Ray starts."""
+    script = (
+        "import sys, ray\n"
+        "if ray.util.get_node_ip_address().startswith('127.'): sys.exit(77)\n"
+        "from hptransfer.cli.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    spec = faultkit.write_yaml(tmp_path / "spec.yaml", faultkit.tiny_spec())
+    results = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, "sweep", str(spec), "--results", str(results)],
+        cwd=faultkit.REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=faultkit.SWEEP_TIMEOUT_S,
+    )
+    if done.returncode == 77:
+        pytest.skip("this machine has no network interface besides loopback")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "not only on loopback" in done.stderr
+    assert not (results / "tiny" / "trials.parquet").exists()
+    assert not (results / "tiny" / "ray").exists()
 
 
 def test_ray_temp_dir_is_inside_the_sweep_folder(reference):
