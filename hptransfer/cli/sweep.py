@@ -28,6 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="start fresh: move this sweep's existing results to <name>.replaced-<time>/",
     )
+    parser.add_argument(
+        "--extend",
+        action="store_true",
+        help="the grid grew (more values, densities, widths, parameterizations or seeds): "
+        "keep the stored runs and train only the new ones",
+    )
     parser.set_defaults(func=run)
 
 
@@ -41,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     execution = Execution(
         resources=resources, address=args.address or spec.ray.address, verbose=args.verbose
     )
-    outcome = run_sweep(spec, args.results, execution=execution, new=args.new)
+    outcome = run_sweep(spec, args.results, execution=execution, new=args.new, extend=args.extend)
     where = outcome.directory / "trials.parquet"
     if outcome.failed:
         print(

@@ -27,7 +27,7 @@ from hptransfer.sweep.cluster import Execution, check_execution, ray_session
 from hptransfer.sweep.report import Progress, best_per_cell, format_summary
 from hptransfer.sweep.search import CellPlan, optuna_searcher, plan_cell
 from hptransfer.sweep.spec import UNHASHED_KEYS, AshaSpec, SweepSpec, diff_keys, parse_spec
-from hptransfer.sweep.trials import Job, grid_runs, jobs_for_runs, trial_id
+from hptransfer.sweep.trials import Job, grid_runs, jobs_for_runs, point_id, trial_id
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,14 @@ def run_sweep(
     *,
     execution: Execution | None = None,
     new: bool = False,
+    extend: bool = False,
 ) -> SweepOutcome:
     """Run (or resume) ``spec`` into ``results_root/<name>/``; print progress and a summary.
 
     Raises ConfigError if that folder holds a different spec, unless ``new``, which first
-    moves the old folder aside to ``<name>.replaced-<UTC time>``.
+    moves the old folder aside to ``<name>.replaced-<UTC time>``, or ``extend`` and the spec
+    is a grid that still plans every stored run (more values, cells or seeds): those runs
+    are kept and only the new ones trained.
     """
     execution = execution or Execution(resources=spec.resources, address=spec.ray.address)
     check_execution(execution)
@@ -70,7 +73,7 @@ def run_sweep(
         move_aside(directory, execution.out)
     store = ResultsStore(directory)
     with store.lock():
-        _check_same_spec(store, spec)
+        _check_same_spec(store, spec, extend=extend)
         store.read_curves()  # a corrupt table fails now, not at the first write inside Ray
         check_runs(spec.cells)
         store.write_spec(spec.to_yaml())
@@ -315,30 +318,59 @@ def _scheduler(asha: AshaSpec | None, max_steps: int) -> Any:
 # -- spec bookkeeping ---------------------------------------------------------------------
 
 
-def _check_same_spec(store: ResultsStore, spec: SweepSpec) -> None:
+def _check_same_spec(store: ResultsStore, spec: SweepSpec, *, extend: bool = False) -> None:
     text = store.read_spec()
     if text is None:
         hashes = set(store.read_trials()["spec_hash"]) - {spec.hash}
-        if hashes:
+        if hashes and not extend:
             raise ConfigError(_changed_message(store, spec, []))
+        if hashes:
+            _check_extends(store, spec)
         return
     try:
         old = parse_spec(yaml.safe_load(text), source=str(store.spec_path))
     except (ConfigError, yaml.YAMLError) as exc:
         raise ResultsError(f"{store.spec_path} is unusable ({exc}); use --new") from None
-    if old.hash != spec.hash:
-        before, after = (
-            {k: v for k, v in s.to_dict().items() if k not in UNHASHED_KEYS} for s in (old, spec)
-        )
-        raise ConfigError(_changed_message(store, spec, diff_keys(before, after)))
+    if old.hash == spec.hash:
+        return
+    if extend:
+        _check_extends(store, spec)
+        return
+    before, after = (
+        {k: v for k, v in s.to_dict().items() if k not in UNHASHED_KEYS} for s in (old, spec)
+    )
+    raise ConfigError(_changed_message(store, spec, diff_keys(before, after)))
 
 
 def _changed_message(store: ResultsStore, spec: SweepSpec, changed: list[str]) -> str:
     what = f" (changed: {', '.join(changed[:5])}{', ...' if len(changed) > 5 else ''})"
+    grow = "--extend to keep them and train only new grid points, " if _is_grid(spec) else ""
     return (
         f"{store.directory} holds results of a different spec for sweep {spec.name!r}"
-        f"{what if changed else ''}; re-run with --new to move them aside, or rename the sweep"
+        f"{what if changed else ''}; re-run with {grow}--new to move them aside, "
+        "or rename the sweep"
     )
+
+
+def _is_grid(spec: SweepSpec) -> bool:
+    return spec.search.algorithm == "grid"
+
+
+def _check_extends(store: ResultsStore, spec: SweepSpec) -> None:
+    """``--extend`` keeps every stored run, so the new grid must still plan each of them."""
+    if not _is_grid(spec):
+        raise ConfigError(
+            f"--extend grows a grid sweep; {spec.name!r} searches with "
+            f"{spec.search.algorithm}: use --new or rename the sweep"
+        )
+    planned = {trial_id(point_id(run), run.seed) for run in grid_runs(spec)}
+    stored = set(store.read_trials()["trial_id"])
+    if dropped := stored - planned:
+        raise ConfigError(
+            f"--extend keeps every stored run, but {len(dropped)} of the {len(stored)} in "
+            f"{store.directory} are not in the new spec (a changed or removed value, not only "
+            "added ones): use --new to move them aside, or rename the sweep"
+        )
 
 
 def move_aside(directory: Path, out: TextIO) -> None:

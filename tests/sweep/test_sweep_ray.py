@@ -247,3 +247,37 @@ def test_failing_trials_are_stored_as_errors(tmp_path, monkeypatch, capsys):
     assert "ERROR" in progress_lines(out)[0] and "TRITON_INTERPRET" in out
     trials = pd.read_parquet(tmp_path / "results" / "failing" / "trials.parquet")
     assert list(trials["status"]) == ["error"] and "TRITON_INTERPRET" in trials.loc[0, "error"]
+
+
+def extended_copy(resumed: dict[str, Any], tmp_path: Path, **changes: Any) -> tuple[Path, Path]:
+    """The finished sweep's folder copied under tmp_path, and a spec changed by ``changes``."""
+    results = tmp_path / "results"
+    shutil.copytree(resumed["dir"], results / "tiny")
+    spec_path = tmp_path / "tiny.yaml"
+    spec_path.write_text(yaml.safe_dump({**SPEC, **changes}))
+    return results, spec_path
+
+
+def test_extend_keeps_stored_runs_and_trains_only_new_ones(resumed, tmp_path, capsys):
+    results, spec_path = extended_copy(resumed, tmp_path, seeds=[0, 1, 2])
+    before = pd.read_parquet(results / "tiny" / "trials.parquet").set_index("trial_id")
+    args = ["sweep", str(spec_path), "--results", str(results)]
+    assert main(args) == 2 and "--extend" in capsys.readouterr().err
+    assert main([*args, "--extend"]) == 0, capsys.readouterr().err
+    assert len(progress_lines(capsys.readouterr().out)) == RUNS // 2  # the seed-2 runs only
+    after = pd.read_parquet(results / "tiny" / "trials.parquet").set_index("trial_id")
+    planned = {trial_id(point_id(run), run.seed) for run in grid_runs(load_spec(spec_path))}
+    assert set(after.index) == planned and len(after) == RUNS * 3 // 2
+    pd.testing.assert_frame_equal(after.loc[before.index], before)
+    assert main(args) == 0  # the extended spec is now the folder's spec: a plain resume
+
+
+def test_extend_refuses_a_spec_that_drops_stored_runs(resumed, tmp_path, capsys):
+    space = {"space": {"lr": {"log2_range": [-8, -6], "step": 1}}}  # drops 2^-9
+    results, spec_path = extended_copy(resumed, tmp_path, search=space)
+    table = results / "tiny" / "trials.parquet"
+    before = table.read_bytes()
+    code = main(["sweep", str(spec_path), "--results", str(results), "--extend"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "not in the new spec" in err
+    assert table.read_bytes() == before
