@@ -22,6 +22,7 @@ SUBCOMMANDS = (
     "hptransfer.cli.bench",
     "hptransfer.cli.fit",
     "hptransfer.cli.plot",
+    "hptransfer.cli.merge",
     "hptransfer.cli.transfer",
 )
 

@@ -1,0 +1,31 @@
+"""``hptransfer merge SWEEP... --into STUDY``: one study folder from several sweeps."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "merge",
+        help="merge several sweeps' results into one study folder for fit and plot",
+        description="Write the union of the sweeps' trials.parquet and curves.parquet (a run "
+        "stored twice is taken once) into a study folder, with sources.json naming them. "
+        "Re-running replaces the earlier merge. The runs must share base shape, corpus, "
+        "optimizer and steps.",
+    )
+    parser.add_argument("sweeps", nargs="+", type=Path, help="results/<sweep> folders")
+    parser.add_argument(
+        "--into", type=Path, required=True, help="the study folder, e.g. results/lr_vs_density"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hptransfer.store.merge import merge_sweeps
+
+    outcome = merge_sweeps(args.sweeps, args.into)
+    parts = ", ".join(f"{runs} from {source}" for source, runs in outcome.taken.items())
+    print(f"merged {outcome.runs} runs into {outcome.directory} ({parts})")
+    return 0

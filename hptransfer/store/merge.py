@@ -1,0 +1,93 @@
+"""Merge the results of several sweeps into one study folder.
+
+A study often needs runs that one grid cannot express: SP needs a wider LR grid than SμPar,
+or a width study shares its base-width runs with a density study. Each part runs as its own
+sweep; :func:`merge_sweeps` writes the union of their ``trials.parquet`` and
+``curves.parquet`` into a study folder that ``hptransfer fit`` and ``plot`` read like any
+sweep's. The folder gets ``sources.json`` (the sweeps merged, runs taken from each) and no
+``spec.yaml``, so ``hptransfer sweep`` never resumes into it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hptransfer.errors import ConfigError, ResultsError
+from hptransfer.store.parquet import ResultsStore, atomic_write
+from hptransfer.store.schema import CURVES, TRIALS
+
+SOURCES_FILE = "sources.json"
+# Runs are comparable only when these agree: one base shape, one task, one horizon.
+SHARED_COLUMNS = ("base_width", "base_density", "corpus", "optimizer", "max_steps")
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    directory: Path
+    runs: int
+    taken: dict[str, int]  # source folder -> runs taken from it
+
+
+def merge_sweeps(sources: Sequence[str | Path], target: str | Path) -> MergeOutcome:
+    """Write the union of the sources' runs into ``target``, replacing an earlier merge.
+
+    A run stored by two sources (same ``trial_id``: same configuration and seed) is taken
+    once, from the first. Nothing is written if a source is missing or unreadable, the
+    target is a sweep's own folder, or the runs differ in base shape, corpus, optimizer or
+    steps (a fit over them would compare unlike runs).
+    """
+    paths, target = [Path(s) for s in sources], Path(target)
+    _check_folders(paths, target)
+    stores = [ResultsStore(path) for path in paths]
+    trials = pd.concat(
+        [store.read_trials().assign(source=i) for i, store in enumerate(stores)],
+        ignore_index=True,
+    ).drop_duplicates("trial_id", keep="first")
+    _check_comparable(trials)
+    curves = pd.concat(
+        [store.read_curves().assign(source=i) for i, store in enumerate(stores)],
+        ignore_index=True,
+    ).merge(trials[["trial_id", "source"]], on=["trial_id", "source"])
+    taken = {str(path): int((trials["source"] == i).sum()) for i, path in enumerate(paths)}
+    store = ResultsStore(target)
+    with store.lock():
+        # curves first: trials.parquet is the source of truth, as in a sweep
+        _write_table(store.curves_path, curves, CURVES)
+        _write_table(store.trials_path, trials, TRIALS)
+        doc = json.dumps({"sources": list(taken), "runs": taken}, indent=2) + "\n"
+        atomic_write(target / SOURCES_FILE, lambda f: f.write(doc.encode()))
+    return MergeOutcome(target, len(trials), taken)
+
+
+def _check_folders(sources: list[Path], target: Path) -> None:
+    if not sources:
+        raise ConfigError("give at least one sweep folder to merge")
+    for source in sources:
+        if not (source / "trials.parquet").is_file():
+            raise ResultsError(f"{source}/trials.parquet not found: is {source} a sweep folder?")
+        if source.resolve() == target.resolve():
+            raise ConfigError(f"{target} is also a source: merge into another folder")
+    if (target / "spec.yaml").exists():
+        raise ConfigError(f"{target} is a sweep's folder (it has spec.yaml): merge elsewhere")
+
+
+def _check_comparable(trials: pd.DataFrame) -> None:
+    for column in SHARED_COLUMNS:
+        values = sorted(trials[column].dropna().unique().tolist())
+        if len(values) > 1:
+            raise ConfigError(
+                f"the sweeps differ in {column} ({', '.join(map(str, values))}): a study "
+                "merges runs of one base shape, corpus, optimizer and horizon"
+            )
+
+
+def _write_table(path: Path, frame: pd.DataFrame, schema: pa.Schema) -> None:
+    table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+    atomic_write(path, lambda f: pq.write_table(table, f, write_page_checksum=True))
