@@ -47,7 +47,17 @@ def run(args: argparse.Namespace) -> int:
     execution = Execution(
         resources=resources, address=args.address or spec.ray.address, verbose=args.verbose
     )
-    outcome = run_sweep(spec, args.results, execution=execution, new=args.new, extend=args.extend)
+    try:
+        outcome = run_sweep(
+            spec, args.results, execution=execution, new=args.new, extend=args.extend
+        )
+    except KeyboardInterrupt:
+        print(
+            f"hptransfer: interrupted; the finished runs are stored in {args.results}/"
+            f"{spec.name}: re-run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
     where = outcome.directory / "trials.parquet"
     if outcome.failed:
         print(

@@ -111,19 +111,9 @@ def run_trials(
     with store.lock():
         store.read_curves()  # a corrupt table fails now, not at the first write inside Ray
         check_runs(runs)
-        pending = _pending(jobs, store)
-        if pending:
-            with ray_session(store.directory, execution) as slots:
-                _fit_jobs(
-                    pending,
-                    store,
-                    execution,
-                    slots,
-                    sweep=sweep,
-                    spec_hash=spec_hash,
-                    asha=asha,
-                    searched=(),
-                )
+        _train_pending(
+            jobs, store, execution, sweep=sweep, spec_hash=spec_hash, asha=asha, searched=()
+        )
         trials = store.read_trials()
     ids = [trial_id(job.point_id, job.runs[0].seed) for job in jobs]
     return trials.set_index("trial_id").reindex(ids).reset_index()
@@ -142,19 +132,25 @@ def check_runs(runs: Sequence[RunConfig]) -> None:
 
 
 def _run_grid(spec: SweepSpec, store: ResultsStore, execution: Execution) -> None:
-    pending = _pending(jobs_for_runs(grid_runs(spec)), store)
+    _train_pending(
+        jobs_for_runs(grid_runs(spec)),
+        store,
+        execution,
+        sweep=spec.name,
+        spec_hash=spec.hash,
+        asha=spec.asha,
+        searched=spec.search.names,
+    )
+
+
+def _train_pending(
+    jobs: Sequence[Job], store: ResultsStore, execution: Execution, **recording: Any
+) -> None:
+    """Train the jobs not yet stored (one Ray session, started only if there are any)."""
+    pending = _pending(jobs, store)
     if pending:
         with ray_session(store.directory, execution) as slots:
-            _fit_jobs(
-                pending,
-                store,
-                execution,
-                slots,
-                sweep=spec.name,
-                spec_hash=spec.hash,
-                asha=spec.asha,
-                searched=spec.search.names,
-            )
+            _fit_jobs(pending, store, execution, slots, **recording)
 
 
 def _pending(jobs: Sequence[Job], store: ResultsStore) -> list[Job]:

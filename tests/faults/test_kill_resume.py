@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -129,3 +130,31 @@ def test_killed_runs_leave_no_ray_state_behind(resumed):
     assert set(names) <= {"spec.yaml", "trials.parquet", "curves.parquet", "sweep.lock", "ray"}
     assert all(name.endswith(".tmp") for name in resumed["leftovers"] if name.startswith("."))
     assert resumed["ray_files"] == []
+
+
+def test_ctrl_c_stops_at_once_with_exit_130_and_the_sweep_resumes():
+    """Ctrl-C (SIGINT to the terminal's process group) mid-sweep: exit 130 and one line that
+    says how to resume; the runs stored so far stay, and re-running finishes the sweep."""
+    with faultkit.short_root("hc") as root:
+        spec = faultkit.write_yaml(root / "spec.yaml", faultkit.SPEC)
+        command = faultkit.cli("sweep", str(spec), "--results", str(root / "results"))
+        trials = root / "results" / faultkit.SPEC["name"] / "trials.parquet"
+        proc = faultkit.start(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            faultkit.wait_until(
+                lambda: faultkit.stored_rows(trials) >= 1, proc, faultkit.SWEEP_TIMEOUT_S, "a run"
+            )
+            os.killpg(proc.pid, signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            faultkit.kill_tree(proc)
+        assert proc.returncode == 130, err
+        assert err.decode().strip().splitlines() == [
+            f"hptransfer: interrupted; the finished runs are stored in {root / 'results'}/"
+            f"{faultkit.SPEC['name']}: re-run the same command to resume"
+        ]
+        stored = set(pd.read_parquet(trials)["trial_id"])
+        assert 1 <= len(stored) < RUNS
+        done = subprocess.run(command, cwd=faultkit.REPO, capture_output=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert set(pd.read_parquet(trials)["trial_id"]) == PLANNED
