@@ -19,13 +19,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--into", type=Path, required=True, help="the study folder, e.g. results/lr_vs_density"
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="COLUMN=V,...",
+        help="keep only runs with these values (repeatable; columns parameterization, width, "
+        "depth, density), e.g. --only density=1,1/8",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hptransfer.store.merge import merge_sweeps
+    from hptransfer.store.merge import merge_sweeps, parse_selection
 
-    outcome = merge_sweeps(args.sweeps, args.into)
+    outcome = merge_sweeps(args.sweeps, args.into, only=parse_selection(args.only))
     parts = ", ".join(f"{runs} from {source}" for source, runs in outcome.taken.items())
     print(f"merged {outcome.runs} runs into {outcome.directory} ({parts})")
     return 0

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,6 +27,9 @@ from hptransfer.store.schema import CURVES, TRIALS
 SOURCES_FILE = "sources.json"
 # Runs are comparable only when these agree: one base shape, one task, one horizon.
 SHARED_COLUMNS = ("base_width", "base_density", "corpus", "optimizer", "max_steps")
+# Columns a merge can select runs by (``--only density=1,1/8``).
+FILTER_COLUMNS = {"parameterization": str, "width": int, "depth": int, "density": float}
+Selection = dict[str, tuple[str | int | float, ...]]
 
 
 @dataclass(frozen=True)
@@ -35,13 +39,16 @@ class MergeOutcome:
     taken: dict[str, int]  # source folder -> runs taken from it
 
 
-def merge_sweeps(sources: Sequence[str | Path], target: str | Path) -> MergeOutcome:
+def merge_sweeps(
+    sources: Sequence[str | Path], target: str | Path, only: Selection | None = None
+) -> MergeOutcome:
     """Write the union of the sources' runs into ``target``, replacing an earlier merge.
 
-    A run stored by two sources (same ``trial_id``: same configuration and seed) is taken
-    once, from the first. Nothing is written if a source is missing or unreadable, the
-    target is a sweep's own folder, or the runs differ in base shape, corpus, optimizer or
-    steps (a fit over them would compare unlike runs).
+    ``only`` keeps the runs whose columns take one of the listed values. A run stored by two
+    sources (same ``trial_id``: same configuration and seed) is taken once, from the first.
+    Nothing is written if a source is missing or unreadable, the target is a sweep's own
+    folder, no run is selected, or the runs differ in base shape, corpus, optimizer or steps
+    (a fit over them would compare unlike runs).
     """
     paths, target = [Path(s) for s in sources], Path(target)
     _check_folders(paths, target)
@@ -50,6 +57,9 @@ def merge_sweeps(sources: Sequence[str | Path], target: str | Path) -> MergeOutc
         [store.read_trials().assign(source=i) for i, store in enumerate(stores)],
         ignore_index=True,
     ).drop_duplicates("trial_id", keep="first")
+    trials = trials[_selected(trials, only or {})]
+    if trials.empty:
+        raise ConfigError(f"no stored run matches --only {format_selection(only or {})}")
     _check_comparable(trials)
     curves = pd.concat(
         [store.read_curves().assign(source=i) for i, store in enumerate(stores)],
@@ -61,8 +71,9 @@ def merge_sweeps(sources: Sequence[str | Path], target: str | Path) -> MergeOutc
         # curves first: trials.parquet is the source of truth, as in a sweep
         _write_table(store.curves_path, curves, CURVES)
         _write_table(store.trials_path, trials, TRIALS)
-        doc = json.dumps({"sources": list(taken), "runs": taken}, indent=2) + "\n"
-        atomic_write(target / SOURCES_FILE, lambda f: f.write(doc.encode()))
+        doc = {"sources": list(taken), "only": format_selection(only or {}), "runs": taken}
+        text = json.dumps(doc, indent=2) + "\n"
+        atomic_write(target / SOURCES_FILE, lambda f: f.write(text.encode()))
     return MergeOutcome(target, len(trials), taken)
 
 
@@ -91,3 +102,47 @@ def _check_comparable(trials: pd.DataFrame) -> None:
 def _write_table(path: Path, frame: pd.DataFrame, schema: pa.Schema) -> None:
     table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
     atomic_write(path, lambda f: pq.write_table(table, f, write_page_checksum=True))
+
+
+def parse_selection(items: Sequence[str]) -> Selection:
+    """``["density=1,1/8", "parameterization=sp"]`` -> {"density": (1.0, 0.125), ...}."""
+    selection: Selection = {}
+    for item in items:
+        key, sep, raw = (part.strip() for part in item.partition("="))
+        if key not in FILTER_COLUMNS or not sep or not raw:
+            raise ConfigError(
+                f"bad --only {item!r}; expected column=value,... with a column among "
+                f"{', '.join(FILTER_COLUMNS)}, e.g. density=1,1/8"
+            )
+        try:
+            selection[key] = tuple(_value(key, value) for value in raw.split(","))
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(f"bad --only value in {item!r}") from None
+    return selection
+
+
+def format_selection(selection: Selection) -> str:
+    return " ".join(
+        f"{k}={','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vs)}"
+        for k, vs in selection.items()
+    )
+
+
+def _value(key: str, text: str) -> str | int | float:
+    kind = FILTER_COLUMNS[key]
+    if kind is float:
+        num, slash, den = text.strip().partition("/")
+        return float(num) / float(den) if slash else float(num)
+    return kind(text.strip())
+
+
+def _selected(trials: pd.DataFrame, selection: Selection) -> pd.Series:
+    keep = pd.Series(True, index=trials.index)
+    for key, values in selection.items():
+        column = trials[key]
+        if FILTER_COLUMNS[key] is float:
+            hits = np.isclose(column.to_numpy(float)[:, None], np.array(values)[None, :])
+            keep &= hits.any(axis=1)
+        else:
+            keep &= column.isin(values)
+    return keep

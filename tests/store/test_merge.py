@@ -93,3 +93,31 @@ def test_bad_merges_are_one_line_errors_and_write_nothing(tmp_path, capsys, prob
     assert all(word in err for word in words), err
     assert not (into / "trials.parquet").exists() or into == a
     assert (a / "trials.parquet").read_bytes() == before
+
+
+def test_only_selects_runs_by_column_values(tmp_path):
+    a, b = two_sweeps(tmp_path)
+    into = str(tmp_path / "s")
+    only = ["--only", "parameterization=supar", "--only", "density=1/4"]
+    assert main(["merge", str(a), str(b), "--into", into, *only]) == 0
+    trials = ResultsStore(tmp_path / "s").read_trials()
+    assert set(trials["parameterization"]) == {"supar"} and len(trials) == 12
+    doc = json.loads((tmp_path / "s" / "sources.json").read_text())
+    assert doc["only"] == "parameterization=supar density=0.25"
+
+
+@pytest.mark.parametrize(
+    "only, words",
+    [
+        ("lr=0.1", ["bad --only 'lr=0.1'", "density=1,1/8"]),
+        ("density=half", ["bad --only value"]),
+        ("width=", ["bad --only 'width='"]),
+        ("density=1/2", ["no stored run matches --only density=0.5"]),
+    ],
+)
+def test_bad_only_is_a_one_line_error(tmp_path, capsys, only, words):
+    a, b = two_sweeps(tmp_path)
+    code = main(["merge", str(a), str(b), "--into", str(tmp_path / "s"), "--only", only])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and all(w in err for w in words), err
+    assert not (tmp_path / "s" / "trials.parquet").exists()
