@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         metavar="COLUMN=V,...",
         help="keep only runs with these values (repeatable; columns parameterization, width, "
-        "depth, density), e.g. --only density=1,1/8",
+        "depth, density), e.g. --only density=1,1/8, or joint values of several columns, e.g. "
+        "--only width:density=32:1,64:1/4,128:1/16",
     )
     parser.set_defaults(func=run)
 

@@ -27,9 +27,10 @@ from hptransfer.store.schema import CURVES, TRIALS
 SOURCES_FILE = "sources.json"
 # Runs are comparable only when these agree: one base shape, one task, one horizon.
 SHARED_COLUMNS = ("base_width", "base_density", "corpus", "optimizer", "max_steps")
-# Columns a merge can select runs by (``--only density=1,1/8``).
+# Columns a merge can select runs by (``--only density=1,1/8``, ``--only width:density=…``).
 FILTER_COLUMNS = {"parameterization": str, "width": int, "depth": int, "density": float}
-Selection = dict[str, tuple[str | int | float, ...]]
+# columns -> the accepted value tuples: {("density",): ((1.0,), (0.125,))}
+Selection = dict[tuple[str, ...], tuple[tuple[str | int | float, ...], ...]]
 
 
 @dataclass(frozen=True)
@@ -105,17 +106,19 @@ def _write_table(path: Path, frame: pd.DataFrame, schema: pa.Schema) -> None:
 
 
 def parse_selection(items: Sequence[str]) -> Selection:
-    """``["density=1,1/8", "parameterization=sp"]`` -> {"density": (1.0, 0.125), ...}."""
+    """``--only`` items: ``density=1,1/8`` (one column) or ``width:density=32:1,64:1/4`` (joint
+    values of several columns, e.g. the shapes of an iso-parameter study)."""
     selection: Selection = {}
     for item in items:
         key, sep, raw = (part.strip() for part in item.partition("="))
-        if key not in FILTER_COLUMNS or not sep or not raw:
+        columns = tuple(key.split(":"))
+        if not sep or not raw or not all(c in FILTER_COLUMNS for c in columns):
             raise ConfigError(
-                f"bad --only {item!r}; expected column=value,... with a column among "
-                f"{', '.join(FILTER_COLUMNS)}, e.g. density=1,1/8"
+                f"bad --only {item!r}; expected column=value,... or column:column=v:v,... with "
+                f"columns among {', '.join(FILTER_COLUMNS)}, e.g. density=1,1/8"
             )
         try:
-            selection[key] = tuple(_value(key, value) for value in raw.split(","))
+            selection[columns] = tuple(_values(columns, value) for value in raw.split(","))
         except (ValueError, ZeroDivisionError):
             raise ConfigError(f"bad --only value in {item!r}") from None
     return selection
@@ -123,26 +126,41 @@ def parse_selection(items: Sequence[str]) -> Selection:
 
 def format_selection(selection: Selection) -> str:
     return " ".join(
-        f"{k}={','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vs)}"
-        for k, vs in selection.items()
+        f"{':'.join(columns)}={','.join(':'.join(map(_format, v)) for v in values)}"
+        for columns, values in selection.items()
     )
 
 
-def _value(key: str, text: str) -> str | int | float:
-    kind = FILTER_COLUMNS[key]
+def _format(value: str | int | float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _values(columns: tuple[str, ...], text: str) -> tuple[str | int | float, ...]:
+    parts = text.strip().split(":")
+    if len(parts) != len(columns):
+        raise ValueError(text)
+    return tuple(_value(column, part.strip()) for column, part in zip(columns, parts, strict=True))
+
+
+def _value(column: str, text: str) -> str | int | float:
+    kind = FILTER_COLUMNS[column]
     if kind is float:
-        num, slash, den = text.strip().partition("/")
+        num, slash, den = text.partition("/")
         return float(num) / float(den) if slash else float(num)
-    return kind(text.strip())
+    return kind(text)
 
 
 def _selected(trials: pd.DataFrame, selection: Selection) -> pd.Series:
     keep = pd.Series(True, index=trials.index)
-    for key, values in selection.items():
-        column = trials[key]
-        if FILTER_COLUMNS[key] is float:
-            hits = np.isclose(column.to_numpy(float)[:, None], np.array(values)[None, :])
-            keep &= hits.any(axis=1)
-        else:
-            keep &= column.isin(values)
+    for columns, values in selection.items():
+        hits = pd.Series(False, index=trials.index)
+        for value in values:
+            match = pd.Series(True, index=trials.index)
+            for column, wanted in zip(columns, value, strict=True):
+                if FILTER_COLUMNS[column] is float:
+                    match &= np.isclose(trials[column].to_numpy(float), float(wanted))
+                else:
+                    match &= trials[column].eq(wanted)
+            hits |= match
+        keep &= hits
     return keep

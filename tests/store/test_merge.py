@@ -23,7 +23,8 @@ def lr_row(trial_id: str, parameterization: str, lr: float, seed: int, **extra) 
     best = -7.0 if parameterization == "sp" else -8.0
     loss = 2.0 + 0.05 * (log2(lr) - best) ** 2 + 0.001 * seed
     row = trial(trial_id, val_loss=loss)
-    row.update(parameterization=parameterization, lr=lr, seed=seed, density=0.25, **extra)
+    row.update({"parameterization": parameterization, "lr": lr, "seed": seed, "density": 0.25})
+    row.update(extra)
     return row
 
 
@@ -110,6 +111,7 @@ def test_only_selects_runs_by_column_values(tmp_path):
     "only, words",
     [
         ("lr=0.1", ["bad --only 'lr=0.1'", "density=1,1/8"]),
+        ("width:density=16", ["bad --only value"]),
         ("density=half", ["bad --only value"]),
         ("width=", ["bad --only 'width='"]),
         ("density=1/2", ["no stored run matches --only density=0.5"]),
@@ -121,3 +123,13 @@ def test_bad_only_is_a_one_line_error(tmp_path, capsys, only, words):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and all(w in err for w in words), err
     assert not (tmp_path / "s" / "trials.parquet").exists()
+
+
+def test_only_joint_values_select_shapes(tmp_path):
+    a, b = two_sweeps(tmp_path)
+    sweep(b, [lr_row("w32-s0", "supar", 0.01, 0, width=32, density=0.0625)])
+    into = str(tmp_path / "s")
+    assert main(["merge", str(a), str(b), "--into", into, "--only", "width:density=32:1/16"]) == 0
+    assert store_ids(ResultsStore(into)) == {"w32-s0"}
+    doc = json.loads((tmp_path / "s" / "sources.json").read_text())
+    assert doc["only"] == "width:density=32:0.0625"
