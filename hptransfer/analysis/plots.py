@@ -80,6 +80,18 @@ def _density_colors(densities: np.ndarray) -> dict[float, Any]:
     return {d: cmap(i / max(len(ordered) - 1, 1) * 0.9) for i, d in enumerate(ordered)}
 
 
+def width_tied_to_density(table: pd.DataFrame) -> bool:
+    """Each density has one width and each width one density, several of each: the shapes of
+    an iso-parameter study. Its figures then follow density alone, with widths in labels."""
+    shapes = table[["width", "density"]].drop_duplicates()
+    return len(shapes) > 1 and shapes["width"].is_unique and shapes["density"].is_unique
+
+
+def _density_label(part: pd.DataFrame, density: float) -> str:
+    widths = part.loc[part["density"].eq(density), "width"].unique()
+    return f"{density:g}" if part["width"].nunique() == 1 else f"{density:g} (width {widths[0]})"
+
+
 def _split(table: pd.DataFrame, axes: list[str]) -> Iterator[tuple[dict[str, Any], pd.DataFrame]]:
     """(values of ``axes``, rows) for each combination, or one ({}, table) without axes."""
     if not axes:
@@ -124,7 +136,8 @@ def plot_hp_stability(
         for density, part in points[points["parameterization"].eq(param)].groupby("density"):
             stats = part.groupby("value")["loss"].agg(["mean", "min", "max"]).reset_index()
             color = colors[density]
-            ax.plot(stats["value"], stats["mean"], "o-", ms=3, color=color, label=f"{density:g}")
+            label = _density_label(points, density)
+            ax.plot(stats["value"], stats["mean"], "o-", ms=3, color=color, label=label)
             ax.fill_between(stats["value"], stats["min"], stats["max"], color=color, alpha=0.2)
             rows = optima[optima["parameterization"].eq(param) & optima["density"].eq(density)]
             _mark_optima(ax, rows, color)
@@ -161,6 +174,8 @@ def hp_stability_figures(
 ) -> Iterator[tuple[str, Figure]]:
     """(file stem, figure) per searched HP and per model/depth/width combination."""
     split_by = [a for a in FIGURE_AXES if a == "width" or (a in points and points[a].nunique() > 1)]
+    if width_tied_to_density(points):
+        split_by.remove("width")
     for hp, hp_points in points.groupby("hp", sort=True):
         for values, part in _split(hp_points, split_by):
             title = f"{metric} vs {HP_LABELS.get(hp, hp)} ({_describe(values)})"
@@ -182,7 +197,8 @@ def plot_optimum_vs(optima: pd.DataFrame, axis: str, hp: str) -> Figure:
     """
     rows = optima[optima["hp"].eq(hp)]
     swept = [a for a in results.GROUP_AXES[1:] if a in rows and rows[a].nunique() > 1]
-    panels = list(_split(rows, [a for a in swept if a != axis]))
+    tied = {"width", "density"} if width_tied_to_density(rows) else set()
+    panels = list(_split(rows, [a for a in swept if a != axis and a not in tied]))
     title = f"optimal {HP_LABELS.get(hp, hp)} vs {axis}"
     fig, axes = new_figure(len(panels), title)
     for ax, (values, part) in zip(axes, panels, strict=True):
@@ -194,16 +210,23 @@ def plot_optimum_vs(optima: pd.DataFrame, axis: str, hp: str) -> Figure:
         if axis == "density":
             ax.invert_xaxis()  # dense on the left, sparser to the right
         ax.set_title(_describe(values))
-        ax.set_xlabel(axis if axis == "density" else f"{axis} (d_model / hidden units)")
+        ax.set_xlabel(_axis_label(axis, tied))
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel(f"optimal {HP_LABELS.get(hp, hp)}")
     axes[-1].legend(fontsize="small")
     return fig
 
 
+def _axis_label(axis: str, tied: set[str]) -> str:
+    if axis == "width":
+        return "width (d_model / hidden units)"
+    return "density (each with its own width)" if tied else "density"
+
+
 def optimum_figures(optima: pd.DataFrame, hps: list[str]) -> Iterator[tuple[str, Figure]]:
     """(file stem, figure) of the optimum of each HP vs density and vs width, where swept."""
-    for axis in ("density", "width"):
+    axes = ("density",) if width_tied_to_density(optima) else ("density", "width")
+    for axis in axes:
         if optima[axis].nunique() > 1:
             for hp in hps:
                 yield f"optimum_{hp}_vs_{axis}", plot_optimum_vs(optima, axis, hp)
