@@ -105,6 +105,20 @@ def _describe(values: dict[str, Any]) -> str:
     return ", ".join(f"{k} {fitting.format_value(v)}" for k, v in values.items())
 
 
+def _in_parentheses(values: dict[str, Any]) -> str:
+    return f" ({_describe(values)})" if values else ""
+
+
+def _legend(axes: list[Axes], title: str | None = None) -> None:
+    """One legend, on the last panel, of every labelled line in any panel (a panel may lack
+    some: e.g. SμPar has no run where it is μP)."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    axes[-1].legend(entries.values(), entries.keys(), title=title, fontsize="small")
+
+
 def _stem(prefix: str, values: dict[str, Any]) -> str:
     return "_".join([prefix, *(f"{k}{fitting.format_value(v)}" for k, v in values.items())])
 
@@ -146,7 +160,7 @@ def plot_hp_stability(
         ax.set_xlabel(HP_LABELS.get(hp, hp))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(METRIC_LABELS.get(metric, metric))
-    axes[-1].legend(title="density", fontsize="small")
+    _legend(axes, title="density")
     return fig
 
 
@@ -178,7 +192,7 @@ def hp_stability_figures(
         split_by.remove("width")
     for hp, hp_points in points.groupby("hp", sort=True):
         for values, part in _split(hp_points, split_by):
-            title = f"{metric} vs {HP_LABELS.get(hp, hp)} ({_describe(values)})"
+            title = f"{metric} vs {HP_LABELS.get(hp, hp)}{_in_parentheses(values)}"
             rows = _select(optima, {"hp": hp, **values})
             yield (
                 _stem(f"hp_stability_{hp}", values),
@@ -213,7 +227,7 @@ def plot_optimum_vs(optima: pd.DataFrame, axis: str, hp: str) -> Figure:
         ax.set_xlabel(_axis_label(axis, tied))
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel(f"optimal {HP_LABELS.get(hp, hp)}")
-    axes[-1].legend(fontsize="small")
+    _legend(axes)
     return fig
 
 
@@ -275,7 +289,7 @@ def plot_training_curves(
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(METRIC_LABELS.get(metric, metric))
-    axes[-1].legend(title=line, fontsize="small")
+    _legend(axes, title=line)
     return fig
 
 
@@ -304,7 +318,7 @@ def sweep_curve_figures(
     """Training curves of each group's best configuration: a figure per width."""
     runs = best_trials(trials, settings)
     for values, part in _split(runs, ["width"]):
-        title = f"training curves at each group's best HPs ({_describe(values)})"
+        title = f"training curves at each group's best HPs{_in_parentheses(values)}"
         yield (
             _stem("curves", values),
             plot_training_curves(
