@@ -246,7 +246,7 @@ def parse_target(text: str) -> dict[str, int | float]:
 
 def _parse_target_value(key: str, raw: str) -> int | float:
     try:
-        value: int | float = _fraction(raw) if key == "density" else int(raw)
+        value: int | float = parse_fraction(raw) if key == "density" else int(raw)
     except (ValueError, ZeroDivisionError):
         raise ConfigError(f"bad --to value {key}={raw!r}") from None
     if key == "density":
@@ -256,7 +256,7 @@ def _parse_target_value(key: str, raw: str) -> int | float:
     return value
 
 
-def _fraction(raw: str) -> float:
+def parse_fraction(raw: str) -> float:
     """Accept ``0.125`` and ``1/8``."""
     num, slash, den = raw.partition("/")
     return float(num) / float(den) if slash else float(raw)

@@ -18,9 +18,9 @@ def _ints(text: str) -> list[int]:
 
 
 def _fractions(text: str) -> list[float]:
-    from hptransfer.config import _fraction
+    from hptransfer.config import parse_fraction
 
-    return [_fraction(v) for v in text.split(",")]
+    return [parse_fraction(v) for v in text.split(",")]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hptransfer.config import parse_fraction
 from hptransfer.errors import ConfigError, ResultsError
 from hptransfer.store.parquet import ResultsStore, atomic_write
 from hptransfer.store.schema import CURVES, TRIALS
@@ -144,10 +145,7 @@ def _values(columns: tuple[str, ...], text: str) -> tuple[str | int | float, ...
 
 def _value(column: str, text: str) -> str | int | float:
     kind = FILTER_COLUMNS[column]
-    if kind is float:
-        num, slash, den = text.partition("/")
-        return float(num) / float(den) if slash else float(num)
-    return kind(text)
+    return parse_fraction(text) if kind is float else kind(text)
 
 
 def _selected(trials: pd.DataFrame, selection: Selection) -> pd.Series:
