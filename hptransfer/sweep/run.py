@@ -23,7 +23,14 @@ from hptransfer.config import RunConfig
 from hptransfer.errors import ConfigError, ResultsError
 from hptransfer.store import ResultsStore
 from hptransfer.store.parquet import CURVES_FILE, TRIALS_FILE
-from hptransfer.sweep.cluster import Execution, check_execution, ray_session
+from hptransfer.sweep.cluster import (
+    TUNE_NAME,
+    Execution,
+    check_execution,
+    clear_killed_session,
+    ray_session,
+    tune_storage,
+)
 from hptransfer.sweep.report import Progress, best_per_cell, format_summary
 from hptransfer.sweep.search import CellPlan, optuna_searcher, plan_cell
 from hptransfer.sweep.spec import UNHASHED_KEYS, AshaSpec, SweepSpec, diff_keys, parse_spec
@@ -73,6 +80,7 @@ def run_sweep(
         move_aside(directory, execution.out)
     store = ResultsStore(directory)
     with store.lock():
+        clear_killed_session(directory, execution)
         _check_same_spec(store, spec, extend=extend)
         store.read_curves()  # a corrupt table fails now, not at the first write inside Ray
         check_runs(spec.cells)
@@ -109,6 +117,7 @@ def run_trials(
     store = ResultsStore(results_dir, trials_file=trials_file, curves_file=curves_file)
     jobs = jobs_for_runs(runs)
     with store.lock():
+        clear_killed_session(store.directory, execution)
         store.read_curves()  # a corrupt table fails now, not at the first write inside Ray
         check_runs(runs)
         _train_pending(
@@ -254,8 +263,7 @@ def _fit(
         device="cuda" if resources.gpus_per_trial > 0 else "cpu",
         workdir=os.getcwd(),
     )
-    storage = store.directory.resolve() / "ray"
-    shutil.rmtree(storage / "tune", ignore_errors=True)  # Tune's own state: not resumed from
+    storage = tune_storage(store.directory)
     tuner = tune.Tuner(
         tune.with_resources(
             trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
@@ -269,7 +277,7 @@ def _fit(
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name="tune",
+            name=TUNE_NAME,
             storage_path=str(storage),
             verbose=2 if execution.verbose else 0,
             callbacks=[recorder],
@@ -281,7 +289,7 @@ def _fit(
     try:
         tuner.fit()
     finally:
-        shutil.rmtree(storage / "tune", ignore_errors=True)  # pickles: nothing to keep
+        shutil.rmtree(storage / TUNE_NAME, ignore_errors=True)  # pickles: nothing to keep
     if recorder.failure is not None:  # the store refused a write: say why, in one line
         raise _store_failure(recorder.failure, store) from None
 

@@ -52,11 +52,13 @@ tiny_spec = load_module("sweep_test_conftest", REPO / "tests" / "sweep" / "conft
 _fitted = load_module("fitted_sweep", REPO / "tests" / "transfer" / "fitted_sweep.py")
 write_fitted_sweep, FITTED_SPEC = _fitted.write_sweep, _fitted.TINY_SPEC
 
-# 4 LRs × 2 seeds = 8 runs of about a second each: long enough to kill the driver mid-way.
+# 4 LRs × 2 seeds = 8 runs of about a second each, 2 at a time (on any machine): long
+# enough to kill the driver mid-way.
 SPEC = tiny_spec(
     name="faults",
     train={"steps": 100, "eval_every": 50},
     search={"space": {"lr": {"log2_range": [-9, -6], "step": 1}}},
+    resources={"max_concurrent": 2},
 )
 SWEEP_TIMEOUT_S = 600  # generous: a shared CI machine may be busy
 

@@ -3,9 +3,9 @@ is stored exactly once and equals, run for run and bit for bit, the uninterrupte
 
 Three kills at random moments (seeded; the seed is in every failure message, and
 ``HPT_FAULT_SEED`` replays one): the first anywhere in the 5 s after the sweep took its
-folder (its checks, Ray's start, its first runs), the next two a random fraction of a second
-after the sweep stored a random number of runs, so they land mid-run, between runs or
-mid-write.
+folder (its checks, Ray's start, its first runs), the next two a random fraction of a run's
+time after the sweep stored a random number of runs (at least 3 still to go), so they land
+mid-run, between runs or mid-write, and before the sweep's last run is stored.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def kill_at_random(command: list[str], trials: Path, rng: random.Random) -> list
     spec_written = trials.with_name("spec.yaml")
     early = {"after_rows": 0, "delay": rng.uniform(0.0, 5.0)}
     later = [
-        {"after_rows": rows, "delay": rng.uniform(0.0, 1.0)}
+        {"after_rows": rows, "run_fraction": rng.uniform(0.0, 0.8)}
         for rows in sorted(rng.sample(range(1, RUNS - 2), KILLS_MID_SWEEP))
     ]
     kills = []
@@ -53,13 +53,20 @@ def kill_at_random(command: list[str], trials: Path, rng: random.Random) -> list
                 f"{plan['after_rows']} stored runs (seed {SEED})",
             )
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=plan["delay"])
+                proc.wait(timeout=plan.get("delay") or _run_time(trials, plan["run_fraction"]))
             assert proc.poll() is None, f"the sweep ended before kill {len(kills) + 1} ({SEED=})"
         finally:
             faultkit.kill_tree(proc)
         stored = pd.read_parquet(trials) if trials.exists() else pd.DataFrame({"trial_id": []})
         kills.append({**plan, "stored": stored})
     return kills
+
+
+def _run_time(trials: Path, fraction: float) -> float:
+    """``fraction`` of a stored run's training time. With 2 runs at a time and 3 or more
+    still to go, the last is stored at least one run's time after the latest stored one."""
+    with open(trials, "rb") as handle:  # one handle: the sweep may replace the file
+        return fraction * float(pd.read_parquet(handle)["wall_s"].min())
 
 
 @pytest.fixture(scope="module")

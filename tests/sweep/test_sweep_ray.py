@@ -25,6 +25,7 @@ from conftest import tiny_spec
 from hptransfer.cli.main import main
 from hptransfer.store import CURVES, TRIALS
 from hptransfer.sweep import load_spec, parse_spec
+from hptransfer.sweep.cluster import TUNE_NAME, ray_temp_dir, tune_storage
 from hptransfer.sweep.trials import grid_runs, point_id, trial_id
 from hptransfer.train import train
 
@@ -136,11 +137,21 @@ def test_losses_reproduce_in_process(resumed):
 
 
 def test_rerun_of_finished_sweep_trains_nothing(resumed, capsys):
+    """... and clears what a sweep killed after its last run (while Ray stopped) left."""
     before = pd.read_parquet(resumed["dir"] / "trials.parquet")
+    leftovers = [
+        ray_temp_dir(resumed["dir"]) / "session_killed" / "logs" / "raylet.out",
+        tune_storage(resumed["dir"]) / TUNE_NAME / "experiment_state.json",
+    ]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("left by a killed sweep")
     results = str(resumed["dir"].parent)
     assert main(["sweep", str(resumed["spec_path"]), "--results", results]) == 0
     assert progress_lines(capsys.readouterr().out) == []
     pd.testing.assert_frame_equal(pd.read_parquet(resumed["dir"] / "trials.parquet"), before)
+    assert not any(path.exists() for path in leftovers)
+    assert not ray_temp_dir(resumed["dir"]).exists()
 
 
 @pytest.fixture
