@@ -52,11 +52,11 @@ tiny_spec = load_module("sweep_test_conftest", REPO / "tests" / "sweep" / "conft
 _fitted = load_module("fitted_sweep", REPO / "tests" / "transfer" / "fitted_sweep.py")
 write_fitted_sweep, FITTED_SPEC = _fitted.write_sweep, _fitted.TINY_SPEC
 
-# 4 LRs × 2 seeds = 8 runs of about a second each, 2 at a time (on any machine): long
+# 4 LRs × 2 seeds = 8 runs of about a second each (on a 2-core box), 2 at a time: long
 # enough to kill the driver mid-way.
 SPEC = tiny_spec(
     name="faults",
-    train={"steps": 100, "eval_every": 50},
+    train={"steps": 400, "eval_every": 200},
     search={"space": {"lr": {"log2_range": [-9, -6], "step": 1}}},
     resources={"max_concurrent": 2},
 )

@@ -37,7 +37,7 @@ def kill_at_random(command: list[str], trials: Path, rng: random.Random) -> list
     spec_written = trials.with_name("spec.yaml")
     early = {"after_rows": 0, "delay": rng.uniform(0.0, 5.0)}
     later = [
-        {"after_rows": rows, "run_fraction": rng.uniform(0.0, 0.8)}
+        {"after_rows": rows, "run_fraction": rng.uniform(0.0, 0.6)}
         for rows in sorted(rng.sample(range(1, RUNS - 2), KILLS_MID_SWEEP))
     ]
     kills = []
