@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line and exit 2 like every other user error."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise HPTransferError(f"{self.prog}: {message}")
+        raise HPTransferError(f"{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:

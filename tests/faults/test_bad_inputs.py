@@ -266,6 +266,7 @@ def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(
     assert "Traceback" not in out + err
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("hptransfer: error: "), err
+    assert lines[0].count("hptransfer:") == 1, lines[0]
     for fragment in CASES[case].says:
         assert fragment in lines[0], lines[0]
     assert faultkit.tree_digest(tmp_path) == before  # no partial write anywhere
