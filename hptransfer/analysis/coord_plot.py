@@ -35,6 +35,8 @@ def plot_coord_check(table: pd.DataFrame, axis: str, fixed: dict[str, float], pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from hptransfer.analysis.plots import write_figure
+
     selected = table
     for column, value in fixed.items():
         selected = selected[selected[column] == value]
@@ -75,5 +77,5 @@ def plot_coord_check(table: pd.DataFrame, axis: str, fixed: dict[str, float], pa
     fig.suptitle(f"Coordinate check: activation size vs {axis} ({where}); flat = correct")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=72)
+    write_figure(fig, path, dpi=72)
     plt.close(fig)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -23,6 +24,7 @@ from matplotlib.figure import Figure
 
 from hptransfer.analysis import fit as fitting
 from hptransfer.analysis import results
+from hptransfer.store.parquet import atomic_write
 
 PLOTS_DIR = "plots"
 FORMATS = ("png", "svg")
@@ -346,8 +348,18 @@ def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.{fmt}" for fmt in FORMATS]
     for path in paths:
-        fig.savefig(path, dpi=150)
+        write_figure(fig, path, dpi=150)
     return paths
+
+
+def write_figure(fig: Figure, path: Path, dpi: int) -> None:
+    """Write ``fig`` atomically, in the format of ``path``'s suffix; the same figure gives the
+    same bytes (no date, SVG element ids from a fixed salt), so a re-plot changes no file
+    whose content did not change."""
+    fmt = path.suffix.removeprefix(".")
+    metadata = {"Date": None} if fmt == "svg" else None
+    with matplotlib.rc_context({"svg.hashsalt": "hptransfer"}):
+        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi, metadata=metadata))
 
 
 def sweep_figures(sweep_dir: Path, fit: fitting.Fit) -> Iterator[tuple[str, Figure]]:

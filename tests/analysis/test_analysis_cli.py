@@ -51,6 +51,16 @@ def test_plot_writes_png_and_svg_including_transfer_curves(tmp_path: Path, capsy
     assert "<svg" in (sweep / "plots" / "transfer_curves.svg").read_text()
 
 
+def test_replotting_rewrites_the_same_bytes_and_leaves_no_temp_files(tmp_path, capsys) -> None:
+    """Figures in git change only when their content does (no date, no random SVG ids)."""
+    sweep = write_sweep(tmp_path / "small", make_trials(widths=(64,)), base={"width": 64})
+    assert run(capsys, "plot", str(sweep))[0] == 0
+    first = {p.name: p.read_bytes() for p in (sweep / "plots").iterdir()}
+    assert run(capsys, "plot", str(sweep))[0] == 0
+    again = {p.name: p.read_bytes() for p in (sweep / "plots").iterdir()}
+    assert again == first and {name.rsplit(".", 1)[1] for name in first} == {"png", "svg"}
+
+
 def corrupt(path: Path) -> Path:
     path.write_bytes(b"not parquet")
     return path.parent

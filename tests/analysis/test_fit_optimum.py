@@ -54,9 +54,14 @@ def test_optimum_beyond_grid_is_flagged_edge_not_extrapolated(true: float, edge:
     assert opt.ci95 is not None and opt.ci95[0] >= GRID[0] and opt.ci95[1] <= GRID[-1]
 
 
-def test_flat_basin_is_flagged() -> None:
-    opt = estimate(GRID, losses(-6.0, curvature=0.0), 1.0, 300, np.random.default_rng(0))
-    assert opt.flag == "flat"
+def test_flat_basin_is_flagged_and_its_interval_cut_to_the_grid() -> None:
+    """Two seeds widen the bootstrap interval ~9×: a flat basin's would reach far past the
+    grid (to 2^34 in a real init-std study) and blow up the plots' axes."""
+    for seed in range(5):
+        noisy = losses(-6.0, curvature=0.0, seeds=2, seed=seed)
+        opt = estimate(GRID, noisy, 1.0, 300, np.random.default_rng(seed))
+        assert opt.flag == "flat"
+        assert opt.ci95 is not None and GRID[0] <= opt.ci95[0] <= opt.ci95[1] <= GRID[-1]
 
 
 def test_single_seed_has_no_interval_and_few_points_are_flagged() -> None:
