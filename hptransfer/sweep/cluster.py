@@ -31,7 +31,7 @@ CONNECT_TIMEOUT_S = 3.0
 # servers then listen on every interface. With this set to 0 (its meaning: "no multi-node
 # cluster") the node address is 127.0.0.1 and they listen on loopback only.
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-TUNE_NAME = "tune"  # Tune's experiment folder under tune_storage()
+TUNE_NAME = "tune"  # Tune's experiment folder in ray_working_dir()
 
 
 @dataclass(frozen=True)
@@ -147,19 +147,20 @@ def clear_killed_session(directory: Path, execution: Execution) -> None:
     """Remove what a killed sweep left of its Ray in ``directory`` (the caller holds the
     sweep's lock, so no live session uses it): Tune's state, and the embedded Ray's temp
     dir unless ``execution.verbose`` (whose runs keep their logs)."""
-    shutil.rmtree(tune_storage(directory) / TUNE_NAME, ignore_errors=True)
+    shutil.rmtree(ray_working_dir(directory) / TUNE_NAME, ignore_errors=True)
     if not execution.verbose and not _address(execution):
         shutil.rmtree(ray_temp_dir(directory), ignore_errors=True)
 
 
-def tune_storage(directory: Path) -> Path:
-    """Where Tune keeps its run state (removed after each fit: results live in the store)."""
+def ray_working_dir(directory: Path) -> Path:
+    """``<sweep>/ray``: Tune's run state (removed after each fit: results live in the store)
+    and, where the path is short enough, the embedded Ray's temp dir; git-ignored."""
     return directory.resolve() / "ray"
 
 
 def ray_temp_dir(directory: Path) -> Path:
     """``<results>/<sweep>/ray/tmp`` if short enough for Ray's sockets, else a /tmp path."""
-    preferred = tune_storage(directory) / "tmp"
+    preferred = ray_working_dir(directory) / "tmp"
     if len(str(preferred)) <= MAX_TEMP_DIR_CHARS:
         return preferred
     digest = hashlib.sha256(str(preferred).encode()).hexdigest()[:8]

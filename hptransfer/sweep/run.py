@@ -29,7 +29,7 @@ from hptransfer.sweep.cluster import (
     check_execution,
     clear_killed_session,
     ray_session,
-    tune_storage,
+    ray_working_dir,
 )
 from hptransfer.sweep.report import Progress, best_per_cell, format_summary
 from hptransfer.sweep.search import CellPlan, optuna_searcher, plan_cell
@@ -263,7 +263,7 @@ def _fit(
         device="cuda" if resources.gpus_per_trial > 0 else "cpu",
         workdir=os.getcwd(),
     )
-    storage = tune_storage(store.directory)
+    storage = ray_working_dir(store.directory)
     tuner = tune.Tuner(
         tune.with_resources(
             trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}

@@ -25,7 +25,7 @@ from conftest import tiny_spec
 from hptransfer.cli.main import main
 from hptransfer.store import CURVES, TRIALS
 from hptransfer.sweep import load_spec, parse_spec
-from hptransfer.sweep.cluster import TUNE_NAME, ray_temp_dir, tune_storage
+from hptransfer.sweep.cluster import TUNE_NAME, ray_temp_dir, ray_working_dir
 from hptransfer.sweep.trials import grid_runs, point_id, trial_id
 from hptransfer.train import train
 
@@ -141,7 +141,7 @@ def test_rerun_of_finished_sweep_trains_nothing(resumed, capsys):
     before = pd.read_parquet(resumed["dir"] / "trials.parquet")
     leftovers = [
         ray_temp_dir(resumed["dir"]) / "session_killed" / "logs" / "raylet.out",
-        tune_storage(resumed["dir"]) / TUNE_NAME / "experiment_state.json",
+        ray_working_dir(resumed["dir"]) / TUNE_NAME / "experiment_state.json",
     ]
     for path in leftovers:
         path.parent.mkdir(parents=True, exist_ok=True)
