@@ -163,12 +163,16 @@ def _zombie(pid: int) -> bool:
     return True
 
 
-def stored_rows(path: Path) -> int:
-    """Rows in a trials.parquet that a running sweep may replace meanwhile (0 if not there
-    yet): read through one handle, like the store does."""
+def stored_trials(path: Path) -> pd.DataFrame:
+    """A trials.parquet that a running sweep may replace meanwhile (empty if not there yet):
+    read through one handle, like the store does."""
     with contextlib.suppress(FileNotFoundError), open(path, "rb") as handle:
-        return len(pd.read_parquet(handle))
-    return 0
+        return pd.read_parquet(handle)
+    return pd.DataFrame()
+
+
+def stored_rows(path: Path) -> int:
+    return len(stored_trials(path))
 
 
 def wait_until(condition, proc: subprocess.Popen, timeout: float, what: str) -> None:

@@ -53,7 +53,7 @@ def kill_at_random(command: list[str], trials: Path, rng: random.Random) -> list
                 f"{plan['after_rows']} stored runs (seed {SEED})",
             )
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=plan.get("delay") or _run_time(trials, plan["run_fraction"]))
+                proc.wait(timeout=_delay(plan, trials))
             assert proc.poll() is None, f"the sweep ended before kill {len(kills) + 1} ({SEED=})"
         finally:
             faultkit.kill_tree(proc)
@@ -62,11 +62,13 @@ def kill_at_random(command: list[str], trials: Path, rng: random.Random) -> list
     return kills
 
 
-def _run_time(trials: Path, fraction: float) -> float:
-    """``fraction`` of a stored run's training time. With 2 runs at a time and 3 or more
-    still to go, the last is stored at least one run's time after the latest stored one."""
-    with open(trials, "rb") as handle:  # one handle: the sweep may replace the file
-        return fraction * float(pd.read_parquet(handle)["wall_s"].min())
+def _delay(plan: dict[str, Any], trials: Path) -> float:
+    """The early kill's delay, or ``run_fraction`` of a stored run's training time: with 2
+    runs at a time and 3 or more still to go, the last is stored at least one run's time
+    after the latest stored one."""
+    if "delay" in plan:
+        return plan["delay"]
+    return plan["run_fraction"] * float(faultkit.stored_trials(trials)["wall_s"].min())
 
 
 @pytest.fixture(scope="module")
