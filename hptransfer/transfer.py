@@ -26,8 +26,9 @@ import pandas as pd
 
 from hptransfer.analysis.fit import FIT_FILE, Fit, latest_fit, load_fit, usable_mask
 from hptransfer.analysis.plots import TRANSFER_CURVES_FILE, TRANSFER_FILE
+from hptransfer.analysis.regret import OFFSETS as REGRET_OFFSETS
 from hptransfer.analysis.results import SPEC_FILE, TRIALS_FILE, read_trials
-from hptransfer.config import ModelConfig, RunConfig, TrainConfig
+from hptransfer.config import BaseHPs, ModelConfig, RunConfig, TrainConfig
 from hptransfer.errors import ConfigError, ResultsError
 from hptransfer.models import describe
 from hptransfer.param import PARAMETERIZATIONS, ParamHP, Role
@@ -132,6 +133,7 @@ class Request:
     seeds: tuple[int, ...] = (0,)
     steps: int | None = None
     batch_size: int | None = None
+    regret: bool = False
 
     def __post_init__(self) -> None:
         for name in (self.parameterization, *self.compare):
@@ -153,7 +155,8 @@ class Request:
 
 
 def target_runs(source: Source, request: Request) -> list[RunConfig]:
-    """Every run: target × parameterization × seed, all with the transferred base HPs."""
+    """Every run: target × parameterization × seed, all with the transferred base HPs; with
+    ``request.regret`` also the LR grid around the transferred η (:data:`REGRET_OFFSETS`)."""
     from hptransfer.data import load_dataset
     from hptransfer.train import complete_run
 
@@ -170,13 +173,28 @@ def target_runs(source: Source, request: Request) -> list[RunConfig]:
     )
     dataset = load_dataset(template.data)
     models = [_target_model(template, target) for target in request.targets]
+    offsets = REGRET_OFFSETS if request.regret else (0.0,)
     runs = [
-        dataclasses.replace(template, model=model, parameterization=p, seed=seed)
+        dataclasses.replace(
+            template, model=model, parameterization=p, seed=seed, hps=_lr_times(template, k)
+        )
         for model in models
         for p in request.parameterizations
+        for k in offsets
         for seed in request.seeds
     ]
     return [complete_run(run, dataset) for run in runs]
+
+
+def _lr_times(template: RunConfig, octaves: float) -> BaseHPs:
+    """The template's base HPs with η × 2^octaves."""
+    return dataclasses.replace(template.hps, lr=template.hps.lr * 2.0**octaves)
+
+
+def transferred(runs: list[RunConfig], source: Source, request: Request) -> list[RunConfig]:
+    """The runs at the transferred η itself (all of them without ``--regret``)."""
+    lr = source.fit.base_config(request.parameterization).lr
+    return [run for run in runs if run.hps.lr == lr]
 
 
 def _target_model(template: RunConfig, target: dict[str, int | float]) -> ModelConfig:
@@ -401,10 +419,13 @@ def _mem_available() -> int:
     raise ResultsError("/proc/meminfo has no MemAvailable line (Linux before 3.14)")
 
 
-def memory_check(estimates: dict[str, Estimate], execution: Execution) -> tuple[int | None, str]:
+def memory_check(
+    estimates: dict[str, Estimate], execution: Execution, regret_runs: int = 0
+) -> tuple[int | None, str]:
     """How many runs may train at once, and a line saying so.
 
-    Raises ConfigError, with the estimate and what to do instead, if one run does not fit.
+    Raises ConfigError, with the estimate and what to do instead, if one run does not fit
+    (``regret_runs``: the size of a ``--regret`` grid, named in the message).
     """
     available, where = available_memory(execution)
     limit = execution.resources.max_concurrent
@@ -412,8 +433,9 @@ def memory_check(estimates: dict[str, Estimate], execution: Execution) -> tuple[
         return limit, f"memory: not checked here; the runs go to {where}"
     label, worst = max(estimates.items(), key=lambda item: item[1].memory_bytes)
     if worst.memory_bytes > available:
+        grid = f" (--regret would train {regret_runs} runs like it)" if regret_runs else ""
         raise ConfigError(
-            f"target {label} needs {worst.memory_text()} to train, but {where} is "
+            f"target {label} needs {worst.memory_text()} to train{grid}, but {where} is "
             f"{available / GIB:.1f} GiB: train it on a GPU with that much memory (--gpus 1) "
             f"or a Ray cluster (--address); a smaller --batch-size only shrinks the activations"
         )

@@ -12,7 +12,10 @@ for a 95% interval, flags ``ok``/``edge``/``flat``/``few_points``).
 
 Joint searches: when several HPs vary within a group, each HP is fitted on its *slice*: the
 trials whose other HPs lie within ``slice_octaves`` of the best configuration's (method
-``slice``, the other HPs' values in ``slice_at``); otherwise the method is ``grid``.
+``slice``, the other HPs' values in ``slice_at``); otherwise the method is ``grid``. At the
+base shape the HPs searched together are also fitted jointly (a quadratic in log2 space
+around the best points, :mod:`hptransfer.analysis.joint`), and ``base_hps`` holds that joint
+optimum: what transfer uses.
 
 The *drift* of an optimum along an axis is max − min of its log2 over the groups that differ
 only in that axis (``axis`` = width, density, ...; ``at`` = the held axes' values); ``axis``
@@ -38,7 +41,9 @@ key says log2)::
                  "method", "slice_at": {hp: value} | null, "curvature", "loss",
                  "n_points", "n_fitted", "n_seeds", "n_trials", "n_diverged"}],
      "drift": [{"parameterization", "hp", "axis", "at": {axis: value}, "octaves",
-                "n_optima", "n_flagged"}]}
+                "n_optima", "n_flagged"}],
+     "joint": {parameterization: {"hps": {hp: {"value", "log2", "flag", "ci95_log2"}},
+                                  "loss", "n_points", "n_fitted"}}}
 
 ``base_hps`` holds, per parameterization, the optima at the base shape plus every HP the
 sweep held fixed (flag ``fixed``, ``ci95`` null). ``curvature`` is the parabola's loss per
@@ -68,6 +73,7 @@ import numpy as np
 import pandas as pd
 
 from hptransfer.analysis import results
+from hptransfer.analysis.joint import JointOptimum, locate_joint
 from hptransfer.analysis.optimum import estimate
 from hptransfer.config import BaseHPs, BaseShape
 from hptransfer.errors import ConfigError, ResultsError
@@ -128,6 +134,7 @@ class Fit:
     base_hps: dict[str, dict[str, HPEstimate]]
     optima: pd.DataFrame = field(repr=False)
     drift: pd.DataFrame = field(repr=False)
+    joint: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def base_shape(self) -> BaseShape:
         """The shape the base HPs were fitted at."""
@@ -154,6 +161,7 @@ class Fit:
             },
             "optima": _records(self.optima),
             "drift": _records(self.drift),
+            "joint": self.joint,
         }
 
     @classmethod
@@ -167,6 +175,7 @@ class Fit:
             },
             optima=pd.DataFrame(doc["optima"]),
             drift=pd.DataFrame(doc["drift"]),
+            joint=doc.get("joint", {}),
         )
 
 
@@ -413,9 +422,13 @@ def base_shape(trials: pd.DataFrame, spec_base: dict[str, Any] | None) -> dict[s
 
 
 def base_hps(
-    optima: pd.DataFrame, trials: pd.DataFrame, base: dict[str, Any]
+    optima: pd.DataFrame,
+    trials: pd.DataFrame,
+    base: dict[str, Any],
+    joint: dict[str, JointOptimum] | None = None,
 ) -> dict[str, dict[str, HPEstimate]]:
-    """Per parameterization: the optima at the base shape, plus the HPs held fixed."""
+    """Per parameterization: the optima at the base shape (the joint optimum where several
+    HPs were searched together there), plus the HPs held fixed."""
     at_base = np.ones(len(optima), dtype=bool)
     for axis in ("width", "density", "depth"):
         if axis in base and axis in optima:
@@ -430,8 +443,61 @@ def base_hps(
     for param in sorted(trials["parameterization"].unique()):
         rows = optima[at_base & optima["parameterization"].eq(param)].drop_duplicates("hp")
         fitted = {r.hp: _estimate_of(r) for r in rows.itertuples()}
+        if joint and param in joint:
+            fitted.update(_joint_estimates(joint[param]))
         out[param] = {**fixed, **fitted} if fitted else {}
     return out
+
+
+def _joint_estimates(opt: JointOptimum) -> dict[str, HPEstimate]:
+    return {
+        hp: HPEstimate(
+            opt.value(hp),
+            opt.log2[hp],
+            None if opt.ci95[hp] is None else (2.0 ** opt.ci95[hp][0], 2.0 ** opt.ci95[hp][1]),
+            opt.flags[hp],
+        )
+        for hp in opt.hps
+    }
+
+
+def joint_at_base(
+    trials: pd.DataFrame, usable: pd.Series, base: dict[str, Any], settings: FitSettings
+) -> dict[str, JointOptimum]:
+    """Per parameterization, the joint optimum (:mod:`~hptransfer.analysis.joint`) of the HPs
+    that vary together among its usable trials at the base shape, if two or more do."""
+    at_base = usable.copy()
+    for axis in ("width", "density", "depth"):
+        if axis in base and axis in trials:
+            at_base &= np.isclose(trials[axis].astype(float), float(base[axis]))
+    out = {}
+    for param, runs in trials[at_base].groupby("parameterization", sort=True):
+        varying = [hp for hp in searched_hps(trials) if runs[hp].nunique() > 1]
+        if len(varying) >= 2:
+            rng = np.random.default_rng(settings.seed)
+            out[str(param)] = locate_joint(
+                runs, varying, settings.metric, window=settings.window_octaves,
+                n_boot=settings.n_boot, rng=rng,
+            )  # fmt: skip
+    return out
+
+
+def _joint_record(opt: JointOptimum) -> dict[str, Any]:
+    """fit.json's ``joint`` entry of one parameterization."""
+    return {
+        "hps": {
+            hp: {
+                "value": opt.value(hp),
+                "log2": opt.log2[hp],
+                "flag": opt.flags[hp],
+                "ci95_log2": None if opt.ci95[hp] is None else list(opt.ci95[hp]),
+            }
+            for hp in opt.hps
+        },
+        "loss": opt.loss,
+        "n_points": opt.n_points,
+        "n_fitted": opt.n_fitted,
+    }
 
 
 def _estimate_of(row: Any) -> HPEstimate:
@@ -452,6 +518,7 @@ def fit_trials(
     usable, horizon = usable_mask(trials, settings.metric)
     optima = fit_optima(trials, settings)
     base = base_shape(trials, spec_base)
+    joint = joint_at_base(trials, usable, base, settings)
     tokens = trials.loc[usable, "tokens"].max() if "tokens" in trials else None
     hashes = trials["spec_hash"].dropna().astype(str).unique() if "spec_hash" in trials else []
     return Fit(
@@ -465,9 +532,10 @@ def fit_trials(
         searched_hps=searched_hps(trials),
         group_axes=group_axes(trials),
         settings=settings,
-        base_hps=base_hps(optima, trials, base),
+        base_hps=base_hps(optima, trials, base, joint),
         optima=optima,
         drift=drift_table(optima),
+        joint={param: _joint_record(opt) for param, opt in joint.items()},
     )
 
 
@@ -501,6 +569,23 @@ def optima_summary(fit: Fit) -> pd.DataFrame:
         seeds=optima["n_seeds"],
         diverged=optima["n_diverged"],
     )
+
+
+def joint_summary(joint: dict[str, Any]) -> pd.DataFrame:
+    """One parameterization's joint optimum (fit.json's ``joint`` entry) as a readable table."""
+    rows = []
+    for hp, est in joint["hps"].items():
+        ci = est["ci95_log2"]
+        rows.append(
+            {
+                "hp": hp,
+                "optimum": f"{est['value']:.3g} (2^{est['log2']:.2f})",
+                "ci95": "-" if ci is None else _interval(2.0 ** ci[0], 2.0 ** ci[1]),
+                "flag": est["flag"],
+                "points": f"{joint['n_fitted']}/{joint['n_points']}",
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def format_value(value: Any) -> str:

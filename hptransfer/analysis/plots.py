@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 
 from hptransfer.analysis import fit as fitting
 from hptransfer.analysis import results
+from hptransfer.analysis.regret import read_regret
 from hptransfer.store.parquet import atomic_write
 
 PLOTS_DIR = "plots"
@@ -51,7 +52,7 @@ METRIC_LABELS = {
 FIGURE_AXES = ("model", "depth", "width")
 
 
-def _param_order(params: Any) -> list[str]:
+def param_order(params: Any) -> list[str]:
     """Parameterizations in the paper's order (SP, μP, SμPar), unknown ones last."""
     known = list(PARAM_STYLE)
     return sorted(set(params), key=lambda p: (known.index(p) if p in known else len(known), p))
@@ -61,7 +62,7 @@ def param_label(parameterization: str) -> str:
     return PARAM_STYLE.get(parameterization, (parameterization, None))[0]
 
 
-def _param_color(parameterization: str) -> str | None:
+def param_color(parameterization: str) -> str | None:
     return PARAM_STYLE.get(parameterization, (None, None))[1]
 
 
@@ -145,7 +146,7 @@ def plot_hp_stability(
     the band is the spread over seeds (min–max), the star the fitted optimum with its
     interval (hollow when flagged).
     """
-    params = _param_order(points["parameterization"])
+    params = param_order(points["parameterization"])
     fig, axes = new_figure(len(params), title)
     colors = _density_colors(points["density"].unique())
     for ax, param in zip(axes, params, strict=True):
@@ -218,7 +219,7 @@ def plot_optimum_vs(optima: pd.DataFrame, axis: str, hp: str) -> Figure:
     title = f"optimal {HP_LABELS.get(hp, hp)} vs {axis}"
     fig, axes = new_figure(len(panels), title)
     for ax, (values, part) in zip(axes, panels, strict=True):
-        for param in _param_order(part["parameterization"]):
+        for param in param_order(part["parameterization"]):
             line = part[part["parameterization"].eq(param)].sort_values(axis)
             _optimum_line(ax, line, axis, param)
         ax.set_xscale("log", base=2)
@@ -249,7 +250,7 @@ def optimum_figures(optima: pd.DataFrame, hps: list[str]) -> Iterator[tuple[str,
 
 
 def _optimum_line(ax: Axes, line: pd.DataFrame, axis: str, param: str) -> None:
-    color = _param_color(param)
+    color = param_color(param)
     err = np.vstack([line["value"] - line["ci95_lo"], line["ci95_hi"] - line["value"]])
     ax.errorbar(
         line[axis],
@@ -285,7 +286,7 @@ def plot_training_curves(
         in_panel = data[data[panel].eq(value)]
         for key in _ordered(line, in_panel[line]):
             mean = in_panel[in_panel[line].eq(key)].groupby("step")[metric].mean()
-            color = colors.get(key, _param_color(key))
+            color = colors.get(key, param_color(key))
             ax.plot(mean.index, mean.to_numpy(), color=color, label=_label(line, key))
         ax.set_title(_label(panel, value))
         ax.set_xlabel("step")
@@ -296,7 +297,7 @@ def plot_training_curves(
 
 
 def _ordered(column: str, values: pd.Series) -> list[Any]:
-    return _param_order(values) if column == "parameterization" else sorted(set(values))
+    return param_order(values) if column == "parameterization" else sorted(set(values))
 
 
 def _label(column: str, value: Any) -> str:
@@ -372,9 +373,17 @@ def sweep_figures(sweep_dir: Path, fit: fitting.Fit) -> Iterator[tuple[str, Figu
     if curves is not None:
         yield from sweep_curve_figures(curves, trials, fit.settings)
     transfer_curves = results.read_curves(sweep_dir, TRANSFER_CURVES_FILE)
+    # Imported here: tuning_plots builds on this module's styles.
+    from hptransfer.analysis.tuning_plots import tuning_figures
+
+    regret = read_regret(sweep_dir)
+    runs = None
     if transfer_curves is not None:
         runs = results.read_table(sweep_dir / TRANSFER_FILE, TRANSFER_COLUMNS)
-        yield "transfer_curves", transfer_curve_figure(transfer_curves, runs, fit.metric)
+        # A --regret grid's other learning rates are drawn by the regret figure.
+        shown = runs if regret is None else runs[runs["lr"].isin(regret["transferred_lr"])]
+        yield "transfer_curves", transfer_curve_figure(transfer_curves, shown, fit.metric)
+    yield from tuning_figures(trials, fit, runs, regret)
 
 
 def write_plots(sweep_dir: Path, fit: fitting.Fit) -> list[Path]:

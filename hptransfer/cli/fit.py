@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         FitSettings,
         drift_summary,
         fit_sweep,
+        joint_summary,
         optima_summary,
         write_fit,
     )
@@ -70,5 +71,8 @@ def run(args: argparse.Namespace) -> int:
     print(optima_summary(fit).to_string(index=False))
     print("\ndrift of the optimum (octaves = max - min of log2; flagged = edge/flat optima):")
     print(drift_summary(fit).to_string(index=False))
+    for param, joint in fit.joint.items():
+        print(f"\njoint optimum of {param} at the base shape (loss {joint['loss']:.4f}):")
+        print(joint_summary(joint).to_string(index=False))
     print(f"\nwrote {path}")
     return 0

@@ -56,6 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--gpus", type=float, help="GPUs per run (default: the spec's)")
     parser.add_argument("--address", help="Ray cluster host:port (default: the spec's ray)")
     parser.add_argument(
+        "--regret",
+        action="store_true",
+        help="also train each target at η × 2^(-1, -0.5, 0.5, 1) (same seeds, every "
+        "parameterization) and report the transfer regret: the transferred loss against the "
+        "best of that grid, into results/<sweep>/regret.parquet",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="print the plan and the estimate; train nothing"
     )
     parser.set_defaults(func=run)
@@ -71,8 +78,12 @@ def run(args: argparse.Namespace) -> int:
     print(tr.source_summary(source, request.parameterization))
     for line in (*tr.flag_warnings(source.fit, request.parameterization), *_notes(source, runs)):
         print(line)
-    estimates = _print_plans(runs, execution.resources.cpus_per_trial)
-    concurrent, memory = tr.memory_check(estimates, execution)
+    estimates = _print_plans(
+        tr.transferred(runs, source, request), execution.resources.cpus_per_trial
+    )
+    concurrent, memory = tr.memory_check(
+        estimates, execution, regret_runs=len(runs) if request.regret else 0
+    )
     print(memory)
     destination = source.sweep_dir / tr.TRANSFER_FILE
     if args.dry_run:
@@ -80,9 +91,22 @@ def run(args: argparse.Namespace) -> int:
         return 0
     resources = dataclasses.replace(execution.resources, max_concurrent=concurrent)
     rows = tr.run_transfer(source, runs, dataclasses.replace(execution, resources=resources))
-    print(format_table(tr.gain_rows(rows, request.parameterization, request.baselines)))
+    lr = source.fit.base_config(request.parameterization).lr
+    at_lr = rows[rows["lr"].eq(lr)]
+    print(format_table(tr.gain_rows(at_lr, request.parameterization, request.baselines)))
     print(f"stored in {destination} (curves: {tr.TRANSFER_CURVES_FILE})")
+    if request.regret:
+        _report_regret(rows, lr, source)
     return _failures(rows, destination)
+
+
+def _report_regret(rows: pd.DataFrame, lr: float, source: Source) -> None:
+    from hptransfer.analysis.regret import regret_summary, regret_table, write_regret
+
+    table = regret_table(rows, lr, source.fit.metric)
+    print("\ntransfer regret (transferred η against the best of η × 2^(-1 … 1) at the target):")
+    print(regret_summary(table).to_string(index=False))
+    print(f"stored in {write_regret(table, source.sweep_dir)}")
 
 
 def _request(args: argparse.Namespace, source: Source) -> Request:
@@ -102,6 +126,7 @@ def _request(args: argparse.Namespace, source: Source) -> Request:
         seeds=seeds,
         steps=args.steps,
         batch_size=args.batch_size,
+        regret=args.regret,
     )
 
 

@@ -34,7 +34,14 @@ from hptransfer.sweep.cluster import (
 from hptransfer.sweep.report import Progress, best_per_cell, format_summary
 from hptransfer.sweep.search import CellPlan, optuna_searcher, plan_cell
 from hptransfer.sweep.spec import UNHASHED_KEYS, AshaSpec, SweepSpec, diff_keys, parse_spec
-from hptransfer.sweep.trials import Job, grid_runs, jobs_for_runs, point_id, trial_id
+from hptransfer.sweep.trials import (
+    Job,
+    grid_runs,
+    jobs_for_runs,
+    point_id,
+    slice_runs,
+    trial_id,
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,8 @@ def run_sweep(
             _run_grid(spec, store, execution)
         else:
             _run_optuna(spec, store, execution)
+        if spec.search.slice is not None:
+            _run_slice(spec, store, execution)
         trials = store.read_trials()
     best = best_per_cell(trials, spec.search.names)
     summary = format_summary(best, spec.search.names)
@@ -195,6 +204,22 @@ def _fit_jobs(
     )
     param_space = {"job": tune.grid_search(list(range(len(jobs))))}
     _fit(jobs, param_space, None, 1, recorder, scheduler, store, execution, slots)
+
+
+def _run_slice(spec: SweepSpec, store: ResultsStore, execution: Execution) -> None:
+    """The finer slice of ``spec.search.slice.hp`` at each cell's best searched point."""
+    trials = store.read_trials()
+    runs = [run for cell in spec.cells for run in slice_runs(spec, cell, trials)]
+    if runs:
+        _train_pending(
+            jobs_for_runs(runs),
+            store,
+            execution,
+            sweep=spec.name,
+            spec_hash=spec.hash,
+            asha=None,
+            searched=spec.search.names,
+        )
 
 
 def _run_optuna(spec: SweepSpec, store: ResultsStore, execution: Execution) -> None:
@@ -391,4 +416,7 @@ def _expected_runs(spec: SweepSpec) -> int:
         if spec.search.algorithm == "grid"
         else spec.search.num_samples * len(spec.seeds)
     )
+    cut = spec.search.slice
+    if cut is not None:  # an upper bound: slice runs that repeat a searched run count once
+        per_cell += len(cut.offsets()) * len(cut.seeds or spec.seeds)
     return per_cell * len(spec.cells)

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from hptransfer.analysis.joint import needed_points
 from hptransfer.config import (
     BaseHPs,
     BaseShape,
@@ -75,14 +76,36 @@ class HPRange:
 
 
 @dataclass(frozen=True)
+class SliceSpec:
+    """After the search, one HP on a finer grid at each cell's best point.
+
+    ``hp`` takes the values ``best · 2^(k·step)`` for ``|k·step| <= octaves``, the other HPs
+    stay at the best point (the lowest mean objective over the search's own runs), and every
+    value is trained with ``seeds`` (default: the sweep's seeds).
+    """
+
+    hp: str = "lr"
+    octaves: float = 1.0
+    step: float = 0.5
+    seeds: tuple[int, ...] = ()
+
+    def offsets(self) -> tuple[float, ...]:
+        """The log2 offsets from the best value, in increasing order."""
+        n = math.floor(self.octaves / self.step + 1e-9)
+        return tuple(k * self.step for k in range(-n, n + 1))
+
+
+@dataclass(frozen=True)
 class SearchSpec:
-    """What to search and how: a full grid, or ``num_samples`` Optuna trials per cell."""
+    """What to search and how: a full grid, or ``num_samples`` Optuna trials per cell; then
+    optionally a finer ``slice`` of one HP at each cell's best point."""
 
     space: tuple[HPRange, ...]
     algorithm: str = "grid"
     sampler: str = "tpe"
     num_samples: int = 16
     seed: int = 0
+    slice: SliceSpec | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -165,6 +188,10 @@ class SweepSpec:
         model.update(width=list(self.widths), density=list(self.densities))
         search = dataclasses.asdict(self.search)
         search["space"] = {hp.name: hp.to_dict() for hp in self.search.space}
+        if self.search.slice is None:
+            del search["slice"]  # absent, as before slices existed: old sweeps keep their hash
+        else:
+            search["slice"]["seeds"] = list(self.search.slice.seeds)
         train = dataclasses.asdict(self.train)
         train["betas"] = list(self.train.betas)
         return {
@@ -237,6 +264,7 @@ class _Parser:
 
     def __init__(self, source: str):
         self.source = source
+        self.fixed_hps: tuple[str, ...] = ()
 
     def fail(self, key: str, message: str) -> typing.NoReturn:
         raise ConfigError(f"{self.source}: {key}: {message}")
@@ -258,6 +286,7 @@ class _Parser:
         base_raw = self.mapping("base", root.get("base", {}), _fields(BaseShape))
         search = self.search(root.get("search"))
         hps_raw = self.mapping("hps", root.get("hps", {}), _fields(BaseHPs))
+        self.fixed_hps = tuple(hps_raw)
         for hp_name in set(hps_raw) & set(search.names):
             self.fail(f"hps.{hp_name}", f"is also searched (search.space.{hp_name}); keep one")
         spec = SweepSpec(
@@ -294,6 +323,13 @@ class _Parser:
 
     def check_search(self, spec: SweepSpec) -> None:
         search = spec.search
+        if "lr" not in search.names and "lr" not in self.fixed_hps:
+            self.fail(
+                "search.space",
+                "has no lr: the learning rate matters most and transfers with the rest; search "
+                "it (lr: {log2_range: [-10, -4]}) or fix it explicitly with hps.lr",
+            )
+        self.check_joint(search)
         cmaes = search.algorithm == "optuna" and search.sampler == "cmaes"
         for hp in search.space:
             key = f"search.space.{hp.name}"
@@ -309,6 +345,28 @@ class _Parser:
                     f"the grid has {runs * len(spec.seeds):,} runs (more than {MAX_GRID_RUNS:,}); "
                     "narrow the ranges or use algorithm: optuna",
                 )
+
+    def check_joint(self, search: SearchSpec) -> None:
+        """A search of several HPs must give the joint fit enough points."""
+        d = len(search.space)
+        if d < 2:
+            return
+        needed = needed_points(d)
+        names = ", ".join(search.names)
+        if search.algorithm == "optuna" and search.num_samples < needed:
+            self.fail(
+                "search.num_samples",
+                f"{search.num_samples} points cannot locate the joint optimum of {d} HPs "
+                f"({names}): it needs at least {needed}",
+            )
+        if search.algorithm == "grid":
+            for hp in search.space:
+                if len(hp.values) < 3:
+                    self.fail(
+                        f"search.space.{hp.name}",
+                        f"has {len(hp.values)} value(s): a joint fit of {names} needs at least "
+                        "3 per HP (a quadratic along each)",
+                    )
 
     def check_asha(self, spec: SweepSpec) -> None:
         asha = spec.asha
@@ -341,7 +399,7 @@ class _Parser:
         return model, widths, densities
 
     def search(self, raw: Any) -> SearchSpec:
-        keys = ("algorithm", "space", "sampler", "num_samples", "seed")
+        keys = ("algorithm", "space", "sampler", "num_samples", "seed", "slice")
         section = self.mapping("search", raw if raw is not None else {}, keys)
         space_raw = self.mapping("search.space", section.get("space") or {}, BaseHPs.names())
         if not space_raw:
@@ -350,8 +408,9 @@ class _Parser:
                 "is empty: give at least one HP to search, e.g. lr: {log2_range: [-10, -4]}",
             )
         space = tuple(self.hp_range(name, value) for name, value in space_raw.items())
-        rest = {k: v for k, v in section.items() if k != "space"}
-        search = self.build("search", SearchSpec, rest, space=space)
+        rest = {k: v for k, v in section.items() if k not in ("space", "slice")}
+        cut = None if section.get("slice") is None else self.slice(section["slice"], space)
+        search = self.build("search", SearchSpec, rest, space=space, slice=cut)
         if search.algorithm not in ALGORITHMS:
             self.fail("search.algorithm", f"must be one of {', '.join(ALGORITHMS)}")
         if search.sampler not in SAMPLERS:
@@ -361,6 +420,21 @@ class _Parser:
         if not 0 <= search.seed < 2**32:  # numpy's seed range, which Optuna's samplers use
             self.fail("search.seed", f"must be in [0, 2^32); got {search.seed}")
         return search
+
+    def slice(self, raw: Any, space: tuple[HPRange, ...]) -> SliceSpec:
+        section = dict(self.mapping("search.slice", raw, _fields(SliceSpec)))
+        seeds = section.pop("seeds", None)
+        cut = self.build("search.slice", SliceSpec, section)
+        if seeds is not None:
+            numbers = self.number_list("search.slice.seeds", seeds, int)
+            cut = dataclasses.replace(cut, seeds=self.distinct("search.slice.seeds", numbers))
+        if cut.hp not in {hp.name for hp in space}:
+            self.fail("search.slice.hp", f"{cut.hp!r} is not searched (search.space)")
+        if not (cut.step > 0 and cut.octaves >= cut.step):  # NaN too
+            self.fail("search.slice", f"needs step > 0 and octaves >= step; got {cut}")
+        if cut.octaves / cut.step > 50:
+            self.fail("search.slice", "gives more than 101 values; widen step or narrow octaves")
+        return cut
 
     def hp_range(self, name: str, raw: Any) -> HPRange:
         key = f"search.space.{name}"

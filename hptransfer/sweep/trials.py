@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from hptransfer.config import RunConfig
 from hptransfer.store import HP_COLUMNS
 from hptransfer.sweep.spec import SweepSpec
@@ -72,6 +74,54 @@ def grid_runs(spec: SweepSpec) -> list[RunConfig]:
         for point in itertools.product(*grids)
         for seed in spec.seeds
     ]
+
+
+def slice_runs(spec: SweepSpec, cell: RunConfig, trials: pd.DataFrame) -> list[RunConfig]:
+    """The runs of ``spec.search.slice`` in ``cell``: none until the cell's search is done.
+
+    The best point is taken over the search's own runs only (never the slice's), so a resumed
+    sweep plans the same slice.
+    """
+    cut = spec.search.slice
+    if cut is None:
+        return []
+    best = best_searched_point(spec, cell, trials)
+    if best is None:
+        return []
+    seeds = cut.seeds or spec.seeds
+    return [
+        with_hps(cell, {**best, cut.hp: best[cut.hp] * 2.0**offset}, seed)
+        for offset in cut.offsets()
+        for seed in seeds
+    ]
+
+
+def best_searched_point(
+    spec: SweepSpec, cell: RunConfig, trials: pd.DataFrame
+) -> dict[str, float] | None:
+    """The cell's searched HP point with the lowest mean objective over its seeds, or None
+    while a planned grid run of the cell is missing."""
+    names = spec.search.names
+    if spec.search.algorithm == "grid":
+        planned = {
+            trial_id(point_id(run), run.seed)
+            for run in grid_runs(spec)
+            if dataclasses.replace(run, hps=cell.hps, seed=0) == cell
+        }
+        mine = trials[trials["trial_id"].isin(planned)]
+        if len(mine) < len(planned):
+            return None
+    else:
+        mine = trials[trials["point_id"].str.startswith(f"{config_hash(cell)[:8]}-n")]
+    mine = mine[mine["status"] != "error"]
+    if mine.empty:
+        return None
+    scores = [objective(*r) for r in mine[["val_loss", "train_loss", "diverged"]].values]
+    means = mine.assign(score=scores).groupby(list(names))["score"].mean()
+    best = means.idxmin()
+    return {
+        name: float(v) for name, v in zip(names, best if len(names) > 1 else (best,), strict=True)
+    }
 
 
 def objective(val_loss: float, train_loss: float, diverged: bool) -> float:

@@ -94,6 +94,54 @@ BAD_SPECS = {
         ["search.space.lr", "cmaes"],
     ),
     "heads-do-not-divide": (tiny_spec(model={"width": [16, 17]}), ["divisible"]),
+    "no-lr": (
+        tiny_spec(search={"space": {"init_std": {"values": [0.01, 0.02, 0.04]}}}),
+        ["search.space", "has no lr", "hps.lr"],
+    ),
+    "zero-init-std-range": (
+        tiny_spec(
+            search={
+                "algorithm": "optuna",
+                "num_samples": 20,
+                "space": {"lr": {"values": [0.01]}, "init_std": {"low": 0.0, "high": 0.1}},
+            }
+        ),
+        ["search.space.init_std", "init_std must be > 0"],
+    ),
+    "negative-alpha-values": (
+        tiny_spec(search={"space": {"lr": {"values": [0.01]}, "alpha_out": {"values": [-1, 1]}}}),
+        ["search.space.alpha_out", "alpha_out must be > 0"],
+    ),
+    "joint-optuna-too-few": (
+        tiny_spec(
+            search={
+                "algorithm": "optuna",
+                "num_samples": 8,
+                "space": {
+                    "lr": {"low": 1e-4, "high": 0.1, "log": True},
+                    "init_std": {"low": 0.01, "high": 0.2, "log": True},
+                    "alpha_out": {"low": 0.5, "high": 4, "log": True},
+                },
+            }
+        ),
+        ["search.num_samples", "8 points", "3 HPs", "needs at least 11"],
+    ),
+    "joint-grid-two-values": (
+        tiny_spec(
+            search={
+                "space": {
+                    "lr": {"log2_range": [-9, -5], "step": 1},
+                    "init_std": {"values": [0.02, 0.04]},
+                }
+            }
+        ),
+        ["search.space.init_std", "2 value(s)", "at least 3"],
+    ),
+    "slice-of-unsearched-hp": (
+        tiny_spec(search={"slice": {"hp": "init_std"}}),
+        ["search.slice.hp", "'init_std' is not searched"],
+    ),
+    "slice-step-zero": (tiny_spec(search={"slice": {"step": 0}}), ["search.slice", "step > 0"]),
 }
 
 
@@ -207,3 +255,20 @@ def test_examples_are_valid(path):
 
 def test_examples_exist():
     assert "proxy.yaml" in {p.name for p in EXAMPLES} and len(EXAMPLES) >= 3
+
+
+def test_a_fixed_lr_makes_a_search_without_lr_valid():
+    spec = parse_spec(
+        tiny_spec(hps={"lr": 0.01}, search={"space": {"init_std": {"values": [0.01, 0.02]}}})
+    )
+    assert spec.search.names == ("init_std",) and spec.hps.lr == 0.01
+
+
+def test_slice_offsets_seeds_and_hash():
+    plain = parse_spec(tiny_spec())
+    assert plain.search.slice is None and "slice" not in plain.to_dict()["search"]
+    spec = parse_spec(tiny_spec(search={"slice": {"octaves": 1, "step": 0.5, "seeds": [0, 3]}}))
+    assert spec.search.slice.offsets() == (-1.0, -0.5, 0.0, 0.5, 1.0)
+    assert spec.search.slice.seeds == (0, 3) and spec.hash != plain.hash
+    again = parse_spec(yaml.safe_load(spec.to_yaml()))
+    assert again == spec and again.hash == spec.hash

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from fitted_sweep import OPTIMUM_LOG2_LR, write_sweep
+from fitted_sweep import OPTIMUM_LOG2_INIT_STD, OPTIMUM_LOG2_LR, write_sweep
 
 from hptransfer.analysis import results
 from hptransfer.analysis.plots import (
@@ -16,12 +17,13 @@ from hptransfer.analysis.plots import (
     TRANSFER_CURVES_FILE,
     TRANSFER_FILE,
     transfer_curve_figure,
+    write_plots,
 )
 from hptransfer.cli.main import main
 from hptransfer.config import parse_targets
 from hptransfer.models import describe
 from hptransfer.param import Role
-from hptransfer.transfer import Request, load_source, target_runs
+from hptransfer.transfer import Request, load_source, target_runs, transferred
 
 
 def transfer(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -40,6 +42,31 @@ def test_target_runs_carry_the_fitted_base_hps(sweep_dir: Path) -> None:
     assert supar.train == source.spec.train and supar.data == source.spec.data
     hidden = [p.lr for p in describe(supar) if p.role is Role.HIDDEN]
     assert hidden == pytest.approx([2.0**OPTIMUM_LOG2_LR / (256 * 0.125)] * 4)  # η/(m_d·m_rho)
+
+
+def test_target_runs_carry_the_joint_optimum_of_a_joint_search(tmp_path: Path) -> None:
+    source = load_source(write_sweep(tmp_path / "results", joint=True))
+    assert set(source.fit.joint) == {"supar"}
+    (run,) = target_runs(source, Request(parse_targets("width=64"), "supar"))
+    assert run.hps.lr == pytest.approx(2.0**OPTIMUM_LOG2_LR, rel=0.01)
+    assert run.hps.init_std == pytest.approx(2.0**OPTIMUM_LOG2_INIT_STD, rel=0.01)
+    flags = {hp: est.flag for hp, est in source.fit.base_hps["supar"].items()}
+    assert flags["lr"] == flags["init_std"] == "ok"
+    paths = write_plots(source.sweep_dir, source.fit)
+    assert source.sweep_dir / "plots" / "joint_base_supar.png" in paths
+
+
+def test_regret_grid_is_five_half_octave_lrs_per_parameterization_and_seed(sweep_dir: Path):
+    source = load_source(sweep_dir)
+    request = Request(
+        parse_targets("width=32"), "supar", compare=("sp",), seeds=(0, 1), regret=True
+    )
+    runs = target_runs(source, request)
+    assert len(runs) == 2 * 5 * 2
+    for param in ("supar", "sp"):
+        lrs = sorted({math.log2(r.hps.lr) for r in runs if r.parameterization == param})
+        assert lrs == pytest.approx([OPTIMUM_LOG2_LR + k for k in (-1, -0.5, 0, 0.5, 1)])
+    assert len(transferred(runs, source, request)) == 4
 
 
 def test_dry_run_prints_plan_and_estimate_fast(sweep_dir: Path, capsys) -> None:
@@ -86,6 +113,16 @@ def test_cluster_runs_are_not_checked_against_local_memory(sweep_dir: Path, caps
     )  # fmt: skip
     assert code == 0
     assert "memory: not checked here; the runs go to the Ray cluster at 127.0.0.1:1" in out
+
+
+def test_regret_grid_too_big_for_memory_is_refused(sweep_dir: Path, capsys) -> None:
+    code, out, err = transfer(
+        capsys, "--from", str(sweep_dir), "--to", "width=32768,density=0.5", "--regret",
+        "--seeds", "0,1,2",
+    )  # fmt: skip
+    assert code == 2
+    assert err.count("\n") == 1 and "--regret would train 15 runs like it" in err
+    assert not (sweep_dir / TRANSFER_FILE).exists()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,133 @@
+"""Transfer regret: what training with the transferred HPs costs against tuning at the target.
+
+``hptransfer transfer --regret`` trains, at each target and for each parameterization, the
+base LR η times ``2^k`` for k in :data:`OFFSETS` (half octaves around the transferred η;
+k = 0 is the transferred run itself), with the same seeds. Per target and parameterization:
+
+- ``transferred_loss``: the mean loss over seeds at the transferred η;
+- ``tuned_loss``: the lowest mean loss over the grid (what a small search at the target finds);
+- ``regret_pct``: ``100·(transferred − tuned)/tuned`` (0 when the transferred η is the best);
+- ``flag``: ``edge`` when the best grid point is an end of the grid (a better η may lie
+  beyond: the regret is a lower bound), ``diverged`` when a run at the transferred η
+  diverged, else ``ok``.
+
+The table is stored as ``regret.parquet`` beside the transfer runs and drawn by ``plot``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hptransfer.analysis import results
+from hptransfer.store import atomic_write
+
+REGRET_FILE = "regret.parquet"
+OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # octaves around the transferred η
+TARGET_AXES = ("width", "density", "depth")
+COLUMNS = (
+    *TARGET_AXES, "parameterization", "seeds", "transferred_lr", "transferred_loss",
+    "tuned_lr", "tuned_loss", "regret_pct", "flag",
+)  # fmt: skip
+
+
+def regret_table(
+    runs: pd.DataFrame, transferred_lr: float, metric: str = "val_loss"
+) -> pd.DataFrame:
+    """One row per (target, parameterization) of the regret grid runs (see module doc)."""
+    rows = []
+    grouped = runs.groupby([*TARGET_AXES, "parameterization"], sort=False)
+    for (width, density, depth, param), part in grouped:
+        rows.append(
+            {
+                "width": int(width),
+                "density": float(density),
+                "depth": int(depth),
+                "parameterization": param,
+                **_regret(part, transferred_lr, metric),
+            }
+        )
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _regret(part: pd.DataFrame, transferred_lr: float, metric: str) -> dict[str, object]:
+    usable = part["status"].eq("completed") & ~part["diverged"].astype(bool)
+    loss = part[metric].where(usable)  # NaN where diverged or failed
+    means = loss.groupby(part["lr"]).mean().sort_index()
+    at_transfer = np.isclose(means.index, transferred_lr)
+    transferred = float(means[at_transfer].iloc[0]) if at_transfer.any() else math.nan
+    if means.isna().all():
+        return _row(part, transferred_lr, math.nan, math.nan, math.nan, "diverged")
+    best_lr = float(means.idxmin())
+    tuned = float(means.min())
+    if math.isnan(transferred):
+        flag = "diverged"
+    elif best_lr in (means.index[0], means.index[-1]) and not np.isclose(best_lr, transferred_lr):
+        flag = "edge"
+    else:
+        flag = "ok"
+    regret = 100 * (transferred - tuned) / tuned
+    return _row(part, transferred_lr, transferred, best_lr, tuned, flag, regret)
+
+
+def _row(
+    part: pd.DataFrame,
+    transferred_lr: float,
+    transferred: float,
+    tuned_lr: float,
+    tuned: float,
+    flag: str,
+    regret: float = math.nan,
+) -> dict[str, object]:
+    return {
+        "seeds": int(part["seed"].nunique()),
+        "transferred_lr": transferred_lr,
+        "transferred_loss": transferred,
+        "tuned_lr": tuned_lr,
+        "tuned_loss": tuned,
+        "regret_pct": regret,
+        "flag": flag,
+    }
+
+
+def regret_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The regret table for people: target, parameterization, losses, regret, tuned η."""
+    return pd.DataFrame(
+        {
+            "target (width × density)": [
+                f"{w} × {d:g}" for w, d in zip(table["width"], table["density"], strict=True)
+            ],
+            "parameterization": table["parameterization"],
+            "seeds": table["seeds"],
+            "transferred": table["transferred_loss"].map("{:.4f}".format),
+            "tuned at target": table["tuned_loss"].map("{:.4f}".format),
+            "regret": table["regret_pct"].map("{:.2f}%".format),
+            "tuned η / transferred η": [
+                f"2^{math.log2(t / x):+.1f}" if t > 0 else "-"
+                for t, x in zip(table["tuned_lr"].fillna(0), table["transferred_lr"], strict=True)
+            ],
+            "flag": table["flag"],
+        }
+    )
+
+
+def write_regret(table: pd.DataFrame, sweep_dir: Path) -> Path:
+    """Merge ``table`` into ``sweep_dir/regret.parquet`` (its targets replace stored rows)."""
+    path = Path(sweep_dir) / REGRET_FILE
+    stored = read_regret(sweep_dir)
+    if stored is not None:
+        keys = [*TARGET_AXES, "parameterization"]
+        fresh = table.set_index(keys).index
+        stored = stored[~stored.set_index(keys).index.isin(fresh)]
+        table = pd.concat([stored, table], ignore_index=True)
+    atomic_write(path, lambda f: table.to_parquet(f, index=False))
+    return path
+
+
+def read_regret(sweep_dir: Path) -> pd.DataFrame | None:
+    """The stored regret table, or None if ``transfer --regret`` never ran here."""
+    path = Path(sweep_dir) / REGRET_FILE
+    return results.read_table(path, COLUMNS) if path.is_file() else None

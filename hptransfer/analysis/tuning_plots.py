@@ -1,0 +1,171 @@
+"""Figures of the base tuning and what it buys at the targets.
+
+- :func:`plot_joint_base`: at the base shape of a joint search, the loss vs η with the other
+  base HPs at their defaults (an η-only search) against η at the jointly best point, and the
+  loss vs σ at the best η per α_out.
+- :func:`plot_regret`: the transfer regret per target and parameterization
+  (:mod:`hptransfer.analysis.regret`), and each target's loss vs η around the transferred η.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from hptransfer.analysis import fit as fitting
+from hptransfer.analysis.plots import (
+    HP_LABELS,
+    METRIC_LABELS,
+    param_color,
+    param_label,
+    param_order,
+)
+from hptransfer.config import BaseHPs
+
+DEFAULTS = BaseHPs()
+
+
+def tuning_figures(
+    trials: pd.DataFrame,
+    fit: fitting.Fit,
+    transfer_runs: pd.DataFrame | None,
+    regret: pd.DataFrame | None,
+) -> Iterator[tuple[str, Figure]]:
+    """(file stem, figure): the joint base per parameterization, the regret if measured."""
+    usable, _ = fitting.usable_mask(trials, fit.metric)
+    base = fit.base_shape()
+    at_base = usable & trials["width"].eq(base.width) & np.isclose(trials["density"], base.density)
+    for param, joint in fit.joint.items():
+        runs = trials[at_base & trials["parameterization"].eq(param)]
+        if (fig := plot_joint_base(runs, joint, fit.metric)) is not None:
+            yield f"joint_base_{param}", fig
+    if regret is not None and transfer_runs is not None:
+        yield "transfer_regret", plot_regret(regret, transfer_runs, fit.metric)
+
+
+def _figure(n_panels: int, title: str) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(4.4 * n_panels + 0.6, 3.9), layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.suptitle(title)
+    return fig, list(fig.subplots(1, n_panels, squeeze=False)[0])
+
+
+def _line(ax: Axes, x: pd.Series, loss: pd.Series, **style: Any) -> None:
+    """Mean over seeds at each x, with the min–max band."""
+    stats = loss.groupby(x).agg(["mean", "min", "max"])
+    ax.plot(stats.index, stats["mean"], "o-", ms=3, **style)
+    ax.fill_between(stats.index, stats["min"], stats["max"], color=style.get("color"), alpha=0.2)
+
+
+# ---------------------------------------------------------------------------- joint base
+
+
+def plot_joint_base(runs: pd.DataFrame, joint: dict[str, Any], metric: str) -> Figure | None:
+    """η-only vs jointly tuned base (usable runs of one parameterization at the base shape);
+    None when the search holds no η line at the default σ/α_out or does not search σ."""
+    others = [hp for hp in joint["hps"] if hp != "lr"]
+    if "lr" not in joint["hps"] or "init_std" not in others:
+        return None
+    at_default = np.all([np.isclose(runs[hp], getattr(DEFAULTS, hp)) for hp in others], axis=0)
+    means = runs.groupby(others)[metric].mean()
+    best = dict(zip(others, np.atleast_1d(means.idxmin()), strict=True))
+    at_best = np.all([np.isclose(runs[hp], v) for hp, v in best.items()], axis=0)
+    if not at_default.any():
+        return None
+    default_loss = runs[at_default].groupby("lr")[metric].mean().min()
+    joint_loss = joint["loss"]
+    gain = 100 * (default_loss - joint_loss) / default_loss
+    fig, (left, right) = _figure(2, f"base tuning: joint optimum {gain:.1f}% below η-only")
+    label = ", ".join(f"{hp} {getattr(DEFAULTS, hp):g}" for hp in others)
+    _line(left, runs.loc[at_default, "lr"], runs.loc[at_default, metric], color="tab:gray",
+          label=f"η only ({label}): best {default_loss:.3f}")  # fmt: skip
+    label = ", ".join(f"{hp} {v:.3g}" for hp, v in best.items())
+    _line(left, runs.loc[at_best, "lr"], runs.loc[at_best, metric], color="tab:green",
+          label=f"joint best point ({label})")  # fmt: skip
+    lr = joint["hps"]["lr"]
+    left.plot(lr["value"], joint_loss, "*", ms=12, color="tab:green",
+              label=f"joint optimum: {joint_loss:.3f}")  # fmt: skip
+    _axes(left, "lr", metric)
+    _sigma_panel(right, runs, joint, metric)
+    return fig
+
+
+def _sigma_panel(ax: Axes, runs: pd.DataFrame, joint: dict[str, Any], metric: str) -> None:
+    """Loss vs σ at the grid η nearest the joint optimum, a line per α_out (if searched)."""
+    lrs = np.sort(runs["lr"].unique())
+    lr = lrs[np.argmin(np.abs(np.log2(lrs) - joint["hps"]["lr"]["log2"]))]
+    near = runs[np.isclose(runs["lr"], lr)]
+    groups = near.groupby("alpha_out") if "alpha_out" in joint["hps"] else [(None, near)]
+    for alpha, part in groups:
+        label = "" if alpha is None else f"α_out {alpha:g}"
+        _line(ax, part["init_std"], part[metric], label=label or None)
+    ax.set_title(f"at η = 2^{np.log2(lr):.1f}")
+    _axes(ax, "init_std", metric)
+
+
+def _axes(ax: Axes, hp: str, metric: str) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(HP_LABELS.get(hp, hp))
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+
+
+# ---------------------------------------------------------------------------- regret
+
+
+def plot_regret(table: pd.DataFrame, runs: pd.DataFrame, metric: str) -> Figure:
+    """Regret (%) per target and parameterization, then a panel per target: loss vs
+    η / transferred η, the transferred run starred."""
+    targets = table[["width", "density", "depth"]].drop_duplicates()
+    fig, axes = _figure(1 + len(targets), "transfer regret: transferred η vs tuned at the target")
+    params = param_order(table["parameterization"])
+    _regret_bars(axes[0], table, targets, params)
+    for ax, target in zip(axes[1:], targets.itertuples(index=False), strict=True):
+        rows = runs[
+            runs["width"].eq(target.width)
+            & np.isclose(runs["density"], target.density)
+            & runs["depth"].eq(target.depth)
+            & runs["status"].eq("completed")
+            & ~runs["diverged"].astype(bool)
+        ]
+        base_lr = table["transferred_lr"].iloc[0]
+        for param in params:
+            part = rows[rows["parameterization"].eq(param)]
+            ratio = part["lr"] / base_lr
+            color = param_color(param)
+            _line(ax, ratio, part[metric], color=color, label=param_label(param))
+            at = part[np.isclose(ratio, 1.0)][metric].mean()
+            ax.plot(1.0, at, "*", ms=12, color=color)
+        ax.set_title(f"width {target.width}, density {target.density:g}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("η / transferred η (★ transferred)")
+        ax.grid(alpha=0.3)
+    axes[1].set_ylabel(METRIC_LABELS.get(metric, metric))
+    axes[-1].legend(fontsize="small")
+    return fig
+
+
+def _regret_bars(ax: Axes, table: pd.DataFrame, targets: pd.DataFrame, params: list[str]) -> None:
+    width = 0.8 / len(params)
+    for i, param in enumerate(params):
+        rows = targets.merge(table[table["parameterization"].eq(param)], how="left")
+        x = np.arange(len(targets)) + (i - (len(params) - 1) / 2) * width
+        ax.bar(x, rows["regret_pct"], width, color=param_color(param), label=param_label(param))
+    ax.set_xticks(
+        np.arange(len(targets)),
+        [f"{w} × {d:g}" for w, d in zip(targets["width"], targets["density"], strict=True)],
+        rotation=20,
+    )
+    ax.axhline(1.0, color="k", ls=":", lw=1)
+    ax.set_xlabel("target width × density")
+    ax.set_ylabel("regret (% of the tuned loss)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize="small")

@@ -1,0 +1,73 @@
+"""Transfer regret from a target's LR grid: values, flags, storage and figure."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hptransfer.analysis.regret import (
+    OFFSETS,
+    read_regret,
+    regret_summary,
+    regret_table,
+    write_regret,
+)
+from hptransfer.analysis.tuning_plots import plot_regret
+
+LR = 2.0**-7
+
+
+def grid(best_offset: dict[str, float], width: int = 128, density: float = 0.125) -> pd.DataFrame:
+    """Runs at LR·2^k (k in OFFSETS), 3 seeds; loss 2 + 0.1·(k − best)² + 0.01·seed."""
+    rows = [
+        {
+            "width": width, "density": density, "depth": 2, "parameterization": param,
+            "seed": seed, "lr": LR * 2.0**k, "status": "completed", "diverged": False,
+            "val_loss": 2 + 0.1 * (k - best) ** 2 + 0.01 * seed,
+        }
+        for param, best in best_offset.items()
+        for k in OFFSETS
+        for seed in range(3)
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_regret_is_the_transferred_loss_over_the_best_of_the_grid():
+    table = regret_table(grid({"supar": 0.0, "sp": 0.5}), LR).set_index("parameterization")
+    assert table.loc["supar", "regret_pct"] == 0
+    assert table.loc["supar", "flag"] == "ok" and table.loc["supar", "seeds"] == 3
+    tuned = 2 + 0.01  # mean over seeds 0, 1, 2 of 0.01·seed
+    assert table.loc["sp", "tuned_loss"] == pytest.approx(tuned)
+    assert table.loc["sp", "transferred_loss"] == pytest.approx(tuned + 0.025)
+    assert table.loc["sp", "regret_pct"] == pytest.approx(100 * 0.025 / tuned)
+    assert table.loc["sp", "tuned_lr"] == pytest.approx(LR * 2**0.5)
+
+
+def test_a_best_at_the_grid_end_is_flagged_edge_and_a_diverged_transfer_diverged():
+    runs = grid({"supar": 2.0, "sp": 0.0})
+    runs.loc[runs["parameterization"].eq("sp") & np.isclose(runs["lr"], LR), "diverged"] = True
+    table = regret_table(runs, LR).set_index("parameterization")
+    assert table.loc["supar", "flag"] == "edge" and table.loc["supar", "regret_pct"] > 0
+    assert table.loc["sp", "flag"] == "diverged" and math.isnan(table.loc["sp", "regret_pct"])
+
+
+def test_stored_regret_merges_by_target_and_is_drawn(tmp_path: Path):
+    first = regret_table(grid({"supar": 0.0, "sp": 0.5}), LR)
+    write_regret(first, tmp_path)
+    wider = grid({"supar": 0.5, "sp": 1.0}, width=256)
+    again = regret_table(pd.concat([grid({"supar": 0.5, "sp": 0.5}), wider]), LR)
+    write_regret(again, tmp_path)
+    stored = read_regret(tmp_path)
+    assert len(stored) == 4  # two targets × two parameterizations, the first replaced
+    assert stored.set_index(["width", "parameterization"]).loc[(128, "supar"), "regret_pct"] > 0
+    assert list(regret_summary(stored).columns)[:3] == [
+        "target (width × density)", "parameterization", "seeds",
+    ]  # fmt: skip
+    runs = pd.concat([grid({"supar": 0.5, "sp": 0.5}), wider])
+    figure = plot_regret(stored, runs, "val_loss")
+    assert len(figure.axes) == 3
+    assert read_regret(tmp_path / "elsewhere") is None
