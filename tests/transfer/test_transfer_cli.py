@@ -116,7 +116,7 @@ def test_cluster_runs_are_not_checked_against_local_memory(sweep_dir: Path, caps
 
 
 def test_regret_grid_too_big_for_memory_is_refused(sweep_dir: Path, capsys) -> None:
-    code, out, err = transfer(
+    code, _, err = transfer(
         capsys, "--from", str(sweep_dir), "--to", "width=32768,density=0.5", "--regret",
         "--seeds", "0,1,2",
     )  # fmt: skip
