@@ -2,13 +2,15 @@
 
 A *group* is one value of each axis in ``results.GROUP_AXES`` present in trials.parquet
 (parameterization, model, depth, width, density). A *searched* HP is an HP column with more
-than one distinct value. Only completed, non-diverged trials with a finite loss at the full
-horizon (a trial's ``max_steps``; without that column, the most steps any completed trial
-ran) are fitted: ASHA-stopped and short trials bias the LR optimum (SPEC.md). HP values <= 0
-(e.g. weight decay 0) are off the log2 axis and skipped. Per group and HP, the loss is
-averaged over seeds at each grid point and the optimum located as in
-:mod:`hptransfer.analysis.optimum` (parabola in log2(HP) around the arg-min, seed bootstrap
-for a 95% interval, flags ``ok``/``edge``/``flat``/``few_points``).
+than one distinct value. Only completed trials with a finite loss at the full horizon (a
+trial's ``max_steps``; without that column, the most steps any completed trial ran) are
+fitted: ASHA-stopped and short trials bias the LR optimum (SPEC.md). Diverged trials count
+with an infinite loss: they make their grid point unstable. HP values <= 0 (e.g. weight
+decay 0) are off the log2 axis and skipped. Per group and HP, the optimum is located as in
+:mod:`hptransfer.analysis.optimum`: grid points past a loss jump or a divergence are
+unstable and left out, seed offsets are centred, a kernel-weighted parabola in log2(HP)
+around the arg-min gives the optimum between the arg-min's grid neighbours, a seed bootstrap
+its 95% interval; flags ``ok``/``cliff``/``edge``/``flat``/``few_points``/``off_argmin``.
 
 Joint searches: when several HPs vary within a group, each HP is fitted on its *slice*: the
 trials whose other HPs lie within ``slice_octaves`` of the best configuration's (method
@@ -19,8 +21,9 @@ optimum: what transfer uses.
 
 The *drift* of an optimum along an axis is max − min of its log2 over the groups that differ
 only in that axis (``axis`` = width, density, ...; ``at`` = the held axes' values); ``axis``
-``all`` is max − min over every group of the parameterization. Flagged optima are included
-(``n_flagged`` counts them): with edge optima the drift is a lower bound.
+``all`` is max − min over every group of the parameterization; ``argmin_octaves`` is the
+same for the grid arg-mins. Flagged optima are included (``n_flagged`` counts them): with
+edge optima the drift is a lower bound.
 
 fit.json (``schema_version`` 1; strict JSON, null for missing numbers; HP units unless a
 key says log2)::
@@ -34,23 +37,28 @@ key says log2)::
      "parameterizations": ["sp", "mup", "supar"], "searched_hps": ["lr", ...],
      "group_axes": ["parameterization", "width", "density", ...],
      "settings": {"metric": str, "n_boot": int, "window_octaves": float,
-                  "slice_octaves": float, "seed": int, "at_step": int | null},
+                  "slice_octaves": float, "seed": int, "at_step": int | null,
+                  "cliff": float},
      "base_hps": {parameterization: {hp: {"value": float, "log2": float | null,
                                           "ci95": [lo, hi] | null, "flag": str}}},
-     "optima": [{<group axes>, "hp", "value", "log2", "ci95_lo", "ci95_hi", "flag",
-                 "method", "slice_at": {hp: value} | null, "curvature", "loss",
-                 "n_points", "n_fitted", "n_seeds", "n_trials", "n_diverged"}],
+     "optima": [{<group axes>, "hp", "value", "log2", "ci95_lo", "ci95_hi", "ci95_cut",
+                 "flag", "argmin", "argmin_log2", "stable_lo", "stable_hi", "method",
+                 "slice_at": {hp: value} | null, "curvature", "loss", "n_points",
+                 "n_unstable", "n_fitted", "n_seeds", "n_trials", "n_diverged"}],
      "drift": [{"parameterization", "hp", "axis", "at": {axis: value}, "octaves",
-                "n_optima", "n_flagged"}],
+                "argmin_octaves", "n_optima", "n_flagged"}],
      "joint": {parameterization: {"hps": {hp: {"value", "log2", "flag", "ci95_log2"}},
                                   "loss", "n_points", "n_fitted"}}}
 
 ``base_hps`` holds, per parameterization, the optima at the base shape plus every HP the
 sweep held fixed (flag ``fixed``, ``ci95`` null). ``curvature`` is the parabola's loss per
 octave² (the loss one octave off the optimum is ``loss + curvature``); ``loss`` is the fitted
-(or, when flagged, observed mean) loss at the optimum. Counts: ``n_points`` grid points with
-data, ``n_fitted`` of them in the parabola, ``n_seeds``, ``n_trials`` fitted, ``n_diverged``
-trials of the group that diverged (at any HP value).
+(or, when flagged, observed mean) loss at the optimum. ``argmin`` is the grid point with the
+lowest (centred) seed mean among the stable ones, ``stable_lo``..``stable_hi`` the stable
+grid points; ``ci95_cut`` (none/low/high/both) says which ends of the interval were cut at
+them. Counts: ``n_points`` grid points with data, ``n_unstable`` of them unstable,
+``n_fitted`` in the parabola, ``n_seeds``, ``n_trials`` fitted, ``n_diverged`` trials of the
+group that diverged (at any HP value).
 
 Reading a fit (what ``hptransfer transfer`` uses): :func:`load_fit` (file or sweep folder) or
 :func:`latest_fit`, then :meth:`Fit.base_config` (a :class:`~hptransfer.config.BaseHPs`),
@@ -74,7 +82,7 @@ import pandas as pd
 
 from hptransfer.analysis import results
 from hptransfer.analysis.joint import JointOptimum, locate_joint
-from hptransfer.analysis.optimum import estimate
+from hptransfer.analysis.optimum import CLIFF, estimate
 from hptransfer.config import BaseHPs, BaseShape
 from hptransfer.errors import ConfigError, ResultsError
 
@@ -93,16 +101,19 @@ class FitSettings:
 
     metric: str = "val_loss"
     n_boot: int = 1000
-    window_octaves: float = 1.0
+    window_octaves: float = 1.25
     slice_octaves: float = 0.25
     seed: int = 0
     at_step: int | None = None
+    cliff: float = CLIFF
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise ConfigError(f"metric must be one of {', '.join(METRICS)}; got {self.metric!r}")
         if self.n_boot < 1 or self.window_octaves <= 0 or self.slice_octaves < 0:
             raise ConfigError("n_boot must be >= 1, window_octaves > 0 and slice_octaves >= 0")
+        if not self.cliff > 0:
+            raise ConfigError(f"cliff must be > 0 (a fraction of the best loss); got {self.cliff}")
         if self.at_step is not None and self.at_step < 1:
             raise ConfigError(f"at_step must be >= 1; got {self.at_step}")
 
@@ -230,8 +241,8 @@ def usable_mask(trials: pd.DataFrame, metric: str) -> tuple[pd.Series, int]:
 def trials_at_step(trials: pd.DataFrame, curves: pd.DataFrame, step: int) -> pd.DataFrame:
     """The trials that logged ``step``, with their losses there, as if it were the horizon.
 
-    Trials that errored are dropped; trials that diverged later keep ``diverged`` and so stay
-    excluded from the fit.
+    Trials that errored are dropped; trials that diverged later keep ``diverged``, so their
+    grid points count as unstable.
     """
     logged = curves[curves["step"].eq(step)].drop_duplicates("trial_id")
     if logged.empty:
@@ -313,12 +324,18 @@ class _Slice:
 
 
 def _slices(trials: pd.DataFrame, settings: FitSettings) -> Iterator[_Slice]:
-    """Every (group, searched HP) with the seed-level points its optimum is fitted on."""
+    """Every (group, searched HP) with the seed-level points its optimum is fitted on.
+
+    Diverged trials stay in, with an infinite loss: they make their grid point unstable.
+    """
     usable, _ = usable_mask(trials, settings.metric)
+    diverged = trials["status"].eq("completed") & trials["diverged"].astype(bool)
+    losses = trials[settings.metric].astype(float).mask(diverged, np.inf)
     hps = searched_hps(trials)
     axes = group_axes(trials)
     for key, group in trials.groupby(axes, dropna=False, sort=True):
-        fitted = group[usable.loc[group.index]]
+        kept = (usable | diverged).loc[group.index]
+        fitted = group[kept].assign(**{settings.metric: losses.loc[group.index][kept]})
         varying = [hp for hp in hps if fitted[hp].nunique() > 1]
         for hp in varying:
             others = [h for h in varying if h != hp]
@@ -342,7 +359,9 @@ def seed_points(trials: pd.DataFrame, settings: FitSettings | None = None) -> pd
 def _optimum_row(s: _Slice, settings: FitSettings, rng: np.random.Generator) -> dict[str, Any]:
     matrix = s.points.pivot_table(index="seed", columns="log2", values="loss", aggfunc="mean")
     x = matrix.columns.to_numpy(float)
-    opt = estimate(x, matrix.to_numpy(float), settings.window_octaves, settings.n_boot, rng)
+    opt = estimate(
+        x, matrix.to_numpy(float), settings.window_octaves, settings.n_boot, rng, settings.cliff
+    )
     lo, hi = opt.ci95 if opt.ci95 else (np.nan, np.nan)
     return {
         **s.key,
@@ -351,12 +370,18 @@ def _optimum_row(s: _Slice, settings: FitSettings, rng: np.random.Generator) -> 
         "log2": opt.log2,
         "ci95_lo": 2.0**lo,
         "ci95_hi": 2.0**hi,
+        "ci95_cut": opt.ci95_cut,
         "flag": opt.flag,
+        "argmin": 2.0**opt.argmin,
+        "argmin_log2": opt.argmin,
+        "stable_lo": 2.0 ** opt.stable[0],
+        "stable_hi": 2.0 ** opt.stable[1],
         "method": "slice" if s.slice_at else "grid",
         "slice_at": s.slice_at,
         "curvature": opt.curvature,
         "loss": opt.loss,
         "n_points": len(x),
+        "n_unstable": int(((x < opt.stable[0]) | (x > opt.stable[1])).sum()),
         "n_fitted": opt.n_fitted,
         "n_seeds": len(matrix),
         "n_trials": s.n_trials,
@@ -397,6 +422,7 @@ def _drift_row(
         "axis": axis,
         "at": at,
         "octaves": float(optima["log2"].max() - optima["log2"].min()),
+        "argmin_octaves": float(optima["argmin_log2"].max() - optima["argmin_log2"].min()),
         "n_optima": len(optima),
         "n_flagged": int(optima["flag"].ne("ok").sum()),
     }
@@ -550,7 +576,8 @@ def fit_sweep(sweep_dir: Path, settings: FitSettings | None = None) -> Fit:
 
 
 def optima_summary(fit: Fit) -> pd.DataFrame:
-    """The optima as a readable table: varying group axes, HP, optimum, interval, flag."""
+    """The optima as a readable table: varying group axes, HP, optimum, grid arg-min,
+    interval (``<``/``>``: cut at the stable grid's end), stable range, flag."""
     optima = fit.optima
     axes = [
         a
@@ -561,9 +588,9 @@ def optima_summary(fit: Fit) -> pd.DataFrame:
         optimum=[
             f"{v:.3g} (2^{x:.2f})" for v, x in zip(optima["value"], optima["log2"], strict=True)
         ],
-        ci95=[
-            _interval(lo, hi) for lo, hi in zip(optima["ci95_lo"], optima["ci95_hi"], strict=True)
-        ],
+        argmin=[f"2^{x:g}" for x in optima["argmin_log2"]],
+        ci95=[interval(r.ci95_lo, r.ci95_hi, r.ci95_cut) for r in optima.itertuples()],
+        stable=[f"2^{math.log2(lo):g}..2^{math.log2(hi):g}" for lo, hi in _stable(optima)],
         flag=optima["flag"],
         method=optima["method"],
         seeds=optima["n_seeds"],
@@ -580,7 +607,7 @@ def joint_summary(joint: dict[str, Any]) -> pd.DataFrame:
             {
                 "hp": hp,
                 "optimum": f"{est['value']:.3g} (2^{est['log2']:.2f})",
-                "ci95": "-" if ci is None else _interval(2.0 ** ci[0], 2.0 ** ci[1]),
+                "ci95": "-" if ci is None else interval(2.0 ** ci[0], 2.0 ** ci[1]),
                 "flag": est["flag"],
                 "points": f"{joint['n_fitted']}/{joint['n_points']}",
             }
@@ -588,17 +615,28 @@ def joint_summary(joint: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _stable(optima: pd.DataFrame) -> list[tuple[float, float]]:
+    return list(zip(optima["stable_lo"], optima["stable_hi"], strict=True))
+
+
 def format_value(value: Any) -> str:
     """A group-axis value for people: numbers in %g, anything else as str."""
     return f"{value:g}" if isinstance(value, (int, float, np.number)) else str(value)
 
 
-def _interval(lo: float, hi: float) -> str:
-    return "-" if math.isnan(lo) else f"[{lo:.3g}, {hi:.3g}]"
+def interval(lo: float, hi: float, cut: str = "none", fmt: str = "{:.3g}") -> str:
+    """``[lo, hi]``; an end cut at the stable grid's limit is marked ``<lo`` / ``>hi``, and an
+    interval cut at both ends says ``(grid limits)``."""
+    if math.isnan(lo):
+        return "-"
+    low = ("<" if cut in ("low", "both") else "") + fmt.format(lo)
+    high = (">" if cut in ("high", "both") else "") + fmt.format(hi)
+    return f"[{low}, {high}]" + (" (grid limits)" if cut == "both" else "")
 
 
 def drift_summary(fit: Fit) -> pd.DataFrame:
-    """The drift as a readable table: octaves per parameterization, HP, axis and held values."""
+    """The drift as a readable table: octaves of the fitted optima and of the grid arg-mins
+    per parameterization, HP, axis and held values."""
     drift = fit.drift
     return pd.DataFrame(
         {
@@ -610,6 +648,7 @@ def drift_summary(fit: Fit) -> pd.DataFrame:
                 for at in drift["at"]
             ],
             "octaves": drift["octaves"].round(2),
+            "grid_argmin": drift["argmin_octaves"].round(2),
             "flagged": [
                 f"{f}/{n}" for f, n in zip(drift["n_flagged"], drift["n_optima"], strict=True)
             ],

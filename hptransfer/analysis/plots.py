@@ -143,20 +143,28 @@ def plot_hp_stability(
     """Loss vs ``hp`` (log2 axis): a panel per parameterization, a line per density.
 
     ``points``: seed-level rows (``density, parameterization, value, loss``) of one figure;
-    the band is the spread over seeds (min–max), the star the fitted optimum with its
-    interval (hollow when flagged).
+    the band is the spread over seeds (min–max) of the finite losses, the star the fitted
+    optimum with its interval (hollow when flagged); unstable points (past a loss jump or a
+    divergence, see :mod:`hptransfer.analysis.optimum`) are crosses on a dotted line.
     """
     params = param_order(points["parameterization"])
     fig, axes = new_figure(len(params), title)
     colors = _density_colors(points["density"].unique())
+    finite = points[np.isfinite(points["loss"].astype(float))]
     for ax, param in zip(axes, params, strict=True):
-        for density, part in points[points["parameterization"].eq(param)].groupby("density"):
+        for density, part in finite[finite["parameterization"].eq(param)].groupby("density"):
             stats = part.groupby("value")["loss"].agg(["mean", "min", "max"]).reset_index()
             color = colors[density]
-            label = _density_label(points, density)
-            ax.plot(stats["value"], stats["mean"], "o-", ms=3, color=color, label=label)
-            ax.fill_between(stats["value"], stats["min"], stats["max"], color=color, alpha=0.2)
             rows = optima[optima["parameterization"].eq(param) & optima["density"].eq(density)]
+            stable = _stable_mask(stats["value"], rows)
+            label = _density_label(points, density)
+            ax.plot(stats["value"], stats["mean"], ":", color=color)
+            ax.plot(
+                stats["value"], stats["mean"].where(stable), "o-", ms=3, color=color, label=label
+            )
+            ax.plot(stats["value"], stats["mean"].where(~stable), "x", ms=5, color=color,
+                    label="unstable" if (~stable).any() else None)  # fmt: skip
+            ax.fill_between(stats["value"], stats["min"], stats["max"], color=color, alpha=0.2)
             _mark_optima(ax, rows, color)
         ax.set_xscale("log", base=2)
         ax.set_title(param_label(param))
@@ -165,6 +173,16 @@ def plot_hp_stability(
     axes[0].set_ylabel(METRIC_LABELS.get(metric, metric))
     _legend(axes, title="density")
     return fig
+
+
+def _stable_mask(values: pd.Series, optima: pd.DataFrame) -> np.ndarray:
+    """Which HP ``values`` lie in the stable range of the (first) optimum row, if any."""
+    if optima.empty or "stable_lo" not in optima:
+        return np.ones(len(values), dtype=bool)
+    row = optima.iloc[0]
+    return (
+        (values >= row.stable_lo * (1 - 1e-9)) & (values <= row.stable_hi * (1 + 1e-9))
+    ).to_numpy()
 
 
 def _mark_optima(ax: Axes, optima: pd.DataFrame, color: Any) -> None:

@@ -69,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
         f"width {fit.base['width']}, density {fit.base['density']:g} ({fit.base['source']})"
     )
     print(optima_summary(fit).to_string(index=False))
-    print("\ndrift of the optimum (octaves = max - min of log2; flagged = edge/flat optima):")
+    print(
+        "\ndrift of the optimum (octaves = max - min of log2, of the fitted optima and of the "
+        "grid arg-mins; flagged = optima not ok):"
+    )
     print(drift_summary(fit).to_string(index=False))
     for param, joint in fit.joint.items():
         print(f"\njoint optimum of {param} at the base shape (loss {joint['loss']:.4f}):")

@@ -65,11 +65,12 @@ def test_edge_optimum_is_flagged_at_the_edge_point(true: float, edge: float) -> 
     assert np.allclose(optima["value"], edge)
 
 
-def test_optimum_next_to_diverged_runs_is_an_edge_of_the_usable_grid() -> None:
+def test_optimum_next_to_diverged_runs_stays_on_the_stable_side() -> None:
     trials = make_trials(lambda *_: -5.0, widths=(64,), diverge_octaves=0.2)
     optima = fit_optima(trials, FAST)
-    assert set(optima["flag"]) == {"edge"}
-    assert np.allclose(optima["log2"], -5.0)
+    assert set(optima["flag"]) <= {"ok", "cliff"}
+    assert np.allclose(optima["stable_hi"], 2**-5.0) and (optima["n_unstable"] == 4).all()
+    assert (optima["log2"] <= -5.0).all() and (optima["log2"] > -5.25).all()
 
 
 def test_flat_basin_is_flagged() -> None:
@@ -99,6 +100,12 @@ def test_drift_in_octaves_matches_the_known_drift() -> None:
     assert (drift.loc[("supar", "density"), "octaves"] < 0.3).all()
     assert (drift.loc[("supar", "width"), "octaves"] < 0.3).all()
     assert drift.loc[("sp", "all"), "octaves"] == pytest.approx(sp_density.max(), abs=0.3)
+    # The grid arg-mins' drift beside it: whole half-octave steps, the same within one step.
+    argmin = drift.loc[("sp", "density"), "argmin_octaves"]
+    assert np.allclose(argmin % 0.5, 0) and np.allclose(argmin, sp_density, atol=0.5)
+    optima = fit.optima
+    assert np.allclose(optima["argmin_log2"] % 0.5, 0)
+    assert (abs(optima["log2"] - optima["argmin_log2"]) <= 0.5).all()
 
 
 def test_base_hps_at_the_base_shape_include_fixed_hps() -> None:
