@@ -102,7 +102,7 @@ def run_sweep(
     best = best_per_cell(trials, spec.search.names)
     summary = format_summary(best, spec.search.names)
     print(summary, file=execution.out)
-    expected = _expected_runs(spec)
+    expected = _expected_runs(spec, trials)
     return SweepOutcome(directory, trials, expected, summary)
 
 
@@ -410,13 +410,20 @@ def move_aside(directory: Path, out: TextIO) -> None:
     print(f"moved the previous results to {aside}", file=out)
 
 
-def _expected_runs(spec: SweepSpec) -> int:
-    per_cell = (
-        len(grid_runs(spec)) // len(spec.cells)
-        if spec.search.algorithm == "grid"
-        else spec.search.num_samples * len(spec.seeds)
-    )
+def _expected_runs(spec: SweepSpec, trials: pd.DataFrame) -> int:
+    """Runs the sweep plans: its search's, plus its slices' (a slice run that repeats a
+    searched run counts once; a slice not planned yet counts in full)."""
+    if spec.search.algorithm == "grid":
+        planned = {trial_id(point_id(run), run.seed) for run in grid_runs(spec)}
+        searched = len(planned)
+    else:
+        planned, searched = set(), spec.search.num_samples * len(spec.seeds) * len(spec.cells)
     cut = spec.search.slice
-    if cut is not None:  # an upper bound: slice runs that repeat a searched run count once
-        per_cell += len(cut.offsets()) * len(cut.seeds or spec.seeds)
-    return per_cell * len(spec.cells)
+    if cut is None:
+        return searched
+    extra = 0
+    for cell in spec.cells:
+        runs = slice_runs(spec, cell, trials)
+        ids = {trial_id(point_id(run), run.seed) for run in runs}
+        extra += len(ids - planned) if runs else len(cut.offsets()) * len(cut.seeds or spec.seeds)
+    return searched + extra

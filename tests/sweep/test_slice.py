@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from conftest import tiny_spec
 
+from hptransfer.store import TRIALS
 from hptransfer.sweep import parse_spec
 from hptransfer.sweep.run import _expected_runs
 from hptransfer.sweep.trials import grid_runs, point_id, slice_runs, trial_row
@@ -26,7 +27,7 @@ def stored(spec, runs) -> pd.DataFrame:
         loss = 3 + (math.log2(run.hps.lr) + 7) ** 2 + (math.log2(run.hps.init_std) + 5.64) ** 2
         outcome = {"status": "completed", "steps": 10, "val_loss": loss, "train_loss": loss}
         rows.append(trial_row(point_id(run), run, spec.name, spec.hash, outcome))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=TRIALS.names)
 
 
 def test_slice_runs_sit_at_the_best_searched_point_with_their_own_seeds():
@@ -52,7 +53,9 @@ def test_no_slice_until_the_search_is_complete_and_slices_do_not_move_it():
 
 
 @pytest.mark.parametrize("seeds", [[0], [0, 1]])
-def test_expected_runs_count_the_slice(seeds):
+def test_expected_runs_count_the_slice_once_per_distinct_run(seeds):
     spec = parse_spec(tiny_spec(search={"space": SPACE, "slice": {"hp": "lr"}}, seeds=seeds))
-    per_cell = len(grid_runs(spec)) // len(spec.cells) + 5 * len(seeds)
-    assert _expected_runs(spec) == per_cell * len(spec.cells)
+    grid = grid_runs(spec)
+    assert _expected_runs(spec, stored(spec, [])) == len(grid) + 5 * len(seeds)
+    # Planned: 3 of the 5 slice points are grid points, trained once.
+    assert _expected_runs(spec, stored(spec, grid)) == len(grid) + 2 * len(seeds)
