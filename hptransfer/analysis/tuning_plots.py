@@ -79,18 +79,19 @@ def plot_joint_base(runs: pd.DataFrame, joint: dict[str, Any], metric: str) -> F
     if not at_default.any():
         return None
     default_loss = runs[at_default].groupby("lr")[metric].mean().min()
-    joint_loss = joint["loss"]
-    gain = 100 * (default_loss - joint_loss) / default_loss
-    fig, (left, right) = _figure(2, f"base tuning: joint optimum {gain:.1f}% below η-only")
+    best_loss = runs[at_best].groupby("lr")[metric].mean().min()
+    gain = 100 * (default_loss - best_loss) / default_loss
+    title = f"base tuning: best jointly tuned loss {gain:.1f}% below the η-only search's"
+    fig, (left, right) = _figure(2, title)
     label = ", ".join(f"{hp} {getattr(DEFAULTS, hp):g}" for hp in others)
     _line(left, runs.loc[at_default, "lr"], runs.loc[at_default, metric], color="tab:gray",
           label=f"η only ({label}): best {default_loss:.3f}")  # fmt: skip
     label = ", ".join(f"{hp} {v:.3g}" for hp, v in best.items())
     _line(left, runs.loc[at_best, "lr"], runs.loc[at_best, metric], color="tab:green",
-          label=f"joint best point ({label})")  # fmt: skip
+          label=f"joint best point ({label}): best {best_loss:.3f}")  # fmt: skip
     lr = joint["hps"]["lr"]
-    left.plot(lr["value"], joint_loss, "*", ms=12, color="tab:green",
-              label=f"joint optimum: {joint_loss:.3f}")  # fmt: skip
+    left.plot(lr["value"], joint["loss"], "*", ms=12, color="tab:green",
+              label=f"fitted joint optimum: {joint['loss']:.3f}")  # fmt: skip
     _axes(left, "lr", metric)
     _sigma_panel(right, runs, joint, metric)
     return fig
@@ -98,7 +99,8 @@ def plot_joint_base(runs: pd.DataFrame, joint: dict[str, Any], metric: str) -> F
 
 def _sigma_panel(ax: Axes, runs: pd.DataFrame, joint: dict[str, Any], metric: str) -> None:
     """Loss vs σ at the grid η nearest the joint optimum, a line per α_out (if searched)."""
-    lrs = np.sort(runs["lr"].unique())
+    spread = runs.groupby("lr")["init_std"].nunique()
+    lrs = spread.index[spread.eq(spread.max())].to_numpy()  # the grid's η, not a slice's
     lr = lrs[np.argmin(np.abs(np.log2(lrs) - joint["hps"]["lr"]["log2"]))]
     near = runs[np.isclose(runs["lr"], lr)]
     groups = near.groupby("alpha_out") if "alpha_out" in joint["hps"] else [(None, near)]
