@@ -7,17 +7,19 @@ stopped and returned with ``diverged=True``: a diverged run is data, not an erro
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hptransfer.config import RunConfig
+from hptransfer.config import RunConfig, TrainConfig
 from hptransfer.data import Dataset, load_dataset
 from hptransfer.errors import ConfigError
 from hptransfer.models import build_model, plan_parameters, sparse_layers
@@ -70,6 +72,46 @@ def evaluate(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]])
     return loss
 
 
+@dataclass
+class LossTracker:
+    """The reported train loss (mean of the last ``LOSS_WINDOW`` steps) and divergence: a
+    loss that is not finite or exceeds ``divergence_factor`` times the first step's."""
+
+    divergence_factor: float
+    first: float = math.nan
+    recent: list[float] = field(default_factory=list)
+    diverged: bool = False
+
+    def add(self, loss: float) -> bool:
+        """Record one step's loss; True if the run diverged."""
+        if not self.recent:
+            self.first = loss
+        self.recent = [*self.recent[-(LOSS_WINDOW - 1) :], loss]
+        self.diverged = not math.isfinite(loss) or loss > self.divergence_factor * self.first
+        return self.diverged
+
+    def point(self, step: int, tokens: int, val_loss: Callable[[], float]) -> dict[str, float]:
+        """The curve point at ``step`` (no evaluation once diverged)."""
+        return {
+            "step": step,
+            "tokens": tokens,
+            "train_loss": self.recent[-1] if self.diverged else sum(self.recent) / len(self.recent),
+            "val_loss": math.nan if self.diverged else val_loss(),
+        }
+
+
+def val_batches(
+    run: RunConfig, dataset: Dataset, device: torch.device | str
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The run's fixed validation batches, on ``device``."""
+    batches = dataset.val_batches(run.data.batch_size, run.data.seq_len, run.data.eval_batches)
+    return [(x.to(device), y.to(device)) for x, y in batches]
+
+
+def is_eval_step(step: int, train: TrainConfig) -> bool:
+    return step == train.steps or bool(train.eval_every and step % train.eval_every == 0)
+
+
 def kernel_path(model: nn.Module) -> str:
     """Which masked-matmul backend the sparse layers use ("dense" if there are none)."""
     backends = {layer.backend() for layer in sparse_layers(model) if layer.mask is not None}
@@ -89,37 +131,20 @@ def train(
     model = build_model(run, device=device)
     optimizer = build_optimizer(model, plan_parameters(model, run), run.train)
     schedule = build_schedule(optimizer, run.train)
-    val = [
-        (x.to(device), y.to(device))
-        for x, y in dataset.val_batches(
-            run.data.batch_size, run.data.seq_len, run.data.eval_batches
-        )
-    ]
+    val = val_batches(run, dataset, device)
     generator = torch.Generator().manual_seed(run.seed)
     tokens_per_step = run.data.batch_size * (run.data.seq_len if dataset.kind == "text" else 1)
 
     curve: list[dict[str, float]] = []
-    recent: list[float] = []
-    first_loss = math.nan
-    diverged = False
+    tracker = LossTracker(run.train.divergence_factor)
     step = 0
     for step in range(1, run.train.steps + 1):
         x, y = dataset.train_batch(run.data.batch_size, run.data.seq_len, generator)
-        loss = _train_step(model, optimizer, x.to(device), y.to(device), run.train.grad_clip)
+        loss = train_step(model, optimizer, [(x.to(device), y.to(device))], run.train.grad_clip)
         schedule.step()
-        first_loss = loss if step == 1 else first_loss
-        recent = [*recent[-(LOSS_WINDOW - 1) :], loss]
-        diverged = not math.isfinite(loss) or loss > run.train.divergence_factor * first_loss
-        is_eval = step == run.train.steps or (
-            run.train.eval_every and step % run.train.eval_every == 0
-        )
-        if diverged or is_eval:
-            point = {
-                "step": step,
-                "tokens": step * tokens_per_step,
-                "train_loss": loss if diverged else sum(recent) / len(recent),
-                "val_loss": math.nan if diverged else evaluate(model, val),
-            }
+        diverged = tracker.add(loss)
+        if diverged or is_eval_step(step, run.train):
+            point = tracker.point(step, step * tokens_per_step, lambda: evaluate(model, val))
             curve.append(point)
             if on_eval is not None:
                 on_eval(point)
@@ -129,7 +154,7 @@ def train(
     return RunResult(
         train_loss=last["train_loss"],
         val_loss=last["val_loss"],
-        diverged=diverged,
+        diverged=tracker.diverged,
         steps=step,
         tokens=step * tokens_per_step,
         wall_s=time.perf_counter() - start,
@@ -138,17 +163,24 @@ def train(
     )
 
 
-def _train_step(
+def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
     grad_clip: float | None,
+    autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext,
 ) -> float:
-    loss = loss_fn(model, x, y)
+    """One optimizer step over equal-sized micro-batches (gradients accumulated as their
+    mean); returns the mean loss. ``autocast`` wraps each forward (mixed precision)."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    total = 0.0
+    for x, y in batches:
+        with autocast():
+            loss = loss_fn(model, x, y)
+        # One batch is not rescaled: the one-process loop's results stay bit for bit as before.
+        (loss if len(batches) == 1 else loss / len(batches)).backward()
+        total += loss.item()
     if grad_clip is not None:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
-    return loss.item()
+    return total / len(batches)

@@ -27,10 +27,20 @@ class TorchMaskedLinear(torch.autograd.Function):
     def forward(ctx, x, weight, mask, bias):  # type: ignore[override]
         ctx.save_for_backward(x, weight, mask)
         ctx.has_bias = bias is not None
+        # Under autocast (bf16) the backward GEMMs run in the forward's precision too, as
+        # torch.amp.custom_bwd would do; autograd casts dW back to the fp32 master weight.
+        device = x.device.type
+        ctx.autocast = (device, torch.get_autocast_dtype(device), torch.is_autocast_enabled(device))
         return F.linear(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
+        device, dtype, enabled = ctx.autocast
+        with torch.autocast(device, dtype=dtype, enabled=enabled):
+            return TorchMaskedLinear._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out):
         x, weight, mask = ctx.saved_tensors
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:

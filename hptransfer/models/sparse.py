@@ -52,6 +52,26 @@ def _exact_count_mask(size: int, density: float, generator: torch.Generator | No
     return mask
 
 
+def local_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """The part of ``tensor`` this rank holds: its local shard if it is a DTensor (FSDP2)."""
+    from torch.distributed.tensor import DTensor
+
+    return tensor.to_local() if isinstance(tensor, DTensor) else tensor
+
+
+def local_shard(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The rows of ``full`` that this rank holds of ``like`` (a DTensor sharded on dim 0, as
+    FSDP2 shards parameters: ``torch.chunk`` order); ``full`` itself if ``like`` is local."""
+    from torch.distributed.tensor import DTensor, Shard
+
+    if not isinstance(like, DTensor):
+        return full
+    if like.placements != (Shard(0),):
+        raise AssertionError(f"unsupported sharding {like.placements} of a masked weight")
+    rank, chunks = like.device_mesh.get_local_rank(), torch.chunk(full, like.device_mesh.size())
+    return chunks[rank] if rank < len(chunks) else full[:0]
+
+
 def _remask_after_load(module: MaskedLinear, _incompatible_keys: object) -> None:
     module.apply_mask_()
 
@@ -104,9 +124,10 @@ class MaskedLinear(nn.Linear):
 
     @torch.no_grad()
     def apply_mask_(self) -> None:
-        """Re-establish the invariant: masked weights are exactly zero."""
+        """Re-establish the invariant: masked weights are exactly zero (in this rank's shard
+        when the weight is sharded)."""
         if self.mask is not None:
-            self.weight.mul_(self.mask)
+            local_tensor(self.weight).mul_(local_shard(self.mask, self.weight))
 
     def backend(self) -> str:
         return resolve_backend(self.kernel, self.weight.device)

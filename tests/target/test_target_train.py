@@ -1,0 +1,148 @@
+"""A target on Ray Train (2 workers, DDP and FSDP2) trains what one process trains; masks
+are the same on every rank and stay zero in every shard; checkpoints, artifact, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+import hptransfer
+from hptransfer.data import load_dataset
+from hptransfer.errors import ConfigError, ResultsError
+from hptransfer.models import sparse_layers
+from hptransfer.target import TargetConfig
+from hptransfer.target.checkpoint import STATE_TENSORS, checkpoint_folders, read_checkpoint
+from hptransfer.target.loop import train_target
+from hptransfer.target.progress import STARTS_FILE, read_log
+from hptransfer.target.run import RESULT_FILE, run_target
+from hptransfer.train import complete_run, evaluate, val_batches
+from tests.target.conftest import step_losses, target_run
+
+REL = 1e-5
+
+
+def _relative(a: list[float], b: list[float]) -> float:
+    assert len(a) == len(b) == 20
+    return max(abs(x - y) / abs(y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_workers_agree_with_one_step_by_step(strategy, request, reference):
+    result = request.getfixturevalue(strategy)
+    assert _relative(step_losses(result.folder), reference["losses"]) <= REL
+    assert result.metrics["val_loss"] == pytest.approx(reference["metrics"]["val_loss"], rel=REL)
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_masks_are_equal_on_every_rank_and_zero_in_every_shard(strategy, request, reference):
+    ranks = request.getfixturevalue(strategy).metrics["masks"]["ranks"]
+    (one,) = reference["metrics"]["masks"]["ranks"]
+    assert len(ranks) == 2
+    assert {rank["checksum"] for rank in ranks} == {one["checksum"]}
+    assert all(rank["masked_max_abs"] == 0.0 and rank["checked"] > 0 for rank in ranks)
+    # DDP: each rank holds every weight; FSDP2: the shards together hold each weight once.
+    expected = [one["checked"]] * 2 if strategy == "ddp" else None
+    checked = [rank["checked"] for rank in ranks]
+    assert checked == expected if expected else sum(checked) == one["checked"]
+
+
+def test_checkpoints_keep_the_last_two_and_the_run_is_not_trained_again(ddp):
+    steps = [path.name for path in checkpoint_folders(ddp.folder)]
+    assert steps == ["checkpoint_000000015", "checkpoint_000000020"]
+    state = read_checkpoint(ddp.folder / steps[-1], target_run())
+    assert state.step == 20 and state.metrics["val_loss"] == ddp.metrics["val_loss"]
+    again = run_target(target_run(), TargetConfig(workers=2), ddp.folder)  # no Ray: done
+    assert again.metrics == ddp.metrics and [p["step"] for p in again.curve] == [10, 20]
+
+
+def test_load_model_gives_the_final_validation_loss(ddp):
+    model = hptransfer.load_model(ddp.folder)
+    run = complete_run(target_run(), load_dataset(target_run().data))
+    val_loss = evaluate(model, val_batches(run, load_dataset(run.data), "cpu"))
+    assert val_loss == pytest.approx(ddp.metrics["val_loss"], rel=1e-6)
+    for layer in sparse_layers(model):
+        assert layer.mask is not None and not layer.weight[~layer.mask].any()
+
+
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path, reference):
+    states = []
+    train_target(
+        target_run(),
+        TargetConfig(checkpoint_every=10),
+        tmp_path / "a",
+        lambda s, m: states.append(s),
+    )
+    resumed, _ = train_target(
+        target_run(), TargetConfig(), tmp_path / "b", lambda s, m: None, state=states[0]
+    )
+    assert resumed["val_loss"] == reference["metrics"]["val_loss"]  # bit for bit
+    assert [r["first_step"] for r in read_log(tmp_path / "b" / STARTS_FILE)] == [11]
+
+
+def _copy_unfinished(ddp, tmp_root: Path) -> Path:
+    folder = tmp_root / "copy"
+    shutil.copytree(ddp.folder, folder)
+    (folder / RESULT_FILE).unlink()
+    return folder
+
+
+def test_a_damaged_checkpoint_is_refused_before_ray_starts(ddp, short_root):
+    folder = _copy_unfinished(ddp, short_root / "damaged")
+    tensors = folder / "checkpoint_000000020" / STATE_TENSORS
+    data = bytearray(tensors.read_bytes())
+    data[-5] ^= 0xFF
+    tensors.write_bytes(bytes(data))
+    with pytest.raises(ResultsError, match=r"checkpoint_000000020 is damaged .*--restart"):
+        run_target(target_run(), TargetConfig(workers=2), folder)
+    assert tensors.read_bytes() == bytes(data)  # nothing replaced
+
+
+def test_a_checkpoint_of_another_target_is_refused(ddp, short_root):
+    folder = _copy_unfinished(ddp, short_root / "foreign")
+    other = dataclasses.replace(target_run(), parameterization="sp")
+    with pytest.raises(ResultsError, match=r"another run .*parameterization supar ≠ sp"):
+        run_target(other, TargetConfig(workers=2), folder)
+    wider = dataclasses.replace(target_run(), model=target_run().model.replace(width=64))
+    with pytest.raises(ResultsError, match="width 32 ≠ 64"):
+        run_target(wider, TargetConfig(workers=2), folder)
+
+
+def test_bad_targets_are_refused_in_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"need 64 CPUs but the embedded Ray has \d+"):
+        run_target(target_run(), TargetConfig(workers=64), tmp_path / "t")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="cannot write the target's checkpoints to"):
+        run_target(target_run(), TargetConfig(), blocker / "t")
+    with pytest.raises(ConfigError, match="fsdp with 1 worker shards nothing"):
+        TargetConfig(strategy="fsdp")
+    with pytest.raises(ConfigError, match="divisible by the workers"):
+        TargetConfig(workers=3).micro_batches(8)
+
+
+def test_micro_batches_accumulate_to_the_full_batch(tmp_path, reference):
+    train_target(target_run(), TargetConfig(micro_batch=2), tmp_path, lambda s, m: None)
+    assert _relative(step_losses(tmp_path), reference["losses"]) <= REL
+
+
+def test_bf16_on_cpu_ends_within_two_percent_of_fp32(tmp_path):
+    run = target_run(steps=50)
+    run = dataclasses.replace(run, train=dataclasses.replace(run.train, eval_every=0))
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        target = TargetConfig(precision=precision)
+        metrics, _ = train_target(run, target, tmp_path / precision, lambda s, m: None)
+        losses[precision] = metrics["val_loss"]
+    assert math.isfinite(losses["bf16"]) and losses["bf16"] != losses["fp32"]
+    assert abs(losses["bf16"] - losses["fp32"]) / losses["fp32"] <= 0.02
+
+
+def test_precision_auto_is_fp32_on_cpu_and_bf16_on_cuda():
+    assert TargetConfig().resolved_precision("cpu") == "fp32"
+    assert TargetConfig().resolved_precision("cuda") == "bf16"
+    assert TargetConfig(precision="bf16").resolved_precision("cpu") == "bf16"
+    assert not {"steps", "batch_size"} & {f.name for f in dataclasses.fields(TargetConfig)}
