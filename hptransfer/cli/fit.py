@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hptransfer.analysis.fit import Fit
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,5 +81,29 @@ def run(args: argparse.Namespace) -> int:
     for param, joint in fit.joint.items():
         print(f"\njoint optimum of {param} at the base shape (loss {joint['loss']:.4f}):")
         print(joint_summary(joint).to_string(index=False))
+    for note in fit_notes(fit, sweep_dir):
+        print(f"\nnote: {note}")
     print(f"\nwrote {path}")
     return 0
+
+
+def fit_notes(fit: Fit, sweep_dir: Path) -> list[str]:
+    """What to do about edge optima and too few seeds."""
+    optima, notes = fit.optima, []
+    edges = int(optima["flag"].eq("edge").sum())
+    if edges:
+        spec = sweep_dir / "spec.yaml"
+        how = (
+            f"hptransfer sweep {spec} --auto-extend"
+            if spec.is_file()
+            else "hptransfer sweep <each source spec> --auto-extend, then merge again"
+        )
+        notes.append(f"{edges} optima sit on the grid's edge; grow the grid past them: {how}")
+    few = int(optima["n_seeds"].lt(3).sum())
+    if few:
+        notes.append(
+            f"{few} optima rest on fewer than 3 seeds: 2 seeds give only 3 distinct bootstrap "
+            "resamples, so their intervals mean little; add seeds (spec seeds, then "
+            "`hptransfer sweep SPEC --extend`)"
+        )
+    return notes

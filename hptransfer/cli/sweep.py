@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from hptransfer.sweep import Execution, SweepOutcome, SweepSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,11 +41,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the grid grew (more values, densities, widths, parameterizations or seeds): "
         "keep the stored runs and train only the new ones",
     )
+    parser.add_argument(
+        "--auto-extend",
+        action="store_true",
+        help="while a fitted optimum sits on the edge of a log2_range grid, add a step past "
+        "it and train the new runs (at most 4 steps per side; implies --extend)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hptransfer.sweep import Execution, load_spec, run_sweep
+    from hptransfer.sweep import Execution, load_spec
 
     spec = load_spec(args.spec)
     resources = spec.resources
@@ -48,9 +61,7 @@ def run(args: argparse.Namespace) -> int:
         resources=resources, address=args.address or spec.ray.address, verbose=args.verbose
     )
     try:
-        outcome = run_sweep(
-            spec, args.results, execution=execution, new=args.new, extend=args.extend
-        )
+        outcome = _run(spec, args, execution)
     except KeyboardInterrupt:
         print(
             f"hptransfer: interrupted; the finished runs are stored in {args.results}/"
@@ -75,3 +86,24 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"results: {where} and curves.parquet ({outcome.finished} runs)")
     return 0
+
+
+def _run(spec: SweepSpec, args: argparse.Namespace, execution: Execution) -> SweepOutcome:
+    """The sweep, or with ``--auto-extend`` the sweep grown until no optimum is on an edge."""
+    from hptransfer.sweep import run_sweep
+
+    if not args.auto_extend:
+        return run_sweep(spec, args.results, execution=execution, new=args.new, extend=args.extend)
+    from hptransfer.store import ResultsStore
+    from hptransfer.sweep.extend import auto_extend, covering
+
+    outcomes: list[SweepOutcome] = []
+
+    def once(grown: SweepSpec) -> pd.DataFrame:
+        new = args.new and not outcomes
+        outcomes.append(run_sweep(grown, args.results, execution=execution, new=new, extend=True))
+        return outcomes[-1].trials
+
+    stored = None if args.new else ResultsStore(Path(args.results) / spec.name).read_spec()
+    auto_extend(covering(spec, stored), once, execution.out)
+    return outcomes[-1]

@@ -98,3 +98,16 @@ def test_no_results_yet_and_bad_flags_are_one_line_exit_2(tmp_path: Path, capsys
     assert code == 2 and "no sweep results" in err and err.count("\n") == 1
     code, _, err = run(capsys, "fit", str(tmp_path), "--metric", "accuracy")
     assert code == 2 and "invalid choice" in err and err.count("\n") == 1
+
+
+def test_fit_prints_the_auto_extend_command_for_edge_optima_and_warns_of_few_seeds(
+    tmp_path: Path, capsys
+) -> None:
+    trials = make_trials(lambda *_: -2.0, widths=(64,), seeds=(0, 1), diverge_octaves=9)
+    sweep = write_sweep(tmp_path / "edgy", trials, base={"width": 64})
+    code, out, _ = run(capsys, "fit", str(sweep), "--n-boot", "50")
+    assert code == 0
+    assert f"hptransfer sweep {sweep / 'spec.yaml'} --auto-extend" in out
+    assert "fewer than 3 seeds" in out
+    code, out, _ = run(capsys, "fit", str(write_sweep(tmp_path / "fine", make_trials())))
+    assert "note:" not in out
