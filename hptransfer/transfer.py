@@ -34,6 +34,7 @@ from hptransfer.models import describe
 from hptransfer.param import PARAMETERIZATIONS, ParamHP, Role
 from hptransfer.sweep import Execution, SweepSpec, load_spec, run_trials
 from hptransfer.sweep.report import format_duration, format_hp
+from hptransfer.target.config import TargetConfig
 
 GIB = 2**30
 FP32_BYTES = 4
@@ -449,8 +450,32 @@ def memory_check(
 # ---------------------------------------------------------------------------- run and report
 
 
-def run_transfer(source: Source, runs: list[RunConfig], execution: Execution) -> pd.DataFrame:
-    """Train the runs not stored yet; the stored rows of ``runs``, in order."""
+def run_transfer(
+    source: Source,
+    runs: list[RunConfig],
+    execution: Execution,
+    *,
+    target: TargetConfig | None = None,
+    restart: bool = False,
+) -> pd.DataFrame:
+    """Train the runs not stored yet; the stored rows of ``runs``, in order. With
+    ``target``, each run trains on Ray Train (:mod:`hptransfer.target`), else as a Tune trial."""
+    if target is not None:
+        from hptransfer.store import ResultsStore
+        from hptransfer.target import train_targets
+
+        store = ResultsStore(
+            source.sweep_dir, trials_file=TRANSFER_FILE, curves_file=TRANSFER_CURVES_FILE
+        )
+        return train_targets(
+            runs,
+            store,
+            target,
+            sweep=source.spec.name,
+            spec_hash=source.spec.hash,
+            execution=execution,
+            restart=restart,
+        )
     return run_trials(
         runs,
         source.sweep_dir,

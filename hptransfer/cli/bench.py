@@ -6,7 +6,12 @@ import argparse
 import importlib
 
 # Benchmark modules, each with ``register(subparsers)``.
-BENCHMARKS = ("hptransfer.bench.kernels", "hptransfer.bench.train", "hptransfer.bench.sweep")
+BENCHMARKS = (
+    "hptransfer.bench.kernels",
+    "hptransfer.bench.train",
+    "hptransfer.bench.sweep",
+    "hptransfer.bench.target",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from hptransfer.config import RunConfig
     from hptransfer.sweep import Execution
+    from hptransfer.target import TargetConfig
     from hptransfer.transfer import Estimate, Request, Source
 
 
@@ -65,7 +66,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="print the plan and the estimate; train nothing"
     )
+    _register_target(parser)
     parser.set_defaults(func=run)
+
+
+def _register_target(parser: argparse.ArgumentParser) -> None:
+    from hptransfer.target.config import PRECISIONS, STRATEGIES
+
+    group = parser.add_argument_group(
+        "targets on Ray Train (with any of these, or the spec's target: section): "
+        "data-parallel, checkpointed, resumed by re-running the same command"
+    )
+    group.add_argument("--workers", type=int, help="Ray Train workers per target (default 1)")
+    group.add_argument("--strategy", choices=STRATEGIES, help="ddp (default) or fsdp (FSDP2)")
+    group.add_argument(
+        "--precision", choices=PRECISIONS, help="auto (default: bf16 on CUDA, fp32 on CPU)"
+    )
+    group.add_argument(
+        "--micro-batch", type=int, help="rows per forward/backward (gradient accumulation)"
+    )
+    group.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (100)")
+    group.add_argument(
+        "--restart",
+        action="store_true",
+        help="train the targets again from step 0 (the previous target folders are moved aside)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,11 +100,12 @@ def run(args: argparse.Namespace) -> int:
     request = _request(args, source)
     runs = tr.target_runs(source, request)
     execution = _execution(args, source)
+    target = _target(args, source, runs, execution)
     print(tr.source_summary(source, request.parameterization))
     for line in (*tr.flag_warnings(source.fit, request.parameterization), *_notes(source, runs)):
         print(line)
     estimates = _print_plans(
-        tr.transferred(runs, source, request), execution.resources.cpus_per_trial
+        tr.transferred(runs, source, request), execution.resources.cpus_per_trial, target
     )
     concurrent, memory = tr.memory_check(
         estimates, execution, regret_runs=len(runs) if request.regret else 0
@@ -90,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"dry run: nothing trained; {len(runs)} run(s) would be stored in {destination}")
         return 0
     resources = dataclasses.replace(execution.resources, max_concurrent=concurrent)
-    rows = tr.run_transfer(source, runs, dataclasses.replace(execution, resources=resources))
+    execution = dataclasses.replace(execution, resources=resources)
+    rows = tr.run_transfer(source, runs, execution, target=target, restart=args.restart)
     lr = source.fit.base_config(request.parameterization).lr
     at_lr = rows[rows["lr"].eq(lr)]
     print(format_table(tr.gain_rows(at_lr, request.parameterization, request.baselines)))
@@ -107,6 +134,30 @@ def _report_regret(rows: pd.DataFrame, lr: float, source: Source) -> None:
     print("\ntransfer regret (transferred η against the best of η × 2^(-1 … 1) at the target):")
     print(regret_summary(table).to_string(index=False))
     print(f"stored in {write_regret(table, source.sweep_dir)}")
+
+
+TARGET_FLAGS = ("workers", "strategy", "precision", "micro_batch", "checkpoint_every")
+
+
+def _target(
+    args: argparse.Namespace, source: Source, runs: list[RunConfig], execution: Execution
+) -> TargetConfig | None:
+    """How targets train on Ray Train: the spec's target: section with the flags over it,
+    checked against the batch and the machine; None (the sweep's Ray Tune path) when neither
+    is given."""
+    from hptransfer.target import TargetConfig
+    from hptransfer.target.run import check_resources
+
+    flags = {name: getattr(args, name) for name in TARGET_FLAGS if getattr(args, name) is not None}
+    if source.spec.target is None and not flags:
+        if args.restart:
+            raise ConfigError("--restart applies to targets on Ray Train (give --workers)")
+        return None
+    base = dataclasses.asdict(source.spec.target) if source.spec.target else {}
+    target = TargetConfig.from_dict({**base, **flags})
+    check_resources(target, execution)
+    target.micro_batches(runs[0].data.batch_size)
+    return target
 
 
 def _request(args: argparse.Namespace, source: Source) -> Request:
@@ -151,11 +202,14 @@ def _notes(source: Source, runs: list[RunConfig]) -> list[str]:
     return list(dict.fromkeys(note for note in notes if note))
 
 
-def _print_plans(runs: list[RunConfig], threads: int) -> dict[str, Estimate]:
+def _print_plans(
+    runs: list[RunConfig], threads: int, target: TargetConfig | None
+) -> dict[str, Estimate]:
     """Each target's plan per parameterization, then its estimate; the estimates by target."""
     from hptransfer import transfer as tr
+    from hptransfer.target.cost import target_estimate, target_label
 
-    flops_per_s = tr.measured_flops_per_s(threads)
+    flops_per_s = tr.measured_flops_per_s(target.cpus_per_worker if target else threads)
     estimates: dict[str, Estimate] = {}
     first_seed = [run for run in runs if run.seed == runs[0].seed]
     for label, group in itertools.groupby(first_seed, key=tr.shape_label):
@@ -163,7 +217,11 @@ def _print_plans(runs: list[RunConfig], threads: int) -> dict[str, Estimate]:
         for run in group:
             print(f"\n{tr.plan_header(run)}\n{format_table(tr.plan_rows(run))}")
         estimates[label] = tr.estimate(group[0], flops_per_s)
-        print(f"\n{label}: estimate per run (not a measurement)")
+        how = ""
+        if target is not None:
+            estimates[label] = target_estimate(estimates[label], group[0], target)
+            how = f" on Ray Train, {target_label(target)}; memory of all workers together"
+        print(f"\n{label}: estimate per run (not a measurement{how})")
         print(estimates[label].summary(group[0].train.steps))
     return estimates
 

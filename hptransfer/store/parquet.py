@@ -56,6 +56,13 @@ class ResultsStore:
         self._upsert(self.curves_path, CURVES, curves, ids)
         self._upsert(self.trials_path, TRIALS, trials, ids)
 
+    def append_curve(self, trial_id: str, curve: Sequence[dict[str, Any]]) -> None:
+        """Replace one run's curve points while it trains (read back once its trial row is
+        stored: a crash before that leaves them unread and replaced by the re-run)."""
+        rows = [{"trial_id": trial_id, **point} for point in curve]
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._upsert(self.curves_path, CURVES, rows, [trial_id])
+
     def read_trials(self) -> pd.DataFrame:
         return self._read(self.trials_path, TRIALS).to_pandas()
 

@@ -31,15 +31,16 @@ from hptransfer.config import (
 )
 from hptransfer.errors import ConfigError
 from hptransfer.param import PARAMETERIZATIONS
+from hptransfer.target.config import TargetConfig
 
 ALGORITHMS = ("grid", "optuna")
 SAMPLERS = ("tpe", "gp", "cmaes", "random")
 TOP_KEYS = (
     "name", "model", "data", "train", "parameterization", "base", "hps", "search", "seeds",
-    "asha", "resources", "ray",
+    "asha", "resources", "ray", "target",
 )  # fmt: skip
 # Keys that say where and how fast a sweep runs, not what it computes: not hashed.
-UNHASHED_KEYS = ("resources", "ray")
+UNHASHED_KEYS = ("resources", "ray", "target")
 # A sweep's name is its results folder: portable characters only.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # A grid is listed in full before it runs: beyond this many runs it is a typo, not a plan.
@@ -164,6 +165,7 @@ class SweepSpec:
     asha: AshaSpec | None = None
     resources: Resources = field(default_factory=Resources)
     ray: RayOptions = field(default_factory=RayOptions)
+    target: TargetConfig | None = None  # how `transfer` trains targets on Ray Train
 
     @property
     def cells(self) -> list[RunConfig]:
@@ -209,6 +211,8 @@ class SweepSpec:
             "asha": None if self.asha is None else dataclasses.asdict(self.asha),
             "resources": dataclasses.asdict(self.resources),
             "ray": dataclasses.asdict(self.ray),
+            # absent unless given: specs written before targets had a section stay the same
+            **({} if self.target is None else {"target": dataclasses.asdict(self.target)}),
         }
 
     def to_yaml(self) -> str:
@@ -304,6 +308,9 @@ class _Parser:
             asha=None if root.get("asha") is None else self.build("asha", AshaSpec, root["asha"]),
             resources=self.build("resources", Resources, root.get("resources", {})),
             ray=self.build("ray", RayOptions, root.get("ray", {})),
+            target=None
+            if root.get("target") is None
+            else self.build("target", TargetConfig, root["target"]),
         )
         self.cross_checks(spec)
         return spec

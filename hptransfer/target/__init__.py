@@ -1,19 +1,29 @@
 """Distributed, checkpointed target runs on Ray Train, and the trained model as an artifact.
 
 ``run_target`` trains one run with DDP or FSDP2 across Ray Train workers (resuming from its
-last checkpoint); ``load_model`` rebuilds a trained target from its folder. Ray is imported
-only when a target trains.
+last checkpoint); ``train_targets`` trains a transfer's runs into its results tables;
+``load_model`` rebuilds a trained target from its folder. Torch and Ray are imported only
+when these are used.
 """
 
-from hptransfer.target.artifact import load_model, load_run
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from hptransfer.target.config import TargetConfig
 
-__all__ = ["TargetConfig", "load_model", "load_run", "run_target"]
+_LAZY = {
+    "load_model": "hptransfer.target.artifact",
+    "load_run": "hptransfer.target.artifact",
+    "run_target": "hptransfer.target.run",
+    "train_targets": "hptransfer.target.runs",
+}
+
+__all__ = ["TargetConfig", *_LAZY]
 
 
-def __getattr__(name: str):
-    if name == "run_target":
-        from hptransfer.target.run import run_target
-
-        return run_target
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(name)

@@ -83,6 +83,7 @@ def train_target(
 
     metrics: dict[str, Any] = {} if state is None else state.metrics
     final = state
+    checkpoint_s = []
     for step in range(first_step, run.train.steps + 1):
         x, y = dataset.train_batch(run.data.batch_size, run.data.seq_len, generator)
         batches = worker.share(x, y, micro)
@@ -95,9 +96,11 @@ def train_target(
             metrics = {**point, "diverged": diverged, "steps": step}
         log.step(step, loss, point)
         if diverged or step == run.train.steps or step % target.checkpoint_every == 0:
+            began = time.perf_counter()
             final = _capture(step, model, optimizer, schedule, tracker, generator, worker)
             final = dataclasses.replace(final, metrics=metrics) if final is not None else None
             save(final, {**metrics, "step": step})
+            checkpoint_s.append(time.perf_counter() - began)
         if diverged:
             break
     log.close()
@@ -106,8 +109,19 @@ def train_target(
         "wall_s": time.perf_counter() - start,
         "kernel": kernel_path(model),
         "masks": mask_report(model, worker),
+        "checkpoint_s": checkpoint_s,
+        "peak_memory": worker.gather(_peak_memory(worker.device)),
     }
     return summary, final
+
+
+def _peak_memory(device: torch.device) -> int:
+    """This process's peak resident memory (CPU), or peak allocated GPU memory, in bytes."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def _autocast(precision: str, device: torch.device) -> Callable[[], Any]:

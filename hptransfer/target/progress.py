@@ -1,7 +1,8 @@
 """A target's live logs in its folder, one JSON object a line, written by rank 0.
 
-``progress.jsonl``: every step's loss, tokens/s and ETA. ``curve.jsonl``: the curve points
-(``step, tokens, train_loss, val_loss``), flushed to disk as they arrive. ``starts.jsonl``:
+``progress.jsonl``: every step's loss, seconds since the attempt began, tokens/s and ETA.
+``curve.jsonl``: the curve points (``step, tokens, train_loss, val_loss``), flushed to disk
+as they arrive. ``starts.jsonl``:
 the first step of every attempt (1, or the step after the checkpoint it resumed from). A
 resumed run first cuts the first two back to its checkpoint, so they never hold a step twice.
 """
@@ -43,6 +44,7 @@ class ProgressLog:
         record = {
             "step": step,
             "loss": loss,
+            "elapsed_s": elapsed,
             "tokens_per_s": done * self.tokens_per_step / elapsed,
             "eta_s": (self.steps - step) * elapsed / done,
         }

@@ -1,0 +1,130 @@
+"""``hptransfer bench target``: a target on Ray Train with 1 and 2 workers on this machine.
+
+For each worker count, one DDP run of a GPT (default width 512, depth 4, fp32) on the
+shipped Shakespeare: steady tokens/s (from the live progress log, after the first steps),
+the time one checkpoint costs and its share of the step time at ``checkpoint_every: 100``,
+and the peak memory of the workers (RSS, summed) against the dry-run estimate. The
+machine's 1-minute load average is stored beside every row: on a shared box the figures
+say as much about the neighbours as about the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from hptransfer.config import BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
+from hptransfer.data import load_dataset
+from hptransfer.store.parquet import atomic_write
+from hptransfer.train import complete_run
+
+WARMUP_STEPS = 3  # excluded from the throughput (start-up, first allocations)
+CHECKPOINT_EVERY = 100
+
+
+def bench_run(args: argparse.Namespace) -> RunConfig:
+    run = RunConfig(
+        model=ModelConfig(
+            width=args.width,
+            depth=args.depth,
+            heads=args.heads,
+            context=args.seq_len,
+            density=args.density,
+        ),
+        data=DataConfig(batch_size=args.batch_size, seq_len=args.seq_len, eval_batches=1),
+        train=TrainConfig(steps=args.steps),
+        base=BaseShape(width=args.width),
+    )
+    return complete_run(run, load_dataset(run.data))
+
+
+def bench_target(run: RunConfig, workers: int, folder: Path) -> dict:
+    """One run on ``workers`` workers (checkpoints every few steps to time them)."""
+    from hptransfer.target import TargetConfig, run_target
+    from hptransfer.target.cost import target_estimate
+    from hptransfer.target.progress import PROGRESS_FILE, read_log
+    from hptransfer.transfer import estimate, measured_flops_per_s
+
+    every = max(1, run.train.steps // 3)
+    target = TargetConfig(workers=workers, checkpoint_every=every, keep_checkpoints=1)
+    result = run_target(run, target, folder)
+    progress = read_log(folder / PROGRESS_FILE)
+    steady = [r for r in progress if r["step"] > WARMUP_STEPS]
+    # checkpoints happen on the first step of each interval's end: leave them out
+    step_times = [
+        later["elapsed_s"] - earlier["elapsed_s"]
+        for earlier, later in itertools.pairwise(steady)
+        if later["step"] % every
+    ]
+    step_s = statistics.median(step_times)
+    tokens = run.data.batch_size * run.data.seq_len
+    checkpoint_s = statistics.median(result.metrics["checkpoint_s"])
+    predicted = target_estimate(estimate(run, measured_flops_per_s(1)), run, target)
+    peak = sum(result.metrics["peak_memory"])
+    return {
+        "workers": workers,
+        "strategy": target.strategy,
+        "precision": "fp32",
+        "width": run.model.width,
+        "depth": run.model.depth,
+        "density": run.model.density,
+        "batch": run.data.batch_size,
+        "seq_len": run.data.seq_len,
+        "step_s": step_s,
+        "tokens_per_s": tokens / step_s,
+        "checkpoint_s": checkpoint_s,
+        "checkpoint_share_at_100": checkpoint_s / (CHECKPOINT_EVERY * step_s),
+        "peak_memory_gib": peak / 2**30,
+        "estimated_memory_gib": predicted.memory_bytes / 2**30,
+        "estimate_error": predicted.memory_bytes / peak - 1,
+        "load_avg_1min": os.getloadavg()[0],
+    }
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "target", help="a target on Ray Train: tokens/s with 1 and 2 workers, checkpoint cost"
+    )
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--density", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--workers", default="1,2", help="worker counts (default: 1,2)")
+    parser.add_argument("--out", type=Path, default=Path("results/bench/target.parquet"))
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hptransfer.errors import ConfigError
+
+    try:
+        counts = [int(w) for w in args.workers.split(",")]
+    except ValueError:
+        raise ConfigError(
+            f"--workers must be comma-separated integers; got {args.workers!r}"
+        ) from None
+    config = bench_run(args)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hpt-bt-", dir="/tmp") as root:
+        for workers in counts:
+            rows.append(bench_target(config, workers, Path(root) / f"w{workers}"))
+            print(f"{workers} worker(s): {rows[-1]['tokens_per_s']:,.0f} tokens/s")
+    table = pd.DataFrame(rows)
+    if 1 in counts and len(counts) > 1:
+        one = table.loc[table["workers"].eq(1), "tokens_per_s"].iloc[0]
+        table["scaling_efficiency"] = table["tokens_per_s"] / (one * table["workers"])
+    shown = [c for c in table.columns if c not in ("strategy", "precision", "seq_len", "batch")]
+    print(table[shown].round(3).to_string(index=False))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.out, lambda f: table.to_parquet(f, index=False))
+    print(f"wrote {args.out}")
+    return 0

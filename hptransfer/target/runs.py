@@ -1,0 +1,76 @@
+"""A transfer's targets on Ray Train, one after another, into its results tables.
+
+Each run trains into ``<sweep>/targets/<trial_id>/`` (checkpoints, logs, artifact); its curve
+points are written to the curves table as they arrive and its row to the trials table when
+it ends. Stored runs are skipped; an unfinished one resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from hptransfer.config import RunConfig
+from hptransfer.store import ResultsStore
+from hptransfer.sweep.cluster import Execution
+from hptransfer.sweep.trials import point_id, trial_id, trial_row
+from hptransfer.target.config import TargetConfig
+from hptransfer.target.run import TargetFailedError, run_target
+
+TARGETS_DIR = "targets"
+ERROR_CHARS = 2000
+
+
+def train_targets(
+    runs: Sequence[RunConfig],
+    store: ResultsStore,
+    target: TargetConfig,
+    *,
+    sweep: str,
+    spec_hash: str = "",
+    execution: Execution | None = None,
+    restart: bool = False,
+) -> pd.DataFrame:
+    """Train the runs not stored yet; the stored rows of ``runs``, in order."""
+    execution = execution or Execution()
+    ids = [trial_id(point_id(run), run.seed) for run in runs]
+    with store.lock():
+        stored = store.read_trials()
+        done = set(stored.loc[stored["status"].eq("completed"), "trial_id"])
+        for run, tid in zip(runs, ids, strict=True):
+            if tid in done and not restart:
+                continue
+            outcome, curve = _train_one(run, tid, store, target, execution, restart)
+            row = trial_row(point_id(run), run, sweep, spec_hash, outcome)
+            store.append([row], [{"trial_id": tid, **point} for point in curve])
+        trials = store.read_trials()
+    return trials.set_index("trial_id").reindex(ids).reset_index()
+
+
+def target_folder(store: ResultsStore, tid: str) -> Path:
+    return store.directory / TARGETS_DIR / tid
+
+
+def _train_one(
+    run: RunConfig,
+    tid: str,
+    store: ResultsStore,
+    target: TargetConfig,
+    execution: Execution,
+    restart: bool,
+) -> tuple[dict, list[dict]]:
+    """The run's outcome (metrics and status) and its curve."""
+    try:
+        result = run_target(
+            run,
+            target,
+            target_folder(store, tid),
+            execution=execution,
+            restart=restart,
+            on_points=lambda curve: store.append_curve(tid, curve),
+        )
+    except TargetFailedError as exc:
+        return {"status": "error", "error": str(exc)[-ERROR_CHARS:]}, []
+    return {**result.metrics, "status": "completed"}, result.curve

@@ -1,0 +1,74 @@
+"""``hptransfer transfer --workers N``: targets on Ray Train into the transfer tables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import hptransfer
+from hptransfer.analysis.plots import TRANSFER_CURVES_FILE, TRANSFER_FILE
+from hptransfer.cli.main import main
+from hptransfer.target.artifact import CONFIG_FILE, WEIGHTS_FILE
+from hptransfer.target.runs import TARGETS_DIR
+from tests.transfer.fitted_sweep import write_sweep
+
+TARGET = ["--to", "width=32,density=0.25", "--workers", "2"]
+
+
+def transfer(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["transfer", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def sweep(short_root: Path) -> Path:
+    return write_sweep(short_root / "cli")
+
+
+def test_dry_run_estimates_the_workers_together(sweep: Path, capsys) -> None:
+    code, one, _ = transfer(capsys, "--from", str(sweep), "--to", "width=512", "--dry-run")
+    assert code == 0
+    code, out, err = transfer(
+        capsys, "--from", str(sweep), "--to", "width=512", "--workers", "2", "--strategy",
+        "fsdp", "--dry-run",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "on Ray Train, 2 worker(s), fsdp, fp32; memory of all workers together" in out
+    assert re.search(r"memory +≈ [\d.]+ GiB \(weights [\d.]+, .*gathered", out)
+    step_s = [float(m) for m in re.findall(r"≈ ([\d.]+) ms/step", one + out)]
+    assert len(step_s) == 2 and step_s[1] < step_s[0]  # half the FLOPs per worker
+
+
+def test_a_target_trains_on_ray_train_into_the_transfer_tables(sweep: Path, capsys) -> None:
+    code, out, err = transfer(capsys, "--from", str(sweep), *TARGET)
+    assert code == 0, err
+    runs = pd.read_parquet(sweep / TRANSFER_FILE)
+    assert runs["status"].tolist() == ["completed"] and runs["val_loss"].notna().all()
+    curves = pd.read_parquet(sweep / TRANSFER_CURVES_FILE)
+    assert curves["step"].tolist() == [5, 10]
+    folder = sweep / TARGETS_DIR / runs["trial_id"].iloc[0]
+    assert (folder / WEIGHTS_FILE).is_file() and (folder / CONFIG_FILE).is_file()
+    assert hptransfer.load_model(folder).cfg.width == 32
+    code, again, _ = transfer(capsys, "--from", str(sweep), *TARGET)  # stored: not again
+    assert code == 0 and again.splitlines()[-2:] == out.splitlines()[-2:]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "64"], r"need 64 CPUs but the embedded Ray has \d+"),
+        (["--workers", "1", "--strategy", "fsdp"], "fsdp with 1 worker shards nothing"),
+        (["--workers", "2", "--micro-batch", "3"], "--micro-batch 3 must divide"),
+        (["--workers", "2", "--batch-size", "5"], r"batch size \(5\) must be divisible by the"),
+        (["--restart"], "--restart applies to targets on Ray Train"),
+        (["--workers", "0"], "target.workers must be a positive integer"),
+    ],
+)
+def test_bad_target_input_is_one_line_exit_2(sweep: Path, capsys, args, message) -> None:
+    code, out, err = transfer(capsys, "--from", str(sweep), "--to", "width=32", *args)
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and re.search(message, err), err
