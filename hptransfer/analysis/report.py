@@ -1,0 +1,100 @@
+"""Markdown tables of fitted optima, regenerated in place inside a README.
+
+A table is a marked block; everything between the two markers is rewritten from the
+study's fit.json::
+
+    <!-- fit lr_vs_density rows=density hp=lr -->
+    ...generated...
+    <!-- /fit -->
+
+``rows`` is the group axis down the table (density or width), ``hp`` the HP (default: the
+first searched one); any other ``axis=value`` keeps only those groups (``density=1``).
+Columns are the parameterizations. A cell is the fitted optimum, the grid arg-min in
+parentheses and the 95% interval in log2 units (``<``/``>``: cut at the stable grid's end;
+"grid limits" when cut at both), then the flag unless ``ok``. Under the table, the drift over
+its rows of the fitted optima and of the grid arg-mins. Run::
+
+    python -m hptransfer.analysis.report results/README.md
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pandas as pd
+
+from hptransfer.analysis.fit import interval, load_fit
+from hptransfer.store.parquet import atomic_write
+
+BLOCK = re.compile(r"(<!-- fit (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- /fit -->)", re.S)
+LABELS = {"sp": "SP", "mup": "μP", "supar": "SμPar"}
+
+
+def render(results: Path, args: str) -> str:
+    """The markdown of one block, from ``results/<sweep>/fit.json``."""
+    sweep, *options = args.split()
+    settings = dict(option.split("=", 1) for option in options)
+    fit = load_fit(results / sweep)
+    rows_axis = settings.pop("rows", "density")
+    hp = settings.pop("hp", fit.searched_hps[0])
+    optima = fit.optima[fit.optima["hp"].eq(hp)]
+    for axis, value in settings.items():
+        optima = optima[optima[axis].astype(float).eq(float(Fraction(value)))]
+    params = [p for p in LABELS if p in set(optima["parameterization"])]
+    values = sorted(optima[rows_axis].unique(), reverse=rows_axis == "density")
+    lines = [
+        f"| {rows_axis} | " + " | ".join(LABELS[p] for p in params) + " |",
+        "|---" * (len(params) + 1) + "|",
+    ]
+    for value in values:
+        at = optima[optima[rows_axis].eq(value)].set_index("parameterization")
+        cells = [_cell(at.loc[p]) if p in at.index else "—" for p in params]
+        lines.append(f"| {_axis_value(value)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n" + _drift(optima, params, rows_axis, values) + "\n"
+
+
+def _cell(row: pd.Series) -> str:
+    text = f"2^{row.log2:.2f} (2^{row.argmin_log2:g})"
+    if not math.isnan(row.ci95_lo):
+        lo, hi = math.log2(row.ci95_lo), math.log2(row.ci95_hi)
+        text += " " + interval(lo, hi, row.ci95_cut, "{:.1f}")
+    return text if row.flag == "ok" else f"{text} *{row.flag}*"
+
+
+def _axis_value(value: float) -> str:
+    return f"1/{round(1 / value)}" if 0 < value < 1 else f"{value:g}"
+
+
+def _drift(optima: pd.DataFrame, params: list[str], axis: str, values: list[float]) -> str:
+    if len(values) < 2:
+        return ""
+    parts = []
+    for p in params:
+        rows = optima[optima["parameterization"].eq(p)]
+        if len(rows) > 1:
+            fitted = rows["log2"].max() - rows["log2"].min()
+            grid = rows["argmin_log2"].max() - rows["argmin_log2"].min()
+            parts.append(f"{LABELS[p]} {fitted:.2f} / {grid:.2f}")
+    span = f"{_axis_value(values[0])} → {_axis_value(values[-1])}"
+    head = f"Drift (max − min over {axis} {span}), fitted / grid arg-min, octaves: "
+    return head + ", ".join(parts) + "."
+
+
+def regenerate(readme: Path, results: Path | None = None) -> int:
+    """Rewrite every fit block of ``readme``; the number of blocks."""
+    results = results or readme.parent
+    text = readme.read_text()
+    blocks = list(BLOCK.finditer(text))
+    new = BLOCK.sub(lambda m: m.group(1) + render(results, m.group("args")) + m.group(4), text)
+    if new != text:
+        atomic_write(readme, lambda f: f.write(new.encode()))
+    return len(blocks)
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or ["results/README.md"]:
+        print(f"{name}: {regenerate(Path(name))} tables")
