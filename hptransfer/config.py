@@ -1,18 +1,21 @@
 """Typed, frozen configuration objects, validated on construction.
 
 Everything a run needs is here: the model shape, the data, the training budget, the base
-hyperparameters and the base shape they were tuned at. YAML and CLI input is parsed into
-these objects at the boundary (see ``hptransfer.sweep.spec``); inside, they are trusted.
+hyperparameters and the base shape they were tuned at (those two live in
+:mod:`hptransfer.param.base`, beside the rules that read them). YAML and CLI input is parsed
+into these objects at the boundary (see ``hptransfer.sweep.spec``); inside, they are trusted.
+``config`` imports ``param``, never the other way round.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from hptransfer.errors import ConfigError
+from hptransfer.param.base import BaseHPs, BaseShape, Multipliers, check_density, require
+from hptransfer.param.rules import parameterization
 
 MODEL_KINDS = ("gpt", "mlp")
 KERNELS = ("auto", "torch", "triton")
@@ -24,22 +27,9 @@ WEIGHT_DECAY_MODES = ("independent", "coupled")
 CORPORA = ("shakespeare", "text", "digits", "synthetic")
 
 
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
 def _one_of(name: str, value: Any, choices: tuple[Any, ...]) -> None:
-    _require(
-        value in choices, f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}"
-    )
-
-
-def _check_density(name: str, value: float) -> None:
-    _require(
-        isinstance(value, (int, float)) and 0 < value <= 1 and math.isfinite(value),
-        f"{name} must be in (0, 1]; got {value!r}",
-    )
+    listed = ", ".join(map(str, choices))
+    require(value in choices, f"{name} must be one of {listed}; got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -70,22 +60,22 @@ class ModelConfig:
         _one_of("model.kind", self.kind, MODEL_KINDS)
         for name in ("width", "depth", "context", "ffn_mult"):
             value = getattr(self, name)
-            _require(
+            require(
                 isinstance(value, int) and value >= 1, f"model.{name} must be a positive integer"
             )
-        _require(isinstance(self.heads, int) and self.heads >= 1, "model.heads must be >= 1")
+        require(isinstance(self.heads, int) and self.heads >= 1, "model.heads must be >= 1")
         if self.kind == "gpt":
-            _require(
+            require(
                 self.width % self.heads == 0,
                 f"model.width ({self.width}) must be divisible by model.heads ({self.heads})",
             )
-        _check_density("model.density", self.density)
+        check_density("model.density", self.density)
         _one_of("model.mask", self.mask, MASK_KINDS)
         _one_of("model.mask_block", self.mask_block, BLOCK_SIZES)
         _one_of("model.kernel", self.kernel, KERNELS)
         for name in ("input_size", "output_size"):
             value = getattr(self, name)
-            _require(
+            require(
                 value is None or (isinstance(value, int) and value >= 1),
                 f"model.{name} must be a positive integer",
             )
@@ -96,56 +86,6 @@ class ModelConfig:
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
-
-
-@dataclass(frozen=True)
-class BaseShape:
-    """The proxy shape the base HPs were tuned at: m_d = width/base width, m_rho likewise."""
-
-    width: int = 128
-    density: float = 1.0
-
-    def __post_init__(self) -> None:
-        _require(isinstance(self.width, int) and self.width >= 1, "base.width must be >= 1")
-        _check_density("base.density", self.density)
-
-
-@dataclass(frozen=True)
-class Multipliers:
-    """SμPar's width multiplier m_d and density multiplier m_rho."""
-
-    width: float = 1.0
-    density: float = 1.0
-
-    @classmethod
-    def of(cls, model: ModelConfig, base: BaseShape) -> Multipliers:
-        return cls(width=model.width / base.width, density=model.density / base.density)
-
-
-@dataclass(frozen=True)
-class BaseHPs:
-    """Base hyperparameters (σ, η, α_in, α_out, weight decay), tuned once at the base shape."""
-
-    lr: float = 2.0**-7
-    init_std: float = 0.02
-    alpha_in: float = 1.0
-    alpha_out: float = 1.0
-    weight_decay: float = 0.0
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            _require(
-                isinstance(value, (int, float)) and math.isfinite(value),
-                f"hps.{f.name} must be a finite number; got {value!r}",
-            )
-        for name in ("lr", "init_std", "alpha_in", "alpha_out"):
-            _require(getattr(self, name) > 0, f"hps.{name} must be > 0; got {getattr(self, name)}")
-        _require(self.weight_decay >= 0, "hps.weight_decay must be >= 0")
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls))
 
 
 @dataclass(frozen=True)
@@ -160,10 +100,10 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _one_of("data.corpus", self.corpus, CORPORA)
-        _require(self.corpus != "text" or bool(self.path), "data.path is required for corpus: text")
+        require(self.corpus != "text" or bool(self.path), "data.path is required for corpus: text")
         for name in ("batch_size", "seq_len", "eval_batches"):
             value = getattr(self, name)
-            _require(isinstance(value, int) and value >= 1, f"data.{name} must be >= 1")
+            require(isinstance(value, int) and value >= 1, f"data.{name} must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -185,21 +125,21 @@ class TrainConfig:
     divergence_factor: float = 3.0
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.steps, int) and self.steps >= 1, "train.steps must be >= 1")
-        _require(
+        require(isinstance(self.steps, int) and self.steps >= 1, "train.steps must be >= 1")
+        require(
             isinstance(self.warmup_steps, int) and 0 <= self.warmup_steps <= self.steps,
             "train.warmup_steps must be in [0, train.steps]",
         )
         _one_of("train.schedule", self.schedule, SCHEDULES)
         _one_of("train.optimizer", self.optimizer, OPTIMIZERS)
         _one_of("train.weight_decay_mode", self.weight_decay_mode, WEIGHT_DECAY_MODES)
-        _require(0 <= self.final_lr_ratio <= 1, "train.final_lr_ratio must be in [0, 1]")
-        _require(self.eps > 0, "train.eps must be > 0")
-        _require(all(0 <= b < 1 for b in self.betas), "train.betas must be in [0, 1)")
-        _require(self.momentum >= 0, "train.momentum must be >= 0")
-        _require(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip must be > 0")
-        _require(self.eval_every >= 0, "train.eval_every must be >= 0 (0: only at the end)")
-        _require(self.divergence_factor > 1, "train.divergence_factor must be > 1")
+        require(0 <= self.final_lr_ratio <= 1, "train.final_lr_ratio must be in [0, 1]")
+        require(self.eps > 0, "train.eps must be > 0")
+        require(all(0 <= b < 1 for b in self.betas), "train.betas must be in [0, 1)")
+        require(self.momentum >= 0, "train.momentum must be >= 0")
+        require(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip must be > 0")
+        require(self.eval_every >= 0, "train.eval_every must be >= 0 (0: only at the end)")
+        require(self.divergence_factor > 1, "train.divergence_factor must be > 1")
 
 
 @dataclass(frozen=True)
@@ -215,13 +155,20 @@ class RunConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from hptransfer.param import PARAMETERIZATIONS
-
-        _one_of("parameterization", self.parameterization, tuple(PARAMETERIZATIONS))
+        parameterization(self.parameterization)
+        if self.base.heads == self.model.heads:
+            # One form per base (see BaseShape.heads), so equal runs hash equal.
+            object.__setattr__(self, "base", dataclasses.replace(self.base, heads=None))
 
     @property
     def multipliers(self) -> Multipliers:
-        return Multipliers.of(self.model, self.base)
+        """The run-wide m_d and m_rho (of its sparse layers)."""
+        return self.base.multipliers(self.model.width, self.model.density)
+
+    def retarget(self, **changes: Any) -> RunConfig:
+        """This run with its model changed (``--to``); the base keeps its own head count."""
+        base = dataclasses.replace(self.base, heads=self.base.heads or self.model.heads)
+        return dataclasses.replace(self, model=self.model.replace(**changes), base=base)
 
 
 TARGET_KEYS = ("width", "density", "depth", "heads")
@@ -250,9 +197,9 @@ def _parse_target_value(key: str, raw: str) -> int | float:
     except (ValueError, ZeroDivisionError):
         raise ConfigError(f"bad --to value {key}={raw!r}") from None
     if key == "density":
-        _check_density("--to density", value)
+        check_density("--to density", value)
     else:
-        _require(value >= 1, f"--to {key} must be a positive integer; got {raw}")
+        require(value >= 1, f"--to {key} must be a positive integer; got {raw}")
     return value
 
 

@@ -1,5 +1,10 @@
 """User-facing errors. The CLI turns any of these into a one-line message and exit code 2."""
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
 
 class HPTransferError(Exception):
     """Base class: a problem the user can fix (bad input, missing file, unavailable backend)."""
@@ -21,10 +26,7 @@ class BackendUnavailableError(HPTransferError):
     """An optional backend (Triton, a GPU, a Ray cluster) was requested but cannot be used."""
 
 
-class TrainingDiverged(HPTransferError):
-    """A run's loss became NaN/inf or blew up; carries the step and the loss reached."""
-
-    def __init__(self, step: int, loss: float):
-        super().__init__(f"training diverged at step {step} (loss {loss})")
-        self.step = step
-        self.loss = loss
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or ``""``."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

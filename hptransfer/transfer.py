@@ -28,10 +28,10 @@ from hptransfer.analysis.fit import FIT_FILE, Fit, latest_fit, load_fit, usable_
 from hptransfer.analysis.plots import TRANSFER_CURVES_FILE, TRANSFER_FILE
 from hptransfer.analysis.regret import OFFSETS as REGRET_OFFSETS
 from hptransfer.analysis.results import SPEC_FILE, TRIALS_FILE, read_trials
-from hptransfer.config import BaseHPs, ModelConfig, RunConfig, TrainConfig
+from hptransfer.config import BaseHPs, RunConfig, TrainConfig
 from hptransfer.errors import ConfigError, ResultsError
 from hptransfer.models import describe
-from hptransfer.param import PARAMETERIZATIONS, ParamHP, Role
+from hptransfer.param import ParamHP, Role, parameterization
 from hptransfer.sweep import Execution, SweepSpec, load_spec, run_trials
 from hptransfer.sweep.report import format_duration, format_hp
 from hptransfer.target.config import TargetConfig
@@ -138,10 +138,7 @@ class Request:
 
     def __post_init__(self) -> None:
         for name in (self.parameterization, *self.compare):
-            if name not in PARAMETERIZATIONS:
-                raise ConfigError(
-                    f"unknown parameterization {name!r}; expected {', '.join(PARAMETERIZATIONS)}"
-                )
+            parameterization(name)
         if not self.seeds:
             raise ConfigError("--seeds is empty; expected e.g. 0,1")
 
@@ -162,7 +159,7 @@ def target_runs(source: Source, request: Request) -> list[RunConfig]:
     from hptransfer.train import complete_run
 
     proxy = source.spec.cells[0]
-    base = source.fit.base_shape()
+    base = source.fit.base_shape(default_heads=proxy.model.heads)
     batch_size = proxy.data.batch_size if request.batch_size is None else request.batch_size
     template = dataclasses.replace(
         proxy,
@@ -173,13 +170,11 @@ def target_runs(source: Source, request: Request) -> list[RunConfig]:
         base=base,
     )
     dataset = load_dataset(template.data)
-    models = [_target_model(template, target) for target in request.targets]
+    targets = [_target_run(template, target) for target in request.targets]
     offsets = REGRET_OFFSETS if request.regret else (0.0,)
     runs = [
-        dataclasses.replace(
-            template, model=model, parameterization=p, seed=seed, hps=_lr_times(template, k)
-        )
-        for model in models
+        dataclasses.replace(target, parameterization=p, seed=seed, hps=_lr_times(template, k))
+        for target in targets
         for p in request.parameterizations
         for k in offsets
         for seed in request.seeds
@@ -198,10 +193,10 @@ def transferred(runs: list[RunConfig], source: Source, request: Request) -> list
     return [run for run in runs if run.hps.lr == lr]
 
 
-def _target_model(template: RunConfig, target: dict[str, int | float]) -> ModelConfig:
+def _target_run(template: RunConfig, target: dict[str, int | float]) -> RunConfig:
     label = ",".join(f"{k}={v:g}" for k, v in target.items())
     try:
-        return template.model.replace(**target)
+        return template.retarget(**target)
     except ConfigError as exc:
         raise ConfigError(f"--to {label}: {exc}") from None
 

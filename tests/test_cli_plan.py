@@ -64,7 +64,7 @@ def test_plan_table_is_printed(capsys):
         (["plan", "--to", "density=0"], "density must be in (0, 1]"),
         (["plan", "--to", "density=1.5"], "density must be in (0, 1]"),
         (["plan", "--to", "width=100,heads=3"], "divisible by model.heads"),
-        (["plan", "-p", "foo"], "invalid choice"),
+        (["plan", "-p", "supr"], "unknown parameterization 'supr' (did you mean 'supar'?)"),
         (["plan", "--to", "width=abc"], "bad --to value"),
     ],
 )

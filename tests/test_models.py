@@ -140,3 +140,44 @@ def test_realised_density_reported():
     layer = MaskedLinear(256, 256, density=0.125)
     assert layer.realised_density == pytest.approx(0.125, abs=1e-3)
     assert MaskedLinear(8, 8).realised_density == 1.0
+
+
+def attention_logit_scale(run: RunConfig) -> float:
+    """The scale the first block's attention applies to qᵀk, measured from its output."""
+    model = build_model(run)
+    attn = model.blocks[0].attn
+    x = torch.randn(1, 6, run.model.width, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = attn(x)
+        heads, d_head = run.model.heads, run.model.head_dim
+        q, k, v = attn.qkv(x).view(1, 6, 3, heads, d_head).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        causal = torch.ones(6, 6, dtype=torch.bool).tril()
+        for scale in (1 / d_head**0.5, 32**0.5 / d_head, 8**0.5 / d_head):
+            logits = (q @ k.transpose(-1, -2) * scale).masked_fill(~causal, float("-inf"))
+            y = (logits.softmax(-1) @ v).transpose(1, 2).reshape(1, 6, run.model.width)
+            if torch.allclose(attn.proj(y), out, atol=1e-6):
+                return scale
+    raise AssertionError("no candidate scale reproduces the attention output")
+
+
+@pytest.mark.parametrize(("to", "d_head"), [("width=512,heads=16", 32), ("width=512,heads=8", 64)])
+def test_mup_attention_keeps_base_head_size_when_heads_change(to, d_head):
+    """Base width 128 with 4 heads: d₀ = 32, whatever heads the target has (SPEC.md:
+    logits qᵀk·√d₀/d_head). With 16 heads at width 512, d_head = d₀, so μP scales like SP."""
+    from hptransfer.cli.plan import target_run
+
+    base = tiny_gpt_run(width=128, heads=4, depth=1, input_size=64, output_size=64)
+    base = dataclasses.replace(base, parameterization="mup", base=BaseShape(width=128))
+    target = target_run(base, to)
+    assert (target.model.head_dim, target.base.heads) == (d_head, 4)
+    assert attention_logit_scale(target) == pytest.approx(32**0.5 / d_head)
+    # The same width reached without changing heads: d₀ is still the base's 32.
+    same_heads = base.retarget(width=512)
+    assert attention_logit_scale(same_heads) == pytest.approx(32**0.5 / 128)
+
+
+def test_base_heads_equal_to_the_model_heads_hash_as_unrecorded(gpt_run):
+    """Runs (and so sweep point ids) with a base of the run's own heads are one run."""
+    pinned = dataclasses.replace(gpt_run, base=BaseShape(width=32, heads=gpt_run.model.heads))
+    assert pinned == gpt_run and pinned.base.heads is None

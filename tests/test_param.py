@@ -4,11 +4,31 @@ import math
 
 import pytest
 
-from hptransfer.config import BaseHPs, Multipliers, TrainConfig
-from hptransfer.param import PARAMETERIZATIONS, ParamSpec, Role, attention_scale, resolve
+from hptransfer.config import TrainConfig
+from hptransfer.errors import ConfigError
+from hptransfer.param import (
+    PARAMETERIZATIONS,
+    BaseHPs,
+    BaseShape,
+    ParamSpec,
+    Role,
+    attention_scale,
+    parameterization,
+    resolve,
+)
 
 HPS = BaseHPs(lr=0.01, init_std=0.02, alpha_in=3.0, alpha_out=5.0, weight_decay=0.1)
 SHAPES = [(1, 1), (4, 1), (1, 0.125), (8, 0.25), (32, 1 / 64)]
+BASE = BaseShape(width=16, density=1.0)
+
+
+ADAMW = TrainConfig()
+
+
+def resolve_at(role: Role, p: str, m_d: float, m_rho: float, train: TrainConfig = ADAMW):
+    """Resolve one parameter of a layer at density m_rho in a model m_d times the base width."""
+    spec = ParamSpec(role, density=m_rho)
+    return resolve("w", (2, 2), spec, PARAMETERIZATIONS[p], HPS, BASE, int(m_d * 16), train)
 
 
 def spec_table(p: str, role: Role, m_d: float, m_rho: float) -> tuple[float, float, float]:
@@ -32,15 +52,7 @@ def spec_table(p: str, role: Role, m_d: float, m_rho: float) -> tuple[float, flo
 @pytest.mark.parametrize(("m_d", "m_rho"), SHAPES)
 @pytest.mark.parametrize("role", list(Role))
 def test_adam_rules_match_spec_table(p, m_d, m_rho, role):
-    hp = resolve(
-        "w",
-        (2, 2),
-        ParamSpec(role),
-        PARAMETERIZATIONS[p],
-        HPS,
-        Multipliers(m_d, m_rho),
-        TrainConfig(),
-    )
+    hp = resolve_at(role, p, m_d, m_rho)
     var, lr, mult = spec_table(p, role, m_d, m_rho)
     assert hp.init_std == pytest.approx(math.sqrt(var), rel=1e-12)
     assert hp.lr == pytest.approx(lr, rel=1e-12)
@@ -52,39 +64,24 @@ def test_mup_sgd_rules(m_d, m_rho):
     """μP with SGD (Tensor Programs V): hidden LR constant, input/vector LR × m_d, and the
     readout — written with the α_out/m_d multiplier — × m_d (Table 3's /m_d on W_eff)."""
     train = TrainConfig(optimizer="sgd")
-    m = Multipliers(m_d, m_rho)
-    lr = {
-        role: resolve("w", (2, 2), ParamSpec(role), PARAMETERIZATIONS["mup"], HPS, m, train).lr
-        for role in Role
-    }
+    lr = {role: resolve_at(role, "mup", m_d, m_rho, train).lr for role in Role}
     assert lr[Role.HIDDEN] == pytest.approx(HPS.lr)
     for role in (Role.EMBEDDING, Role.VECTOR, Role.READOUT):
         assert lr[role] == pytest.approx(HPS.lr * m_d)
 
 
-def test_supar_sgd_is_labelled_experimental():
-    assert PARAMETERIZATIONS["supar"].sgd_experimental
-    assert not PARAMETERIZATIONS["mup"].sgd_experimental
-
-
 @pytest.mark.parametrize(("m_d", "m_rho"), SHAPES)
 def test_weight_decay_modes(m_d, m_rho):
-    m = Multipliers(m_d, m_rho)
-    p = PARAMETERIZATIONS["supar"]
-    coupled = resolve(
-        "w", (2, 2), ParamSpec(Role.HIDDEN), p, HPS, m, TrainConfig(weight_decay_mode="coupled")
-    )
-    independent = resolve("w", (2, 2), ParamSpec(Role.HIDDEN), p, HPS, m, TrainConfig())
+    coupled = resolve_at(Role.HIDDEN, "supar", m_d, m_rho, TrainConfig(weight_decay_mode="coupled"))
+    independent = resolve_at(Role.HIDDEN, "supar", m_d, m_rho)
     assert coupled.weight_decay == HPS.weight_decay  # lr·wd shrinks with the group's LR
     assert independent.lr * independent.weight_decay == pytest.approx(HPS.lr * HPS.weight_decay)
-    vector = resolve("b", (2,), ParamSpec(Role.VECTOR), p, HPS, m, TrainConfig())
+    vector = resolve_at(Role.VECTOR, "supar", m_d, m_rho)
     assert vector.weight_decay == 0
 
 
 def test_eps_scaling_follows_hidden_lr():
-    m = Multipliers(8, 0.25)
-    train = TrainConfig(scale_eps=True, eps=1e-8)
-    hp = resolve("w", (2, 2), ParamSpec(Role.HIDDEN), PARAMETERIZATIONS["supar"], HPS, m, train)
+    hp = resolve_at(Role.HIDDEN, "supar", 8, 0.25, TrainConfig(scale_eps=True, eps=1e-8))
     assert hp.eps == pytest.approx(1e-8 / (8 * 0.25))
 
 
@@ -94,3 +91,29 @@ def test_attention_scale():
     assert attention_scale(mup, 64, 32) == pytest.approx(math.sqrt(32) / 64)
     for d in (8, 24, 32, 64, 100):  # bit-identical to SP at the base head size
         assert attention_scale(mup, d, d) == attention_scale(sp, d, d)
+
+
+def test_each_parameter_scales_with_its_own_density():
+    """m_rho = the parameter's layer density / base density; never-sparse parameters: 1."""
+    base = BaseShape(width=16, density=0.5)
+    supar, train = PARAMETERIZATIONS["supar"], TrainConfig()
+    lr = {
+        density: resolve(
+            "w", (2, 2), ParamSpec(Role.HIDDEN, density=density), supar, HPS, base, 16, train
+        ).lr
+        for density in (0.5, 0.125, 1.0)
+    }
+    assert lr == pytest.approx({0.5: HPS.lr, 0.125: HPS.lr * 4, 1.0: HPS.lr / 2})
+    dense = resolve("w", (2, 2), ParamSpec(Role.HIDDEN), supar, HPS, base, 16, train)
+    assert dense.lr == HPS.lr and dense.density == 1.0
+
+
+def test_parameterization_registry_suggests_the_closest_name():
+    assert parameterization("mup") is PARAMETERIZATIONS["mup"]
+    with pytest.raises(
+        ConfigError, match=r"unknown parameterization 'supr' \(did you mean 'supar'"
+    ):
+        parameterization("supr")
+    for bad in ("xyz", {}, None):  # any YAML value
+        with pytest.raises(ConfigError, match="expected one of sp, mup, supar"):
+            parameterization(bad)

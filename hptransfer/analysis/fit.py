@@ -32,8 +32,9 @@ key says log2)::
      "sweep": "<folder name>", "created": "<ISO 8601 UTC>",
      "metric": "val_loss", "horizon": {"steps": int, "tokens": int | null},
      "spec_hash": [str, ...],
-     "base": {"width": int, "density": float, ["depth": int,] "source": str},
-            # source: "trials.parquet" (base_width/base_density), "spec.yaml" or a fallback
+     "base": {"width": int, "density": float, ["depth": int,] ["heads": int,] "source": str},
+            # source: "trials.parquet" (base_width/base_density), "spec.yaml" or a fallback;
+            # heads: the base trials' heads (μP's d₀ = width / heads)
      "parameterizations": ["sp", "mup", "supar"], "searched_hps": ["lr", ...],
      "group_axes": ["parameterization", "width", "density", ...],
      "settings": {"metric": str, "n_boot": int, "window_octaves": float,
@@ -147,9 +148,15 @@ class Fit:
     drift: pd.DataFrame = field(repr=False)
     joint: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def base_shape(self) -> BaseShape:
-        """The shape the base HPs were fitted at."""
-        return BaseShape(width=int(self.base["width"]), density=float(self.base["density"]))
+    def base_shape(self, default_heads: int | None = None) -> BaseShape:
+        """The shape the base HPs were fitted at; ``default_heads`` when fit.json predates
+        recording the base's heads."""
+        heads = self.base.get("heads", default_heads)
+        return BaseShape(
+            width=int(self.base["width"]),
+            density=float(self.base["density"]),
+            heads=None if heads is None else int(heads),
+        )
 
     def base_config(self, parameterization: str) -> BaseHPs:
         """The base HPs of ``parameterization`` (fitted or fixed; defaults for the rest)."""
@@ -430,7 +437,14 @@ def _drift_row(
 
 def base_shape(trials: pd.DataFrame, spec_base: dict[str, Any] | None) -> dict[str, Any]:
     """The base shape: the trials' base_width/base_density columns, else spec.yaml's ``base``,
-    else the smallest width at the highest density."""
+    else the smallest width at the highest density; with the heads its trials had."""
+    shape = _base_width_density(trials, spec_base)
+    heads = _base_heads(trials, shape)
+    source = shape.pop("source")
+    return {**shape, **({} if heads is None else {"heads": heads}), "source": source}
+
+
+def _base_width_density(trials: pd.DataFrame, spec_base: dict[str, Any] | None) -> dict[str, Any]:
     columns = trials.reindex(columns=["base_width", "base_density"]).dropna().drop_duplicates()
     if len(columns) == 1:
         width, density = columns.iloc[0]
@@ -445,6 +459,20 @@ def base_shape(trials: pd.DataFrame, spec_base: dict[str, Any] | None) -> dict[s
         "density": density,
         "source": f"smallest {note} width (spec.yaml has no base)",
     }
+
+
+def _base_heads(trials: pd.DataFrame, shape: dict[str, Any]) -> int | None:
+    """The one head count of the trials at the base shape (else of all trials), or None."""
+    if "heads" in shape:
+        return int(shape["heads"])
+    if "heads" not in trials:
+        return None
+    at_base = trials["width"].eq(shape["width"]) & np.isclose(trials["density"], shape["density"])
+    for rows in (trials[at_base], trials):
+        heads = rows["heads"].dropna().unique()
+        if len(heads) == 1:
+            return int(heads[0])
+    return None
 
 
 def base_hps(

@@ -75,7 +75,8 @@ def read_curves(sweep_dir: Path, name: str = CURVES_FILE) -> pd.DataFrame | None
 
 
 def read_spec_base(sweep_dir: Path) -> dict[str, Any] | None:
-    """The ``base`` shape (width, density) from spec.yaml, or None when absent or unreadable.
+    """The ``base`` shape (width, density, depth, heads) from spec.yaml, or None when absent
+    or unreadable.
 
     Accepts ``base`` at the top level or one level down (e.g. under ``model``).
     """
@@ -93,5 +94,5 @@ def read_spec_base(sweep_dir: Path) -> dict[str, Any] | None:
     for section in [spec, *(v for v in spec.values() if isinstance(v, dict))]:
         base = section.get("base")
         if isinstance(base, dict) and "width" in base:
-            return {k: base[k] for k in ("width", "density", "depth") if k in base}
+            return {k: base[k] for k in ("width", "density", "depth", "heads") if k in base}
     return None

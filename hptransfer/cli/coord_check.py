@@ -10,7 +10,7 @@ import pandas as pd
 
 from hptransfer.analysis.coord_plot import activation_table, plot_coord_check, spread
 from hptransfer.config import BaseHPs, BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
-from hptransfer.param import PARAMETERIZATIONS
+from hptransfer.param import PARAMETERIZATIONS, parameterization
 
 
 def _ints(text: str) -> list[int]:
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Width sweep at density 1 and density sweep at the base width; writes "
         "long-format Parquet and figures (flat lines = a correct parameterization).",
     )
-    parser.add_argument("-p", "--parameterizations", default="sp,mup,supar")
+    parser.add_argument("-p", "--parameterizations", default=",".join(PARAMETERIZATIONS))
     parser.add_argument(
         "--widths",
         default="256,512,1024",
@@ -69,8 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     params = args.parameterizations.split(",")
     for p in params:
-        if p not in PARAMETERIZATIONS:
-            raise_config(f"unknown parameterization {p!r}; expected one of sp, mup, supar")
+        parameterization(p)
     base = base_run(args)
     widths = _ints(args.widths)
     runs = coord_check_runs(
@@ -105,9 +104,3 @@ def run(args: argparse.Namespace) -> int:
     print(worst.round(2).to_string())
     print(f"wrote {args.out}/coord_check.parquet and coord_check_{{width,density}}.png")
     return 0
-
-
-def raise_config(message: str) -> None:
-    from hptransfer.errors import ConfigError
-
-    raise ConfigError(message)

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("spec", nargs="?", help="sweep YAML (model, base shape, HPs)")
     parser.add_argument("--to", default="", help="target, e.g. width=4096,density=0.125")
     parser.add_argument("--json", action="store_true", help="print a JSON list of rows")
-    parser.add_argument("-p", "--parameterization", choices=sorted(PARAMETERIZATIONS))
+    parser.add_argument("-p", "--parameterization", help=f"one of {', '.join(PARAMETERIZATIONS)}")
     model = parser.add_argument_group("model (without a spec)")
     model.add_argument("--kind", default="gpt", choices=("gpt", "mlp"))
     model.add_argument("--width", type=int, default=128)
@@ -86,7 +86,7 @@ def base_run(args: argparse.Namespace) -> RunConfig:
 
 
 def target_run(run: RunConfig, to: str) -> RunConfig:
-    return dataclasses.replace(run, model=run.model.replace(**parse_target(to))) if to else run
+    return run.retarget(**parse_target(to)) if to else run
 
 
 def run(args: argparse.Namespace) -> int:

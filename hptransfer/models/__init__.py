@@ -12,26 +12,26 @@ from torch import nn
 from hptransfer.config import RunConfig
 from hptransfer.models.gpt import GPT, ForwardScales
 from hptransfer.models.mlp import MLP
+from hptransfer.models.roles import InputLayer, Readout, param_spec
 from hptransfer.models.sparse import MaskedLinear, draw_mask
 from hptransfer.param import (
-    PARAMETERIZATIONS,
     ParamHP,
     ParamSpec,
     Role,
     attention_scale,
     output_multiplier,
+    parameterization,
     resolve,
 )
 
 
 def forward_scales(run: RunConfig) -> ForwardScales:
-    p = PARAMETERIZATIONS[run.parameterization]
+    p = parameterization(run.parameterization)
     m = run.multipliers
-    base_head_dim = max(1, run.base.width // run.model.heads)
     return ForwardScales(
         embedding=output_multiplier(p, Role.EMBEDDING, run.hps, m),
         readout=output_multiplier(p, Role.READOUT, run.hps, m),
-        attention=attention_scale(p, run.model.head_dim, base_head_dim),
+        attention=attention_scale(p, run.model.head_dim, run.base.head_dim(run.model.heads)),
     )
 
 
@@ -52,7 +52,7 @@ def param_specs(model: nn.Module) -> dict[str, ParamSpec]:
     for module_name, module in model.named_modules():
         for param_name, _ in module.named_parameters(recurse=False):
             name = f"{module_name}.{param_name}" if module_name else param_name
-            specs[name] = _spec(module, param_name)
+            specs[name] = param_spec(module, param_name)
     names = {name for name, _ in model.named_parameters()}
     unclaimed = names - specs.keys()
     if unclaimed:
@@ -60,29 +60,13 @@ def param_specs(model: nn.Module) -> dict[str, ParamSpec]:
     return {name: spec for name, spec in specs.items() if name in names}
 
 
-def _spec(module: nn.Module, param_name: str) -> ParamSpec:
-    if isinstance(module, nn.LayerNorm):
-        return ParamSpec(Role.VECTOR, fill=1.0 if param_name == "weight" else 0.0)
-    if param_name == "bias":
-        return ParamSpec(Role.VECTOR, fill=0.0)
-    if isinstance(module, MaskedLinear):
-        return ParamSpec(
-            Role.HIDDEN, density=module.density, init_scale=getattr(module, "init_scale", 1.0)
-        )
-    if isinstance(module, nn.Embedding):
-        return ParamSpec(Role.EMBEDDING)
-    role = getattr(module, "hp_role", None)
-    if role is None:
-        raise AssertionError(f"{type(module).__name__}.{param_name} has no declared role")
-    return ParamSpec(role)
-
-
 def plan_parameters(model: nn.Module, run: RunConfig) -> list[ParamHP]:
     """The resolved HPs of every parameter, in ``named_parameters`` order."""
-    p = PARAMETERIZATIONS[run.parameterization]
+    p = parameterization(run.parameterization)
     specs = param_specs(model)
+    width = run.model.width
     return [
-        resolve(name, tuple(param.shape), specs[name], p, run.hps, run.multipliers, run.train)
+        resolve(name, tuple(param.shape), specs[name], p, run.hps, run.base, width, run.train)
         for name, param in model.named_parameters()
     ]
 
@@ -113,7 +97,9 @@ __all__ = [
     "GPT",
     "MLP",
     "ForwardScales",
+    "InputLayer",
     "MaskedLinear",
+    "Readout",
     "build_model",
     "describe",
     "draw_mask",

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hptransfer.config import ModelConfig
+from hptransfer.models.roles import Readout
 from hptransfer.models.sparse import MaskedLinear
-from hptransfer.param import Role
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,9 @@ class ForwardScales:
     attention: float | None = None  # None: 1/√d_head
 
 
-def _sparse_linear(cfg: ModelConfig, fan_in: int, fan_out: int, seed: int, device) -> MaskedLinear:
+def _sparse_linear(
+    cfg: ModelConfig, fan_in: int, fan_out: int, seed: int, device, init_scale: float = 1.0
+) -> MaskedLinear:
     return MaskedLinear(
         fan_in,
         fan_out,
@@ -39,6 +41,7 @@ def _sparse_linear(cfg: ModelConfig, fan_in: int, fan_out: int, seed: int, devic
         mask_block=cfg.mask_block,
         seed=seed,
         kernel=cfg.kernel,
+        init_scale=init_scale,
         device=device,
     )
 
@@ -49,9 +52,9 @@ def _embedding(rows: int, width: int, device) -> nn.Embedding:
     return nn.Embedding(rows, width, _weight=torch.empty(rows, width, device=device))
 
 
-def _residual(layer: MaskedLinear, depth: int) -> MaskedLinear:
-    layer.init_scale = 1.0 / math.sqrt(2 * depth)  # GPT-2's residual-projection init factor
-    return layer
+def _residual(cfg: ModelConfig, fan_in: int, seed: int, device) -> MaskedLinear:
+    """A projection back into the residual stream, with GPT-2's 1/√(2·depth) init factor."""
+    return _sparse_linear(cfg, fan_in, cfg.width, seed, device, 1.0 / math.sqrt(2 * cfg.depth))
 
 
 class CausalSelfAttention(nn.Module):
@@ -60,9 +63,7 @@ class CausalSelfAttention(nn.Module):
         self.heads = cfg.heads
         self.scale = scale
         self.qkv = _sparse_linear(cfg, cfg.width, 3 * cfg.width, seed, device)
-        self.proj = _residual(
-            _sparse_linear(cfg, cfg.width, cfg.width, seed + 1, device), cfg.depth
-        )
+        self.proj = _residual(cfg, cfg.width, seed + 1, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, time, width = x.shape
@@ -78,7 +79,7 @@ class FeedForward(nn.Module):
         super().__init__()
         hidden = cfg.ffn_mult * cfg.width
         self.up = _sparse_linear(cfg, cfg.width, hidden, seed, device)
-        self.down = _residual(_sparse_linear(cfg, hidden, cfg.width, seed + 1, device), cfg.depth)
+        self.down = _residual(cfg, hidden, seed + 1, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(F.gelu(self.up(x)))
@@ -117,8 +118,7 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.width, bias=cfg.bias, device=device)
         self.head = None
         if not cfg.tied_embeddings:
-            self.head = nn.Linear(cfg.width, cfg.output_size or vocab, bias=False, device=device)
-            self.head.hp_role = Role.READOUT
+            self.head = Readout(cfg.width, cfg.output_size or vocab, bias=False, device=device)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(idx.shape[1], device=idx.device)

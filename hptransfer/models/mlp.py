@@ -8,8 +8,8 @@ from torch import nn
 
 from hptransfer.config import ModelConfig
 from hptransfer.models.gpt import ForwardScales
+from hptransfer.models.roles import InputLayer, Readout
 from hptransfer.models.sparse import MaskedLinear
-from hptransfer.param import Role
 
 
 class MLP(nn.Module):
@@ -21,8 +21,7 @@ class MLP(nn.Module):
             raise ValueError("MLP needs model.input_size and model.output_size")
         self.cfg = cfg
         self.scales = scales
-        self.input = nn.Linear(cfg.input_size, cfg.width, bias=cfg.bias, device=device)
-        self.input.hp_role = Role.EMBEDDING
+        self.input = InputLayer(cfg.input_size, cfg.width, bias=cfg.bias, device=device)
         self.hidden = nn.ModuleList(
             MaskedLinear(
                 cfg.width,
@@ -37,8 +36,7 @@ class MLP(nn.Module):
             )
             for i in range(cfg.depth)
         )
-        self.readout = nn.Linear(cfg.width, cfg.output_size, bias=cfg.bias, device=device)
-        self.readout.hp_role = Role.READOUT
+        self.readout = Readout(cfg.width, cfg.output_size, bias=cfg.bias, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.input(x) * self.scales.embedding)

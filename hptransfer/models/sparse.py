@@ -78,7 +78,11 @@ def _remask_after_load(module: MaskedLinear, _incompatible_keys: object) -> None
 
 class MaskedLinear(nn.Linear):
     """``nn.Linear`` with a static sparse mask (``density < 1``) applied through
-    :func:`hptransfer.kernels.masked_linear`. At density 1 it is exactly ``nn.Linear``."""
+    :func:`hptransfer.kernels.masked_linear`. At density 1 it is exactly ``nn.Linear``.
+
+    ``init_scale``: a structural factor on the init std, read by the parameterization (GPT-2's
+    1/√(2·depth) on residual projections).
+    """
 
     mask: torch.Tensor | None
 
@@ -93,10 +97,12 @@ class MaskedLinear(nn.Linear):
         mask_block: int = 64,
         seed: int = 0,
         kernel: str = "auto",
+        init_scale: float = 1.0,
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__(in_features, out_features, bias=bias, device=device)
         self.density = density
+        self.init_scale = init_scale
         self.mask_kind = mask_kind
         self.mask_block = mask_block
         self.kernel = kernel

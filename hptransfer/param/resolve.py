@@ -1,17 +1,33 @@
-"""From (parameter role, parameterization, base HPs, multipliers) to concrete per-parameter HPs.
+"""From (parameter role, parameterization, base HPs, base shape) to concrete per-parameter HPs.
 
 A pure step: models declare each parameter's :class:`ParamSpec`; this module turns specs into
-init std, learning rate, forward multiplier, weight decay and Adam ε. ``plan``, model init and
-the optimizer all read the same :class:`ParamHP` rows, so they cannot disagree.
+init std, learning rate, forward multiplier, weight decay and Adam ε. The multipliers are the
+parameter's own: m_d from the model's width, m_rho from the density of the parameter's layer.
+``plan``, model init and the optimizer all read the same :class:`ParamHP` rows, so they cannot
+disagree.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
-from hptransfer.config import BaseHPs, Multipliers, TrainConfig
+from hptransfer.param.base import BaseHPs, BaseShape, Multipliers
 from hptransfer.param.rules import Parameterization, Role
+
+
+class OptimizerSettings(Protocol):
+    """What resolution reads of the training config (:class:`hptransfer.config.TrainConfig`)."""
+
+    @property
+    def optimizer(self) -> str: ...
+    @property
+    def weight_decay_mode(self) -> str: ...
+    @property
+    def eps(self) -> float: ...
+    @property
+    def scale_eps(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -19,12 +35,13 @@ class ParamSpec:
     """What a model says about one parameter.
 
     ``init_scale`` is a structural factor on the init std (GPT-2's 1/√(2·n_layer) on residual
-    output projections); ``density`` is the sparse layer's requested density (1 if dense);
+    output projections); ``density`` is the requested density of a sparse layer's weight
+    (m_rho = density / base density), None for a parameter that is never sparse (m_rho = 1);
     ``fill`` is a constant init (norm gains 1, biases 0) instead of a normal draw.
     """
 
     role: Role
-    density: float = 1.0
+    density: float | None = None
     init_scale: float = 1.0
     fill: float | None = None
 
@@ -57,6 +74,11 @@ class ParamHP:
         }
 
 
+def multipliers(spec: ParamSpec, width: int, base: BaseShape) -> Multipliers:
+    """The parameter's m_d and m_rho: its model's width and its own layer's density."""
+    return base.multipliers(width, base.density if spec.density is None else spec.density)
+
+
 def lr_factor(p: Parameterization, role: Role, m: Multipliers, optimizer: str) -> float:
     rule = p.rule(role)
     return (rule.sgd_lr if optimizer == "sgd" else rule.adam_lr)(m)
@@ -81,9 +103,12 @@ def resolve(
     spec: ParamSpec,
     p: Parameterization,
     hps: BaseHPs,
-    m: Multipliers,
-    train: TrainConfig,
+    base: BaseShape,
+    width: int,
+    train: OptimizerSettings,
 ) -> ParamHP:
+    """The HPs of parameter ``name`` of a model of ``width`` tuned at ``base``."""
+    m = multipliers(spec, width, base)
     rule = p.rule(spec.role)
     lr_mult = lr_factor(p, spec.role, m, train.optimizer)
     lr = hps.lr * lr_mult
@@ -91,7 +116,7 @@ def resolve(
         name=name,
         role=spec.role,
         shape=tuple(shape),
-        density=spec.density,
+        density=1.0 if spec.density is None else spec.density,
         init_std=hps.init_std * math.sqrt(rule.init_var(m)) * spec.init_scale,
         fill=spec.fill,
         lr=lr,

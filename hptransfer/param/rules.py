@@ -8,6 +8,9 @@ output is scaled by α_out/m_d and its weight keeps a width-independent init and
 SGD rules follow from that form: the readout weight is "vector-like" (one dimension grows),
 so its SGD LR scales by m_d, which is Table 3's "readout LR / m_d" written for the
 multiplied weight.
+
+:data:`PARAMETERIZATIONS` is the one registry of names; :func:`parameterization` looks one up
+and is the only place an unknown name is refused (with a did-you-mean hint).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from hptransfer.config import Multipliers
+from hptransfer.errors import ConfigError, did_you_mean
+from hptransfer.param.base import Multipliers
 
 
 class Role(str, Enum):
@@ -64,7 +68,6 @@ class Parameterization:
     title: str
     rules: Mapping[Role, RoleRule]
     mup_attention: bool  # True: logits qᵀk·√d₀/d_head; False: qᵀk/√d_head
-    sgd_experimental: bool = False
 
     def rule(self, role: Role) -> RoleRule:
         return self.rules[role]
@@ -111,7 +114,17 @@ SUPAR = Parameterization(
         ),
     },
     mup_attention=True,
-    sgd_experimental=True,
 )
 
 PARAMETERIZATIONS: dict[str, Parameterization] = {p.name: p for p in (SP, MUP, SUPAR)}
+
+
+def parameterization(name: str) -> Parameterization:
+    """The registered parameterization ``name``; a :class:`ConfigError` with the closest
+    registered name otherwise."""
+    if not isinstance(name, str) or name not in PARAMETERIZATIONS:
+        raise ConfigError(
+            f"unknown parameterization {name!r}{did_you_mean(str(name), PARAMETERIZATIONS)}; "
+            f"expected one of {', '.join(PARAMETERIZATIONS)}"
+        )
+    return PARAMETERIZATIONS[name]

@@ -8,7 +8,6 @@ documented in ``sweeps/proxy.yaml``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
@@ -29,8 +28,8 @@ from hptransfer.config import (
     RunConfig,
     TrainConfig,
 )
-from hptransfer.errors import ConfigError
-from hptransfer.param import PARAMETERIZATIONS
+from hptransfer.errors import ConfigError, did_you_mean
+from hptransfer.param import parameterization
 from hptransfer.target.config import TargetConfig
 
 ALGORITHMS = ("grid", "optuna")
@@ -202,7 +201,7 @@ class SweepSpec:
             "data": dataclasses.asdict(self.data),
             "train": train,
             "parameterization": list(self.parameterizations),
-            "base": dataclasses.asdict(self.base),
+            "base": self.base.to_dict(),
             "hps": {
                 k: v for k, v in dataclasses.asdict(self.hps).items() if k not in self.search.names
             },
@@ -501,16 +500,14 @@ class _Parser:
                 self.fail(key, f"{hp.name} must be > 0; got {value}")
 
     def parameterizations(self, raw: Any) -> tuple[str, ...]:
-        known = tuple(PARAMETERIZATIONS)
         names = tuple(raw) if isinstance(raw, list) else (raw,)
         if not names:
             self.fail("parameterization", "is empty")
         for name in names:
-            if name not in known:
-                hint = _suggest(str(name), known)
-                self.fail(
-                    "parameterization", f"unknown {name!r}{hint}; expected {', '.join(known)}"
-                )
+            try:
+                parameterization(name)
+            except ConfigError as exc:
+                self.fail("parameterization", str(exc))
         if len(set(names)) != len(names):
             self.fail("parameterization", "lists a parameterization twice")
         return names
@@ -526,7 +523,8 @@ class _Parser:
                 where = shown if key == "(top level)" else f"{key}.{shown}"
                 self.fail(
                     where,
-                    f"unknown key{_suggest(str(name), allowed)} (allowed: {', '.join(allowed)})",
+                    f"unknown key{did_you_mean(str(name), allowed)} "
+                    f"(allowed: {', '.join(allowed)})",
                 )
         return raw
 
@@ -595,11 +593,6 @@ _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str:
 
 def _fields(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
-
-
-def _suggest(name: str, allowed: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(allowed), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _describe(value: Any) -> str:

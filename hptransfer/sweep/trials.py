@@ -44,7 +44,8 @@ def trial_id(point_id: str, seed: int) -> str:
 
 def config_hash(run: RunConfig) -> str:
     """Stable short hash of everything in a run configuration."""
-    text = json.dumps(dataclasses.asdict(run), sort_keys=True, default=list)
+    content = {**dataclasses.asdict(run), "base": run.base.to_dict()}
+    text = json.dumps(content, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

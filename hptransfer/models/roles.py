@@ -1,0 +1,43 @@
+"""Each parameter's role, declared by the type of the layer that holds it (SPEC.md's roles).
+
+A model says "this is the readout" by building a :class:`Readout`, not by tagging a module;
+:func:`param_spec` maps a layer type to its parameters' :class:`~hptransfer.param.ParamSpec`.
+A new block (e.g. a LLaMA block) declares its roles the same way: by its layer types.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from hptransfer.models.sparse import MaskedLinear
+from hptransfer.param import ParamSpec, Role
+
+
+class Readout(nn.Linear):
+    """The unembedding / classifier head: fan-in grows with width, fan-out fixed."""
+
+
+class InputLayer(nn.Linear):
+    """An MLP's input layer: fan-in fixed, fan-out grows with width (embedding-like)."""
+
+
+# Dense weights by layer type (a plain nn.Linear has no role: a model must say which it is).
+_DENSE_ROLES: tuple[tuple[type[nn.Module], Role], ...] = (
+    (Readout, Role.READOUT),
+    (InputLayer, Role.EMBEDDING),
+    (nn.Embedding, Role.EMBEDDING),
+)
+
+
+def param_spec(module: nn.Module, param_name: str) -> ParamSpec:
+    """The spec of ``module``'s own parameter ``param_name``."""
+    if isinstance(module, nn.LayerNorm):
+        return ParamSpec(Role.VECTOR, fill=1.0 if param_name == "weight" else 0.0)
+    if param_name == "bias":
+        return ParamSpec(Role.VECTOR, fill=0.0)
+    if isinstance(module, MaskedLinear):
+        return ParamSpec(Role.HIDDEN, density=module.density, init_scale=module.init_scale)
+    role = next((role for cls, role in _DENSE_ROLES if isinstance(module, cls)), None)
+    if role is None:
+        raise AssertionError(f"{type(module).__name__}.{param_name} has no declared role")
+    return ParamSpec(role)

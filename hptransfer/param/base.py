@@ -1,0 +1,99 @@
+"""The base: the proxy shape the base HPs were tuned at, the base HPs, and the multipliers.
+
+Every scaling rule is a power law in the width multiplier m_d = width / base width and the
+density multiplier m_rho = density / base density; :meth:`BaseShape.multipliers` computes
+them for one layer (each parameter uses its own layer's density). The base also records its
+head count, since μP's attention scale needs the base head size d₀ (SPEC.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from hptransfer.errors import ConfigError
+
+
+def require(ok: bool, message: str) -> None:
+    """Raise :class:`ConfigError` with ``message`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(message)
+
+
+def check_density(name: str, value: Any) -> None:
+    require(
+        isinstance(value, (int, float)) and 0 < value <= 1 and math.isfinite(value),
+        f"{name} must be in (0, 1]; got {value!r}",
+    )
+
+
+@dataclass(frozen=True)
+class Multipliers:
+    """SμPar's width multiplier m_d and density multiplier m_rho."""
+
+    width: float = 1.0
+    density: float = 1.0
+
+
+@dataclass(frozen=True)
+class BaseShape:
+    """The proxy shape the base HPs were tuned at.
+
+    ``heads``: the base's attention heads, which fix d₀ = width / heads. ``None`` means the
+    base has the run's own head count (every sweep: heads are not a sweep axis); a run whose
+    heads differ from the base's must name them (:meth:`hptransfer.config.RunConfig.retarget`
+    does). ``None`` keeps sweeps' spec and run hashes as they were before heads were recorded.
+    """
+
+    width: int = 128
+    density: float = 1.0
+    heads: int | None = None
+
+    def __post_init__(self) -> None:
+        require(isinstance(self.width, int) and self.width >= 1, "base.width must be >= 1")
+        check_density("base.density", self.density)
+        require(
+            self.heads is None or (isinstance(self.heads, int) and self.heads >= 1),
+            f"base.heads must be a positive integer; got {self.heads!r}",
+        )
+
+    def multipliers(self, width: int, density: float = 1.0) -> Multipliers:
+        """m_d and m_rho of a layer of ``density`` in a model of ``width``."""
+        return Multipliers(width=width / self.width, density=density / self.density)
+
+    def head_dim(self, run_heads: int) -> int:
+        """The base head size d₀ (``run_heads`` when the base does not record its own)."""
+        return max(1, self.width // (self.heads or run_heads))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain fields for YAML and hashes; ``heads`` only when recorded (see above)."""
+        fields = dataclasses.asdict(self)
+        return fields if self.heads is not None else {k: fields[k] for k in ("width", "density")}
+
+
+@dataclass(frozen=True)
+class BaseHPs:
+    """Base hyperparameters (σ, η, α_in, α_out, weight decay), tuned once at the base shape."""
+
+    lr: float = 2.0**-7
+    init_std: float = 0.02
+    alpha_in: float = 1.0
+    alpha_out: float = 1.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            require(
+                isinstance(value, (int, float)) and math.isfinite(value),
+                f"hps.{f.name} must be a finite number; got {value!r}",
+            )
+        for name in ("lr", "init_std", "alpha_in", "alpha_out"):
+            require(getattr(self, name) > 0, f"hps.{name} must be > 0; got {getattr(self, name)}")
+        require(self.weight_decay >= 0, "hps.weight_decay must be >= 0")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
