@@ -264,12 +264,12 @@ def estimate(
     flag = point.flag
     if 1 - len(located) / n_boot > TAIL or hi - lo > x[-1] - x[0]:
         flag = "flat"
-    elif flag == "ok" and not _overlaps(ci95, _cell(x, point.argmin)):
+    elif flag == "ok" and not _overlaps(ci95, half_step_cell(x, point.argmin)):
         flag = "off_argmin"
     return replace(point, flag=flag, ci95=ci95, ci95_cut=cut)
 
 
-def _cell(x: np.ndarray, at: float) -> tuple[float, float]:
+def half_step_cell(x: np.ndarray, at: float) -> tuple[float, float]:
     """The grid point ``at`` ± half the step to each neighbour (where it has one)."""
     k = int(np.searchsorted(x, at))
     lo = (x[k - 1] + x[k]) / 2 if k > 0 else x[k]

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hptransfer.analysis.optimum import (
     estimate,
     grid_points,
+    half_step_cell,
     locate,
     small_sample_factor,
     stable_points,
@@ -45,16 +46,6 @@ def with_cliff(mean: np.ndarray, at: float) -> np.ndarray:
 
 def fit(losses: np.ndarray, seed: int = 0, x: np.ndarray = GRID):
     return estimate(x, losses, 1.25, 200, np.random.default_rng(seed))
-
-
-@settings(max_examples=30, deadline=None)
-@given(true=st.floats(-9.0, -4.0), seed=st.integers(0, 2**16))
-def test_recovers_a_symmetric_basin_within_half_a_step(true: float, seed: int) -> None:
-    opt = fit(seeds(basin(true), seed=seed), seed)
-    assert opt.flag in ("ok", "off_argmin")
-    assert abs(opt.log2 - true) < HALF_STEP
-    assert opt.curvature == pytest.approx(0.05, rel=0.5)
-    assert opt.stable == (GRID[0], GRID[-1])
 
 
 @pytest.mark.parametrize(("left", "right"), [(0.03, 0.09), (0.09, 0.03)])
@@ -167,18 +158,26 @@ def test_real_cliff_cases_stay_by_their_best_grid_point(case: str, flags: tuple[
     assert opt.ci95 is not None and opt.ci95[0] <= best + 1e-9 and opt.ci95[1] <= best
 
 
-def test_an_interval_off_the_argmin_is_flagged() -> None:
-    """Strongly asymmetric basins (7.5×) pull some vertices over half a step off the arg-min:
-    exactly those whose interval misses the arg-min's half-step cell are flagged."""
+@pytest.mark.parametrize(("left", "right"), [(0.02, 0.15), (0.15, 0.02)])
+def test_an_interval_off_the_argmin_is_flagged(left: float, right: float) -> None:
+    """Strongly asymmetric basins (7.5×) pull some vertices over half a step off the arg-min,
+    toward the shallow side: exactly those whose interval misses the arg-min's half-step cell
+    are flagged."""
     rng = np.random.default_rng(3)
     flags = []
     for k, true in enumerate(rng.uniform(-8.0, -5.5, 30)):
-        opt = fit(seeds(basin(true, 0.02, 0.15), seed=k), k)
+        opt = fit(seeds(basin(true, left, right), seed=k), k)
         lo, hi = opt.ci95
         off = hi < opt.argmin - HALF_STEP or lo > opt.argmin + HALF_STEP
         assert opt.flag == ("off_argmin" if off else "ok")
         flags.append(opt.flag)
     assert "off_argmin" in flags and "ok" in flags
+
+
+def test_half_step_cell_stops_at_the_grid_ends() -> None:
+    assert half_step_cell(GRID, -7.0) == (-7.25, -6.75)
+    assert half_step_cell(GRID, GRID[0]) == (GRID[0], GRID[0] + HALF_STEP)
+    assert half_step_cell(GRID, GRID[-1]) == (GRID[-1] - HALF_STEP, GRID[-1])
 
 
 def test_interval_covers_truth_about_95_percent() -> None:
@@ -237,3 +236,13 @@ def test_missing_points_per_seed_are_tolerated() -> None:
 def test_small_sample_factor_shrinks_to_one() -> None:
     assert small_sample_factor(2) > small_sample_factor(3) > small_sample_factor(10) > 1
     assert small_sample_factor(1000) == pytest.approx(1.0, abs=1e-3)
+
+
+@settings(max_examples=30, deadline=None)
+@given(true=st.floats(-9.0, -4.0), seed=st.integers(0, 2**16))
+def test_recovers_a_symmetric_basin_within_half_a_step(true: float, seed: int) -> None:
+    opt = fit(seeds(basin(true), seed=seed), seed)
+    assert opt.flag in ("ok", "off_argmin")
+    assert abs(opt.log2 - true) < HALF_STEP
+    assert opt.curvature == pytest.approx(0.05, rel=0.5)
+    assert opt.stable == (GRID[0], GRID[-1])
