@@ -264,7 +264,7 @@ def estimate(
     flag = point.flag
     if 1 - len(located) / n_boot > TAIL or hi - lo > x[-1] - x[0]:
         flag = "flat"
-    elif flag == "ok" and not _overlaps(ci95, half_step_cell(x, point.argmin)):
+    elif flag == "ok" and not overlaps(ci95, half_step_cell(x, point.argmin)):
         flag = "off_argmin"
     return replace(point, flag=flag, ci95=ci95, ci95_cut=cut)
 
@@ -277,7 +277,8 @@ def half_step_cell(x: np.ndarray, at: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _overlaps(a: tuple[float, float], b: tuple[float, float]) -> bool:
+def overlaps(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether closed intervals ``a`` and ``b`` share a point."""
     return a[0] <= b[1] and b[0] <= a[1]
 
 

@@ -14,12 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hptransfer.analysis.optimum import (
+    bootstrap,
     estimate,
     grid_points,
     half_step_cell,
     locate,
+    overlaps,
     small_sample_factor,
     stable_points,
+    tricube,
 )
 
 GRID = np.arange(-10.0, -2.9, 0.5)
@@ -140,21 +143,23 @@ REAL = {
 
 
 @pytest.mark.parametrize(
-    ("case", "flags"),
+    ("case", "flags", "cut"),
     [
-        ("SμPar width 128 density 1/4", ("ok", "cliff")),
-        ("SP width 64 density 1", ("cliff",)),
-        ("SμPar width 128 density 1/2", ("flat",)),  # seed 1 alone is best at 2^-7.5
+        ("SμPar width 128 density 1/4", ("ok", "cliff"), "both"),
+        ("SP width 64 density 1", ("cliff",), "none"),
+        ("SμPar width 128 density 1/2", ("flat",), "low"),  # seed 1 alone is best at 2^-7.5
     ],
 )
-def test_real_cliff_cases_stay_by_their_best_grid_point(case: str, flags: tuple[str]) -> None:
+def test_real_cliff_cases_stay_by_their_best_grid_point(
+    case: str, flags: tuple[str], cut: str
+) -> None:
     x, text = REAL[case]
     losses = np.array([line.split() for line in text.splitlines()], dtype=float)
     best = x[np.argmin(losses.mean(axis=0))]
     opt = fit(losses, x=x)
     assert abs(opt.log2 - best) <= HALF_STEP
     assert opt.argmin == best and opt.log2 <= opt.stable[1] == best  # the cliff is next
-    assert opt.flag in flags
+    assert opt.flag in flags and opt.ci95_cut == cut
     assert opt.ci95 is not None and opt.ci95[0] <= best + 1e-9 and opt.ci95[1] <= best
 
 
@@ -177,7 +182,20 @@ def test_an_interval_off_the_argmin_is_flagged(left: float, right: float) -> Non
 def test_half_step_cell_stops_at_the_grid_ends() -> None:
     assert half_step_cell(GRID, -7.0) == (-7.25, -6.75)
     assert half_step_cell(GRID, GRID[0]) == (GRID[0], GRID[0] + HALF_STEP)
+    assert half_step_cell(GRID, GRID[1]) == (GRID[1] - HALF_STEP, GRID[1] + HALF_STEP)
+    assert half_step_cell(GRID, GRID[-2]) == (GRID[-2] - HALF_STEP, GRID[-2] + HALF_STEP)
     assert half_step_cell(GRID, GRID[-1]) == (GRID[-1] - HALF_STEP, GRID[-1])
+
+
+def test_closed_intervals_that_touch_overlap() -> None:
+    assert overlaps((0.0, 1.0), (1.0, 2.0)) and overlaps((1.0, 2.0), (0.0, 1.0))
+    assert not overlaps((0.0, 1.0), (1.5, 2.0)) and not overlaps((1.5, 2.0), (0.0, 1.0))
+
+
+def test_tricube_weights() -> None:
+    d = np.array([0.0, -0.5, 1.0, 1.25, -2.0])
+    expected = [1.0, (1 - 0.4**3) ** 3, (1 - 0.8**3) ** 3, 0.0, 0.0]
+    assert tricube(d, 1.25) == pytest.approx(expected)
 
 
 def test_interval_covers_truth_about_95_percent() -> None:
@@ -235,7 +253,37 @@ def test_missing_points_per_seed_are_tolerated() -> None:
 
 def test_small_sample_factor_shrinks_to_one() -> None:
     assert small_sample_factor(2) > small_sample_factor(3) > small_sample_factor(10) > 1
+    assert small_sample_factor(31) == pytest.approx(np.sqrt(31 / 30) * 2.042 / 1.96)  # t(30)
+    assert small_sample_factor(32) == pytest.approx(np.sqrt(32 / 31))  # z beyond the table
     assert small_sample_factor(1000) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_interval_is_the_widened_bootstrap_percentile_interval() -> None:
+    losses = seeds(basin(-7.2), n=4)
+    opt = estimate(GRID, losses, 1.25, 500, np.random.default_rng(5))
+    replicates = bootstrap(GRID, losses, 1.25, 0.05, 500, np.random.default_rng(5))
+    lo, hi = np.percentile(replicates, [2.5, 97.5])
+    widen = small_sample_factor(4)
+    expected = (opt.log2 - widen * (opt.log2 - lo), opt.log2 + widen * (hi - opt.log2))
+    assert opt.ci95 == pytest.approx(expected) and opt.ci95_cut == "none"
+
+
+W_SHAPE = 2 + np.select(  # a minimum at 2^-7 that a wide window sees as no basin (a < 0)
+    [abs(GRID + 7) < 0.01, abs(GRID + 7) < 0.51], [0.0, 0.001], 0.00001
+)
+
+
+def test_no_located_replicate_means_flat_and_no_interval() -> None:
+    opt = estimate(GRID, np.vstack([W_SHAPE, W_SHAPE]), 3.0, 100, np.random.default_rng(0))
+    assert (opt.flag, opt.ci95) == ("flat", None) and opt.curvature < 0
+
+
+def test_unlocated_replicates_make_it_flat_even_with_a_narrow_interval() -> None:
+    """One seed of three locates no minimum: 1/27 of the resamples hold only it (> 2.5%)."""
+    sharp = 2 + 0.3 * (GRID + 7) ** 2
+    losses = np.vstack([sharp, sharp + 1e-3, W_SHAPE])
+    opt = estimate(GRID, losses, 3.0, 1000, np.random.default_rng(0))
+    assert opt.flag == "flat" and opt.ci95 == pytest.approx((-7.0, -7.0))
 
 
 @settings(max_examples=30, deadline=None)
