@@ -37,7 +37,8 @@ class ModelConfig:
     """Shape of one model. ``width`` is d_model (GPT) or the hidden width (MLP).
 
     ``input_size``/``output_size`` are the vocabulary (GPT) or features/classes (MLP); the
-    data source fills them in when left at ``None``.
+    data source fills them in when left at ``None``. ``readout_zero_init`` starts the readout
+    weight at 0 (μP practice, Tensor Programs V App. D.2; see ``models.roles.Readout``).
     """
 
     kind: str = "gpt"
@@ -55,6 +56,7 @@ class ModelConfig:
     mask_block: int = 64
     mask_seed: int = 0
     kernel: str = "auto"
+    readout_zero_init: bool = False
 
     def __post_init__(self) -> None:
         _one_of("model.kind", self.kind, MODEL_KINDS)
@@ -80,9 +82,23 @@ class ModelConfig:
                 f"model.{name} must be a positive integer",
             )
 
+        require(
+            not (self.readout_zero_init and self.tied_embeddings),
+            "model.readout_zero_init needs an untied readout (tied_embeddings: false): "
+            "zeroing a tied readout zeroes the embedding",
+        )
+
     @property
     def head_dim(self) -> int:
         return self.width // self.heads
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain fields for YAML and hashes; ``readout_zero_init`` only when on, so every
+        spec and run written before the option keeps its hash."""
+        fields = dataclasses.asdict(self)
+        if not self.readout_zero_init:
+            del fields["readout_zero_init"]
+        return fields
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)

@@ -49,9 +49,43 @@ def test_supar_flat_in_density(activations):
     assert worst(activations, "supar", "density", [*HIDDEN, "logits"]) <= 1.25
 
 
+@pytest.fixture(scope="module")
+def zero_readout_activations() -> pd.DataFrame:
+    """μP and SμPar over widths at density 1 with a zero-initialised readout."""
+    run = tiny_gpt_run(width=128, depth=1, heads=4, context=32, readout_zero_init=True)
+    run = dataclasses.replace(
+        run,
+        data=dataclasses.replace(run.data, seq_len=32),
+        train=dataclasses.replace(run.train, steps=4),
+        hps=dataclasses.replace(run.hps, lr=2**-9, weight_decay=0.0),
+    )
+    runs = coord_check_runs(run, ["mup", "supar"], WIDTHS, [1.0], [0], DENSITY_WIDTH)
+    return activation_table(pd.DataFrame([row for r in runs for row in check_run(r)]))
+
+
 def test_supar_and_mup_flat_in_width(activations):
     for p in ("supar", "mup"):
         assert worst(activations, p, "width", HIDDEN) <= 1.25
+
+
+def test_mup_initial_logits_shrink_as_one_over_sqrt_width(activations):
+    """Why the logits are left out above: at init the readout's output multiplier 1/m_d
+    outruns the √width growth of hW^T (init variance σ², constant), so μP's step-1 logits
+    fall like 1/√width (the committed check: spread 2.05 over 256 → 1024); later steps are
+    dominated by the update, which μP keeps flat."""
+    for p in ("supar", "mup"):
+        first = activations[
+            (activations.parameterization == p)
+            & (activations.group == "logits")
+            & (activations.density == 1.0)
+            & (activations.step == 1)
+        ].set_index("width")["value"]
+        assert first[WIDTHS[0]] / first[WIDTHS[-1]] == pytest.approx(2.0, rel=0.15)
+
+
+def test_zero_initialised_readout_makes_the_logits_flat_in_width_too(zero_readout_activations):
+    for p in ("supar", "mup"):
+        assert worst(zero_readout_activations, p, "width", [*HIDDEN, "logits"]) <= 1.25
 
 
 @pytest.mark.parametrize("p", ["sp", "mup"])

@@ -2,14 +2,18 @@
 
 import dataclasses
 import io
+import math
 
 import pytest
 import torch
 
 from hptransfer.config import BaseShape, RunConfig
+from hptransfer.data import load_dataset
+from hptransfer.errors import ConfigError
 from hptransfer.models import MaskedLinear, build_model, describe, draw_mask, param_specs
 from hptransfer.param import Role
-from hptransfer.train import train
+from hptransfer.sweep.trials import config_hash
+from hptransfer.train import complete_run, train
 from tests.conftest import tiny_gpt_run, tiny_mlp_run
 
 
@@ -127,6 +131,37 @@ def test_tied_embeddings_share_one_parameter(gpt_run):
     names = [row.name for row in describe(run)]
     assert "head.weight" not in names and "tok_emb.weight" in names
     assert train(run).val_loss < 10
+
+
+@pytest.mark.parametrize(("make", "head"), [(tiny_gpt_run, "head"), (tiny_mlp_run, "readout")])
+def test_zero_initialised_readout_starts_at_zero_and_learns(make, head):
+    """μP practice: the readout weight starts at 0 (same role, LR and multiplier), the first
+    update moves it, and the rest of the model is initialised as without the option."""
+    raw = make(readout_zero_init=True)
+    run = complete_run(raw, load_dataset(raw.data))
+    plain = dataclasses.replace(run, model=run.model.replace(readout_zero_init=False))
+    zero, normal = build_model(run), build_model(plain)
+    weight = getattr(zero, head).weight
+    assert torch.count_nonzero(weight) == 0 and torch.count_nonzero(getattr(normal, head).weight)
+    assert param_specs(zero)[f"{head}.weight"].role is Role.READOUT
+    others = [n for n in dict(zero.named_parameters()) if not n.startswith(head)]
+    state, reference = zero.state_dict(), normal.state_dict()
+    assert all(torch.equal(state[n], reference[n]) for n in others)
+    assert {r.name: r.lr for r in describe(run)} == {r.name: r.lr for r in describe(plain)}
+    classes = run.model.output_size or run.model.input_size
+    longer = dataclasses.replace(run, train=dataclasses.replace(run.train, steps=40))
+    assert train(longer).val_loss < math.log(classes) - 0.05  # it starts from uniform
+
+
+def test_zero_initialised_readout_is_refused_when_tied_and_hashes_as_before_when_off():
+    with pytest.raises(ConfigError, match="readout_zero_init needs an untied readout"):
+        tiny_gpt_run(tied_embeddings=True, readout_zero_init=True)
+    off = tiny_gpt_run()
+    assert "readout_zero_init" not in off.model.to_dict()
+    assert off.model.to_dict() == {
+        k: v for k, v in dataclasses.asdict(off.model).items() if k != "readout_zero_init"
+    }
+    assert config_hash(off) != config_hash(tiny_gpt_run(readout_zero_init=True))
 
 
 def test_plan_of_huge_model_builds_no_weights():

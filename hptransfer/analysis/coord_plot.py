@@ -22,7 +22,9 @@ def spread(table: pd.DataFrame, axis: str, fixed: dict[str, float]) -> pd.DataFr
     for column, value in fixed.items():
         selected = selected[selected[column] == value]
     stats = selected.groupby(["parameterization", "group", "step"])["value"]
-    out = (stats.max() / stats.min()).rename("spread").reset_index()
+    # A group that is exactly 0 everywhere (a zero-initialised readout's logits at step 1) is flat.
+    ratio = (stats.max() / stats.min()).where(stats.max() > 0, 1.0)
+    out = ratio.rename("spread").reset_index()
     out["axis"] = axis
     return out
 
@@ -37,7 +39,7 @@ def plot_coord_check(table: pd.DataFrame, axis: str, fixed: dict[str, float], pa
 
     from hptransfer.analysis.plots import write_figure
 
-    selected = table
+    selected = table[table["value"] > 0]  # log axis: a zero readout's step-1 logits are 0
     for column, value in fixed.items():
         selected = selected[selected[column] == value]
     params = list(dict.fromkeys(selected["parameterization"]))

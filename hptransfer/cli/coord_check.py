@@ -46,6 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--corpus", default="shakespeare")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument(
+        "--readout-zero-init",
+        action="store_true",
+        help="start the readout weight at 0 (μP practice): the logits then start flat in width",
+    )
     parser.add_argument("--out", type=Path, default=Path("results/coord_check"))
     parser.set_defaults(func=run)
 
@@ -54,7 +59,12 @@ def base_run(args: argparse.Namespace) -> RunConfig:
     width = _ints(args.widths)[0]
     return RunConfig(
         model=ModelConfig(
-            kind=args.kind, width=width, depth=args.depth, heads=args.heads, context=args.seq_len
+            kind=args.kind,
+            width=width,
+            depth=args.depth,
+            heads=args.heads,
+            context=args.seq_len,
+            readout_zero_init=args.readout_zero_init,
         ),
         data=DataConfig(corpus=args.corpus, batch_size=args.batch_size, seq_len=args.seq_len),
         train=TrainConfig(steps=args.steps),

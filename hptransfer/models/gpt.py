@@ -118,7 +118,13 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.width, bias=cfg.bias, device=device)
         self.head = None
         if not cfg.tied_embeddings:
-            self.head = Readout(cfg.width, cfg.output_size or vocab, bias=False, device=device)
+            self.head = Readout(
+                cfg.width,
+                cfg.output_size or vocab,
+                zero_init=cfg.readout_zero_init,
+                bias=False,
+                device=device,
+            )
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(idx.shape[1], device=idx.device)

@@ -36,7 +36,13 @@ class MLP(nn.Module):
             )
             for i in range(cfg.depth)
         )
-        self.readout = Readout(cfg.width, cfg.output_size, bias=cfg.bias, device=device)
+        self.readout = Readout(
+            cfg.width,
+            cfg.output_size,
+            zero_init=cfg.readout_zero_init,
+            bias=cfg.bias,
+            device=device,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.input(x) * self.scales.embedding)

@@ -14,7 +14,18 @@ from hptransfer.param import ParamSpec, Role
 
 
 class Readout(nn.Linear):
-    """The unembedding / classifier head: fan-in grows with width, fan-out fixed."""
+    """The unembedding / classifier head: fan-in grows with width, fan-out fixed.
+
+    ``zero_init`` starts the weight at 0 (μP practice, Tensor Programs V App. D.2). With a
+    normal init the logits start at size ∝ σ·√width·(output multiplier): under μP and SμPar
+    (multiplier α_out/m_d) they shrink like 1/√width, the one coordinate not flat in width
+    at step 1 of the coordinate check. At 0 they start at 0 at every width and the first
+    update, which μP scales right, sets their size.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, zero_init: bool = False, **kw):
+        super().__init__(in_features, out_features, **kw)
+        self.zero_init = zero_init
 
 
 class InputLayer(nn.Linear):
@@ -35,6 +46,8 @@ def param_spec(module: nn.Module, param_name: str) -> ParamSpec:
         return ParamSpec(Role.VECTOR, fill=1.0 if param_name == "weight" else 0.0)
     if param_name == "bias":
         return ParamSpec(Role.VECTOR, fill=0.0)
+    if isinstance(module, Readout) and module.zero_init:
+        return ParamSpec(Role.READOUT, fill=0.0)
     if isinstance(module, MaskedLinear):
         return ParamSpec(Role.HIDDEN, density=module.density, init_scale=module.init_scale)
     role = next((role for cls, role in _DENSE_ROLES if isinstance(module, cls)), None)

@@ -185,7 +185,7 @@ class SweepSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The normalised spec: every default filled in, plain YAML/JSON types only."""
-        model = dataclasses.asdict(self.model)
+        model = self.model.to_dict()
         model.update(width=list(self.widths), density=list(self.densities))
         search = dataclasses.asdict(self.search)
         search["space"] = {hp.name: hp.to_dict() for hp in self.search.space}

@@ -131,3 +131,18 @@ def test_point_ids_are_stable_so_committed_sweeps_resume():
     assert point_id(run) == "37f918959044"  # as stored before base shapes recorded heads
     other_heads = run.retarget(heads=1)  # the base keeps 2 heads, recorded
     assert point_id(other_heads) != point_id(run)
+
+
+def test_committed_study_runs_keep_their_trial_ids() -> None:
+    """New config options hash only when set: the stored runs of a committed study are the
+    ones its spec plans (so re-running it trains nothing already stored)."""
+    from pathlib import Path
+
+    from hptransfer.sweep import load_spec
+    from hptransfer.sweep.trials import grid_runs, point_id, trial_id
+
+    root = Path(__file__).parents[2]
+    stored = set(pd.read_parquet(root / "results/lr_vs_density_supar/trials.parquet")["trial_id"])
+    spec = load_spec(root / "sweeps/lr_vs_density_supar.yaml")
+    planned = {trial_id(point_id(run), run.seed) for run in grid_runs(spec) if run.seed < 2}
+    assert planned == stored and len(stored) == 90
