@@ -36,7 +36,6 @@ import numpy as np
 import pandas as pd
 
 TAIL = 0.025  # each side of the 95% interval
-FLAGS = ("ok", "edge", "flat", "few_points")
 
 
 def n_coefficients(d: int) -> int:
@@ -74,7 +73,8 @@ class _Runs:
     seed: np.ndarray
 
     def where(self, keep: np.ndarray, origin: np.ndarray) -> _Runs:
-        return _Runs(self.x[keep] - origin, self.y[keep], self.seed[keep])
+        """The runs ``keep``, centred on ``origin``, seeds renumbered among them."""
+        return _Runs(self.x[keep] - origin, self.y[keep], pd.factorize(self.seed[keep])[0])
 
 
 def _runs(runs: pd.DataFrame, hps: Sequence[str], metric: str) -> _Runs:

@@ -9,7 +9,8 @@ k = 0 is the transferred run itself), with the same seeds. Per target and parame
 - ``regret_pct``: ``100·(transferred − tuned)/tuned`` (0 when the transferred η is the best);
 - ``flag``: ``edge`` when the best grid point is an end of the grid (a better η may lie
   beyond: the regret is a lower bound), ``diverged`` when a run at the transferred η
-  diverged, else ``ok``.
+  diverged (or failed), ``missing`` when none was trained, ``partial`` when a grid point has
+  no loss, or fewer seeds than another (the regret is then a lower bound too), else ``ok``.
 
 The table is stored as ``regret.parquet`` beside the transfer runs and drawn by ``plot``.
 """
@@ -56,21 +57,31 @@ def regret_table(
 def _regret(part: pd.DataFrame, transferred_lr: float, metric: str) -> dict[str, object]:
     usable = part["status"].eq("completed") & ~part["diverged"].astype(bool)
     loss = part[metric].where(usable)  # NaN where diverged or failed
-    means = loss.groupby(part["lr"]).mean().sort_index()
+    # A point where any seed diverged or failed has no mean (not the mean of the others).
+    means = loss.groupby(part["lr"]).agg(lambda seeds: seeds.mean(skipna=False)).sort_index()
     at_transfer = np.isclose(means.index, transferred_lr)
     transferred = float(means[at_transfer].iloc[0]) if at_transfer.any() else math.nan
     if means.isna().all():
         return _row(part, transferred_lr, math.nan, math.nan, math.nan, "diverged")
     best_lr = float(means.idxmin())
     tuned = float(means.min())
-    if math.isnan(transferred):
+    if not at_transfer.any():
+        flag = "missing"
+    elif math.isnan(transferred):
         flag = "diverged"
+    elif means.notna().sum() < len(OFFSETS) or _seeds_missing(part):
+        flag = "partial"
     elif best_lr in (means.index[0], means.index[-1]) and not np.isclose(best_lr, transferred_lr):
         flag = "edge"
     else:
         flag = "ok"
     regret = 100 * (transferred - tuned) / tuned
     return _row(part, transferred_lr, transferred, best_lr, tuned, flag, regret)
+
+
+def _seeds_missing(part: pd.DataFrame) -> bool:
+    """Whether some grid point lacks a seed that another point has."""
+    return bool(part.groupby("lr")["seed"].nunique().min() < part["seed"].nunique())
 
 
 def _row(

@@ -160,7 +160,12 @@ def _regret_bars(ax: Axes, table: pd.DataFrame, targets: pd.DataFrame, params: l
     for i, param in enumerate(params):
         rows = targets.merge(table[table["parameterization"].eq(param)], how="left")
         x = np.arange(len(targets)) + (i - (len(params) - 1) / 2) * width
-        ax.bar(x, rows["regret_pct"], width, color=param_color(param), label=param_label(param))
+        bars = ax.bar(
+            x, rows["regret_pct"], width, color=param_color(param), label=param_label(param)
+        )
+        for bar, flag in zip(bars, rows["flag"], strict=True):
+            if flag != "ok":  # edge, partial: a lower bound
+                bar.set_hatch("//")
     ax.set_xticks(
         np.arange(len(targets)),
         [f"{w} × {d:g}" for w, d in zip(targets["width"], targets["density"], strict=True)],
@@ -168,6 +173,6 @@ def _regret_bars(ax: Axes, table: pd.DataFrame, targets: pd.DataFrame, params: l
     )
     ax.axhline(1.0, color="k", ls=":", lw=1)
     ax.set_xlabel("target width × density")
-    ax.set_ylabel("regret (% of the tuned loss)")
+    ax.set_ylabel("regret (% of the tuned loss; hatched: lower bound)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize="small")

@@ -130,3 +130,11 @@ def test_a_finer_slice_with_more_seeds_does_not_bias_the_basin():
     opt = locate_joint(pd.concat([grid, *slices], ignore_index=True), HPS[:2])
     assert opt.log2["lr"] == pytest.approx(truth[0], abs=0.02)
     assert opt.log2["init_std"] == pytest.approx(truth[1], abs=0.02)
+
+
+def test_seeds_outside_the_neighbourhood_do_not_pull_the_fitted_loss():
+    truth = np.array([-7.3, -4.6])
+    runs = grid_runs([octaves(-10, -4), octaves(-7, -2)], truth, np.diag([0.06, 0.04]), 0)
+    far = runs[runs["lr"].eq(2.0**-10)].assign(seed=7, val_loss=lambda r: r["val_loss"] + 1)
+    opt = locate_joint(pd.concat([far, runs], ignore_index=True), HPS[:2])  # seed 7 first
+    assert opt.loss == pytest.approx(2.0, abs=1e-6)

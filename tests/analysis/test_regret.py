@@ -49,10 +49,21 @@ def test_regret_is_the_transferred_loss_over_the_best_of_the_grid():
 
 def test_a_best_at_the_grid_end_is_flagged_edge_and_a_diverged_transfer_diverged():
     runs = grid({"supar": 2.0, "sp": 0.0})
-    runs.loc[runs["parameterization"].eq("sp") & np.isclose(runs["lr"], LR), "diverged"] = True
+    at_lr = runs["parameterization"].eq("sp") & np.isclose(runs["lr"], LR)
+    runs.loc[at_lr & runs["seed"].eq(1), "diverged"] = True  # one seed of three
     table = regret_table(runs, LR).set_index("parameterization")
     assert table.loc["supar", "flag"] == "edge" and table.loc["supar", "regret_pct"] > 0
     assert table.loc["sp", "flag"] == "diverged" and math.isnan(table.loc["sp", "regret_pct"])
+    missing = regret_table(runs[~np.isclose(runs["lr"], LR)], LR).set_index("parameterization")
+    assert missing.loc["supar", "flag"] == "missing"
+    partial = regret_table(runs[runs["lr"] <= LR], LR).set_index("parameterization")
+    assert partial.loc["supar", "flag"] == "partial"
+    last_supar = runs.index[runs["parameterization"].eq("supar")][-1]
+    one_seed_short = runs.drop(index=last_supar)  # supar's last point loses a seed
+    assert (
+        regret_table(one_seed_short, LR).set_index("parameterization").loc["supar", "flag"]
+        == "partial"
+    )
 
 
 def test_stored_regret_merges_by_target_and_is_drawn(tmp_path: Path):
