@@ -115,15 +115,15 @@ def grid_points(x: np.ndarray, losses: np.ndarray, counts: np.ndarray, cliff: fl
     finite = np.isfinite(rows)
     weights = c @ finite
     raw = _mean(rows, c, finite, weights)
-    candidates = ~np.isinf(rows).any(axis=0) & (weights > 0)
+    candidates = ~np.isinf(rows).any(axis=0)  # each kept point has a finite loss then
     if not candidates.any():
         return Points(x, raw, weights, candidates)
     start = int(np.nanargmin(np.where(candidates, raw, np.nan)))
     stable = stable_points(rows, start, cliff * abs(raw[start]))
     complete = stable & finite.all(axis=0)
     if complete.any():
-        offsets = (rows[:, complete] - raw[complete]).mean(axis=1)
-        rows = rows - (offsets - c @ offsets / c.sum())[:, None]
+        # Offsets average to 0 over the seeds (weighted by c): complete points keep their mean.
+        rows = rows - (rows[:, complete] - raw[complete]).mean(axis=1)[:, None]
     return Points(x, _mean(rows, c, finite, weights), weights, stable)
 
 
@@ -176,9 +176,9 @@ def locate(points: Points, window: float) -> Optimum:
         return Optimum(best, "few_points", np.nan, float(np.nanmin(y)), 0, best, (best, best))
     i = int(np.nanargmin(np.where(stable, y, np.nan)))
     span = (float(x[stable][0]), float(x[stable][-1]))
-    at_argmin = Optimum(float(x[i]), "", np.nan, float(y[i]), 0, float(x[i]), span)
+    at_argmin = Optimum(float(x[i]), "few_points", np.nan, float(y[i]), 0, float(x[i]), span)
     if stable.sum() < 3:
-        return replace(at_argmin, flag="few_points")
+        return at_argmin
     if i in (0, len(x) - 1):
         return replace(at_argmin, flag="edge")
     lo = x[i - 1] if stable[i - 1] else x[i]

@@ -8,6 +8,8 @@ land within half a step of their best grid point.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -82,6 +84,57 @@ def test_a_cliff_before_the_basin_bottom_gives_the_last_stable_point() -> None:
         assert opt.ci95 is not None and opt.ci95[1] <= last_stable
 
 
+def test_a_cliff_on_the_low_side_bounds_the_optimum_from_below() -> None:
+    """Mirror image (a small-σ plateau, as in the init-std study): the optimum never passes
+    the arg-min toward the unstable low neighbour."""
+    rng = np.random.default_rng(4)
+    for k in range(10):
+        true = rng.uniform(-8.0, -6.0)
+        plateau = np.less_equal(GRID, true - rng.uniform(0.6, 1.2))
+        opt = fit(seeds(np.where(plateau, PLATEAU, basin(true)), seed=k), k)
+        assert opt.stable[0] == GRID[~plateau].min()
+        assert abs(opt.log2 - true) < HALF_STEP
+    cut = np.where(GRID <= -7.1, PLATEAU, basin(-8.0))  # basin bottom past the low cliff
+    opt = fit(seeds(cut))
+    assert (opt.flag, opt.log2, opt.stable[0]) == ("cliff", -7.0, -7.0)
+
+
+def test_three_stable_points_are_enough() -> None:
+    y = np.where(GRID > -5.9, PLATEAU, 2 + 0.2 * (GRID + 6.6) ** 2)
+    y = np.where(GRID < -7.1, PLATEAU + 0.2, y)  # stable: -7, -6.5, -6
+    opt = fit(np.vstack([y, y + 0.001]))
+    assert opt.stable == (-7.0, -6.0) and opt.n_fitted == 3
+    assert opt.flag == "ok" and opt.log2 == pytest.approx(-6.6)
+
+
+def test_a_window_under_the_step_fits_the_three_point_parabola() -> None:
+    """With the neighbours alone (weight 0 beyond 1.5 steps), the vertex is the classic
+    three-point one, ``h(y₋ - y₊) / 2(y₋ - 2y₀ + y₊)`` from the arg-min."""
+    y = basin(-6.8, 0.03, 0.12)
+    opt = locate(grid_points(GRID, y[None, :], np.ones(1), 0.05), window=0.1)
+    i = int(np.argmin(y))
+    below, at, above = y[i - 1 : i + 2]
+    assert opt.n_fitted == 3
+    vertex = GRID[i] + 0.5 * (below - above) / (2 * (below - 2 * at + above))
+    assert opt.log2 == pytest.approx(vertex)
+
+
+def test_every_point_partly_diverged_gives_the_best_survivor_flagged() -> None:
+    losses = seeds(basin(-7.0))
+    losses[0] = np.inf  # seed 0 diverged everywhere: no stable point
+    opt = fit(losses)
+    assert (opt.flag, opt.log2, opt.argmin, opt.stable) == ("few_points", -7.0, -7.0, (-7.0, -7.0))
+    assert opt.loss == pytest.approx(losses[1:, GRID == -7.0].mean()) and opt.ci95 is None
+
+
+def test_a_partly_diverged_point_is_never_the_optimum_however_good_its_survivors() -> None:
+    losses = seeds(basin(-7.0))
+    losses[:, GRID == -6.0] = 1.0  # the best loss anywhere ...
+    losses[2, GRID == -6.0] = np.inf  # ... but one seed diverged there
+    opt = fit(losses)
+    assert opt.stable[1] == -6.5 and opt.argmin == -7.0
+
+
 def test_a_partial_cliff_makes_the_point_unstable() -> None:
     """One seed of three falls off the cliff at a point: averaging it would move the optimum."""
     losses = seeds(with_cliff(basin(-7.2), -6.3))
@@ -116,8 +169,11 @@ def test_seed_offsets_are_centred_before_averaging() -> None:
 
 @pytest.mark.parametrize(("true", "edge"), [(-1.0, GRID[-1]), (-12.0, GRID[0])])
 def test_optimum_beyond_grid_is_flagged_edge_not_extrapolated(true: float, edge: float) -> None:
-    opt = fit(seeds(basin(true)))
-    assert (opt.flag, opt.log2) == ("edge", edge)
+    losses = seeds(basin(true))
+    opt = fit(losses)
+    assert (opt.flag, opt.log2, opt.argmin, opt.n_fitted) == ("edge", edge, edge, 0)
+    assert math.isnan(opt.curvature)
+    assert opt.loss == pytest.approx(losses[:, np.equal(GRID, edge)].mean())
     assert opt.ci95 is not None and opt.ci95[0] >= GRID[0] and opt.ci95[1] <= GRID[-1]
 
 
