@@ -17,6 +17,8 @@ from tests.transfer.fitted_sweep import write_sweep
 
 TARGET = ["--to", "width=32,density=0.25", "--workers", "2"]
 
+pytest_plugins = ("tests.target.targetkit",)  # its fixtures
+
 
 def transfer(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(["transfer", *args])

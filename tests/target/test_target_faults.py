@@ -28,13 +28,15 @@ TIMEOUT_S = 600
 SCRIPT = f"""
 import dataclasses, sys
 from pathlib import Path
-from tests.target.conftest import target_run
+from tests.target.targetkit import target_run
 from hptransfer.config import TrainConfig
 from hptransfer.target import TargetConfig, run_target
 run = dataclasses.replace(target_run(), train=TrainConfig(steps={STEPS}, eval_every={EVERY}))
 target = TargetConfig(workers=2, checkpoint_every={EVERY}, max_failures=1)
 run_target(run, target, Path(sys.argv[1]))
 """
+
+pytest_plugins = ("tests.target.targetkit",)  # its fixtures
 
 
 def _start(folder: Path) -> subprocess.Popen:

@@ -20,7 +20,9 @@ from hptransfer.target.loop import train_target
 from hptransfer.target.progress import STARTS_FILE, read_log
 from hptransfer.target.run import RESULT_FILE, run_target
 from hptransfer.train import complete_run, evaluate, val_batches
-from tests.target.conftest import step_losses, target_run
+from tests.target.targetkit import step_losses, target_run
+
+pytest_plugins = ("tests.target.targetkit",)  # its fixtures
 
 REL = 1e-5
 

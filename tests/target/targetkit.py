@@ -1,5 +1,8 @@
-"""Target tests: one tiny sparse GPT trained for 20 steps in one process and on Ray Train
-(2 workers, DDP and FSDP2), shared by every assertion (each Ray Train fit costs ~20-50 s)."""
+"""Target test helpers: one tiny sparse GPT trained for 20 steps in one process and on Ray
+Train (2 workers, DDP and FSDP2), shared by every assertion (each fit costs ~20-50 s).
+
+Not a conftest.py: the sweep and transfer tests import their own ``conftest`` by that bare
+name, which another folder's conftest.py would shadow when both folders are collected."""
 
 from __future__ import annotations
 
