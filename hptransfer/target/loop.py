@@ -173,9 +173,7 @@ def _capture(
 def _named_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """``optimizer.state_dict()`` keyed by parameter name, the form
     ``torch.distributed.checkpoint.state_dict`` uses (one worker needs no process group)."""
-    names = {id(p): n for n, p in model.named_parameters()}
-    state = optimizer.state_dict()
-    order = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+    state, order = optimizer.state_dict(), _parameter_order(model, optimizer)
     return {
         "state": {
             order[i]: {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()}
@@ -211,9 +209,7 @@ def _indexed_optimizer_state(
     model: nn.Module, optimizer: torch.optim.Optimizer, named: dict[str, Any]
 ) -> dict[str, Any]:
     """The inverse of :func:`_named_optimizer_state`, for ``optimizer.load_state_dict``."""
-    names = {id(p): n for n, p in model.named_parameters()}
-    order = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
-    index = {name: i for i, name in enumerate(order)}
+    index = {name: i for i, name in enumerate(_parameter_order(model, optimizer))}
     return {
         "state": {index[name]: values for name, values in named["state"].items()},
         "param_groups": [
@@ -221,6 +217,12 @@ def _indexed_optimizer_state(
             for group in named["param_groups"]
         ],
     }
+
+
+def _parameter_order(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """Parameter names in the optimizer's index order (its state_dict's integer keys)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
 
 
 def mask_report(model: nn.Module, worker: Worker) -> dict[str, Any]:

@@ -148,3 +148,11 @@ def test_precision_auto_is_fp32_on_cpu_and_bf16_on_cuda():
     assert TargetConfig().resolved_precision("cuda") == "bf16"
     assert TargetConfig(precision="bf16").resolved_precision("cpu") == "bf16"
     assert not {"steps", "batch_size"} & {f.name for f in dataclasses.fields(TargetConfig)}
+
+
+@pytest.mark.slow  # a cold torch.compile takes 1-4 minutes on a busy 2-core box
+def test_compile_keeps_the_masks_and_the_per_group_hps(tmp_path, reference):
+    metrics, _ = train_target(target_run(), TargetConfig(compile=True), tmp_path, lambda s, m: None)
+    assert _relative(step_losses(tmp_path), reference["losses"]) <= REL
+    (rank,) = metrics["masks"]["ranks"]
+    assert rank["masked_max_abs"] == 0.0 and rank["checked"] > 0
