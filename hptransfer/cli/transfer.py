@@ -53,8 +53,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--batch-size", type=int, help="override the proxy's batch size (breaks transfer)"
     )
-    parser.add_argument("--cpus", type=int, help="CPUs (torch threads) per run; default: spec")
-    parser.add_argument("--gpus", type=float, help="GPUs per run (default: the spec's)")
+    parser.add_argument(
+        "--cpus",
+        type=int,
+        help="CPUs (torch threads) per run, or per worker on Ray Train; default: spec",
+    )
+    parser.add_argument(
+        "--gpus", type=float, help="GPUs per run, or per worker on Ray Train (default: the spec's)"
+    )
     parser.add_argument("--address", help="Ray cluster host:port (default: the spec's ray)")
     parser.add_argument(
         "--regret",
@@ -154,6 +160,9 @@ def _target(
             raise ConfigError("--restart applies to targets on Ray Train (give --workers)")
         return None
     base = dataclasses.asdict(source.spec.target) if source.spec.target else {}
+    for flag, key in (("cpus", "cpus_per_worker"), ("gpus", "gpus_per_worker")):
+        if getattr(args, flag) is not None:
+            flags[key] = getattr(args, flag)  # per run = per worker on Ray Train
     target = TargetConfig.from_dict({**base, **flags})
     check_resources(target, execution)
     target.micro_batches(runs[0].data.batch_size)

@@ -68,6 +68,7 @@ def test_a_target_trains_on_ray_train_into_the_transfer_tables(sweep: Path, caps
         (["--workers", "2", "--batch-size", "5"], r"batch size \(5\) must be divisible by the"),
         (["--restart"], "--restart applies to targets on Ray Train"),
         (["--workers", "0"], "target.workers must be a positive integer"),
+        (["--workers", "2", "--gpus", "1"], "need 2 GPUs but this machine has 0"),
     ],
 )
 def test_bad_target_input_is_one_line_exit_2(sweep: Path, capsys, args, message) -> None:
