@@ -123,8 +123,24 @@ def run(args: argparse.Namespace) -> int:
         one = table.loc[table["workers"].eq(1), "tokens_per_s"].iloc[0]
         table["scaling_efficiency"] = table["tokens_per_s"] / (one * table["workers"])
     shown = [c for c in table.columns if c not in ("strategy", "precision", "seq_len", "batch")]
-    print(table[shown].round(3).to_string(index=False))
+    text = table[shown].round(3).to_string(index=False)
+    print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out, lambda f: table.to_parquet(f, index=False))
-    print(f"wrote {args.out}")
+    summary = args.out.with_suffix(".md")
+    atomic_write(summary, lambda f: f.write(_summary(config, table, text).encode()))
+    print(f"wrote {args.out} and {summary}")
     return 0
+
+
+def _summary(run: RunConfig, table: pd.DataFrame, text: str) -> str:
+    m = run.model
+    return (
+        f"# bench target: GPT width {m.width}, depth {m.depth}, density {m.density:g}, "
+        f"batch {run.data.batch_size}×{run.data.seq_len}, fp32, DDP on Ray Train (CPU, gloo)\n\n"
+        f"```text\n{text}\n```\n\n"
+        "checkpoint_share_at_100: one checkpoint's time over 100 steps' time. estimate_error: "
+        "the dry-run memory estimate over the workers' summed peak RSS, minus 1. "
+        f"load_avg_1min: this machine's load while each row ran ({len(os.sched_getaffinity(0))} "
+        "CPUs).\n"
+    )
