@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hptransfer import provenance
 from hptransfer.config import RunConfig, TrainConfig
 from hptransfer.data import Dataset, load_dataset
 from hptransfer.errors import ConfigError
@@ -32,11 +34,13 @@ LOSS_WINDOW = 10  # the reported train loss is the mean of the last steps' losse
 class RunResult:
     train_loss: float
     val_loss: float
+    val_loss_se: float
     diverged: bool
     steps: int
     tokens: int
     wall_s: float
     kernel: str
+    provenance: dict[str, str] = field(default_factory=dict)
     curve: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -64,12 +68,31 @@ def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
 
+class Evaluation(NamedTuple):
+    loss: float
+    se: float  # its standard error over the validation examples
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+def evaluate(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> Evaluation:
+    """The validation loss (mean over all targets) and its standard error.
+
+    The standard error treats each validation example (a token window, or a sample) as one
+    draw: the standard deviation of the per-example mean losses over √(examples). It is the
+    noise the finite validation set adds to one run's loss.
+    """
     model.eval()
-    loss = sum(loss_fn(model, x, y).item() for x, y in batches) / len(batches)
+    per_example = torch.cat([_example_losses(model, x, y) for x, y in batches])
     model.train()
-    return loss
+    n = per_example.numel()
+    se = per_example.std().item() / math.sqrt(n) if n > 1 else math.nan
+    return Evaluation(per_example.mean().item(), se)
+
+
+def _example_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    logits = model(x)
+    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+    return losses.view(y.shape[0], -1).mean(1).double()
 
 
 @dataclass
@@ -137,6 +160,13 @@ def train(
 
     curve: list[dict[str, float]] = []
     tracker = LossTracker(run.train.divergence_factor)
+    last_eval = Evaluation(math.nan, math.nan)
+
+    def val_loss() -> float:
+        nonlocal last_eval
+        last_eval = evaluate(model, val)
+        return last_eval.loss
+
     step = 0
     for step in range(1, run.train.steps + 1):
         x, y = dataset.train_batch(run.data.batch_size, run.data.seq_len, generator)
@@ -144,7 +174,7 @@ def train(
         schedule.step()
         diverged = tracker.add(loss)
         if diverged or is_eval_step(step, run.train):
-            point = tracker.point(step, step * tokens_per_step, lambda: evaluate(model, val))
+            point = tracker.point(step, step * tokens_per_step, val_loss)
             curve.append(point)
             if on_eval is not None:
                 on_eval(point)
@@ -154,11 +184,13 @@ def train(
     return RunResult(
         train_loss=last["train_loss"],
         val_loss=last["val_loss"],
+        val_loss_se=last_eval.se if not tracker.diverged else math.nan,
         diverged=tracker.diverged,
         steps=step,
         tokens=step * tokens_per_step,
         wall_s=time.perf_counter() - start,
         kernel=kernel_path(model),
+        provenance=provenance.run_fields(device),
         curve=curve,
     )
 

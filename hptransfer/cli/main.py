@@ -34,11 +34,33 @@ class _Parser(argparse.ArgumentParser):
         raise HPTransferError(f"{message} (see {self.prog} --help)")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: what every stored run records as its provenance (torch imported only here)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        import torch
+
+        from hptransfer import provenance
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        print(provenance.describe(device))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     parser = _Parser(prog="hptransfer", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="verbose output")
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        help="print the versions of hptransfer, torch, triton, ray and optuna, the device "
+        "and the git commit, then exit",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for module in SUBCOMMANDS:
         importlib.import_module(module).register(subparsers)

@@ -15,11 +15,16 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from hptransfer import provenance
 from hptransfer.config import RunConfig
 from hptransfer.store import HP_COLUMNS
 from hptransfer.sweep.trials import Job, objective, with_hps
 
-SUMMARY_FIELDS = ("train_loss", "val_loss", "diverged", "steps", "tokens", "wall_s", "kernel")
+RESULT_FIELDS = (
+    "train_loss", "val_loss", "val_loss_se", "diverged", "steps", "tokens", "wall_s", "kernel",
+)  # fmt: skip
+# What the last result of a run carries into its stored row: its metrics and provenance.
+SUMMARY_FIELDS = (*RESULT_FIELDS, *provenance.FIELDS)
 
 
 def train_job(
@@ -59,7 +64,7 @@ def _train_and_report(run: RunConfig, index: int, device: str, scores: list[floa
 
     result = train(run, on_eval=report, device=device)
     score = objective(result.val_loss, result.train_loss, result.diverged)
-    summary = {name: getattr(result, name) for name in SUMMARY_FIELDS}
+    summary = {**{name: getattr(result, name) for name in RESULT_FIELDS}, **result.provenance}
     mean = (sum(scores) + score) / (len(scores) + 1)
     last = result.curve[-1]  # the final evaluation, or the point where the run diverged
     tune.report({**last, **summary, **tags, "run_done": True, "objective": mean})

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from hptransfer import provenance
 from hptransfer.config import RunConfig
 from hptransfer.store import HP_COLUMNS
 from hptransfer.sweep.spec import SweepSpec
@@ -136,8 +137,11 @@ def objective(val_loss: float, train_loss: float, diverged: bool) -> float:
 def trial_row(
     point: str, run: RunConfig, sweep: str, spec_hash: str, outcome: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The ``trials.parquet`` row of one run; ``outcome`` holds the metrics and ``status``."""
+    """The ``trials.parquet`` row of one run; ``outcome`` holds the metrics, ``status`` and
+    the provenance of the worker that trained it (a run that failed or was stopped before
+    its summary gets this process's versions and commit, and no device)."""
     model = run.model
+    origin = {**dict.fromkeys(provenance.FIELDS, ""), **provenance.process_fields()}
     return {
         "trial_id": trial_id(point, run.seed),
         "point_id": point,
@@ -160,10 +164,12 @@ def trial_row(
         "tokens": int(outcome.get("tokens", 0)),
         "train_loss": float(outcome.get("train_loss", math.nan)),
         "val_loss": float(outcome.get("val_loss", math.nan)),
+        "val_loss_se": float(outcome.get("val_loss_se", math.nan)),
         "diverged": bool(outcome.get("diverged", False)),
         "status": outcome["status"],
         "wall_s": float(outcome.get("wall_s", math.nan)),
         "kernel": str(outcome.get("kernel", "")),
+        **{name: str(outcome.get(name, origin[name])) for name in provenance.FIELDS},
         "error": str(outcome.get("error", "")),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -79,7 +79,7 @@ def train_target(
 
     def validation_loss() -> float:
         with autocast():
-            return evaluate(forward, val)
+            return evaluate(forward, val).loss
 
     metrics: dict[str, Any] = {} if state is None else state.metrics
     final = state
