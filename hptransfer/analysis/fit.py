@@ -25,11 +25,13 @@ only in that axis (``axis`` = width, density, ...; ``at`` = the held axes' value
 same for the grid arg-mins. Flagged optima are included (``n_flagged`` counts them): with
 edge optima the drift is a lower bound.
 
-fit.json (``schema_version`` 1; strict JSON, null for missing numbers; HP units unless a
+fit.json (``schema_version`` 2; strict JSON, null for missing numbers; HP units unless a
 key says log2)::
 
-    {"schema_version": 1,
+    {"schema_version": 2,
      "sweep": "<folder name>", "created": "<ISO 8601 UTC>",
+     "provenance": {"hptransfer_version": str, "torch_version": str, "triton_version": str,
+                    "ray_version": str, "optuna_version": str, "commit": str},
      "metric": "val_loss", "horizon": {"steps": int, "tokens": int | null},
      "spec_hash": [str, ...],
      "base": {"width": int, "density": float, ["depth": int,] ["heads": int,] "source": str},
@@ -50,6 +52,9 @@ key says log2)::
                 "argmin_octaves", "n_optima", "n_flagged"}],
      "joint": {parameterization: {"hps": {hp: {"value", "log2", "flag", "ci95_log2"}},
                                   "loss", "n_points", "n_fitted"}}}
+
+Version 1 (no ``provenance``) is read with an empty one; a newer version is refused in one
+line, and never overwritten by ``write_fit``.
 
 ``base_hps`` holds, per parameterization, the optima at the base shape plus every HP the
 sweep held fixed (flag ``fixed``, ``ci95`` null). ``curvature`` is the parabola's loss per
@@ -81,6 +86,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hptransfer import provenance
 from hptransfer.analysis import results
 from hptransfer.analysis.joint import JointOptimum, locate_joint
 from hptransfer.analysis.optimum import CLIFF, estimate
@@ -88,7 +94,7 @@ from hptransfer.config import BaseHPs, BaseShape
 from hptransfer.errors import ConfigError, ResultsError
 
 FIT_FILE = "fit.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 METRICS = ("val_loss", "train_loss")
 
 
@@ -147,6 +153,7 @@ class Fit:
     optima: pd.DataFrame = field(repr=False)
     drift: pd.DataFrame = field(repr=False)
     joint: dict[str, dict[str, Any]] = field(default_factory=dict)
+    provenance: dict[str, str] = field(default_factory=dict)  # of the process that fitted
 
     def base_shape(self, default_heads: int | None = None) -> BaseShape:
         """The shape the base HPs were fitted at; ``default_heads`` when fit.json predates
@@ -173,6 +180,7 @@ class Fit:
         return {
             "schema_version": SCHEMA_VERSION,
             **{k: getattr(self, k) for k in _PLAIN_KEYS},
+            "provenance": self.provenance,
             "settings": asdict(self.settings),
             "base_hps": {
                 p: {hp: asdict(est) for hp, est in hps.items()} for p, hps in self.base_hps.items()
@@ -194,6 +202,7 @@ class Fit:
             optima=pd.DataFrame(doc["optima"]),
             drift=pd.DataFrame(doc["drift"]),
             joint=doc.get("joint", {}),
+            provenance=doc.get("provenance", {}),  # absent in version 1
         )
 
 
@@ -590,6 +599,7 @@ def fit_trials(
         optima=optima,
         drift=drift_table(optima),
         joint={param: _joint_record(opt) for param, opt in joint.items()},
+        provenance=provenance.process_fields(),
     )
 
 
@@ -690,6 +700,8 @@ def drift_summary(fit: Fit) -> pd.DataFrame:
 def write_fit(fit: Fit, sweep_dir: Path) -> Path:
     """Write ``sweep_dir/fit.json`` atomically (temporary file, then rename)."""
     path = Path(sweep_dir) / FIT_FILE
+    if path.is_file():
+        _check_version(_fit_doc(path), path)  # never replace a newer hptransfer's fit
     text = json.dumps(fit.to_json(), indent=1, allow_nan=False)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{FIT_FILE}.", suffix=".tmp")
     try:
@@ -722,15 +734,38 @@ def load_fit(path: Path) -> Fit:
         path = path / FIT_FILE
     if not path.is_file():
         raise ResultsError(f"{path} not found: run `hptransfer fit` first")
+    doc = _fit_doc(path)
+    _check_version(doc, path)
     try:
-        doc = json.loads(path.read_text())
-        if doc.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"schema_version {doc.get('schema_version')!r} != {SCHEMA_VERSION}")
         return Fit.from_json(doc)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ResultsError(
             f"{path} is not a valid fit.json ({exc}): rerun `hptransfer fit`"
         ) from exc
+
+
+def _fit_doc(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text())
+    except (ValueError, OSError) as exc:
+        raise ResultsError(
+            f"{path} is not a valid fit.json ({exc}): rerun `hptransfer fit`"
+        ) from exc
+    if not isinstance(doc, dict):
+        raise ResultsError(
+            f"{path} is not a valid fit.json (not an object): rerun `hptransfer fit`"
+        )
+    return doc
+
+
+def _check_version(doc: dict[str, Any], path: Path) -> None:
+    """Versions 1 (migrated on read) and 2 are read; anything else is refused in one line."""
+    version = doc.get("schema_version")
+    if version not in (1, SCHEMA_VERSION) or isinstance(version, bool):
+        raise ResultsError(
+            f"{path} has schema_version {version!r}, not one this hptransfer reads (1 to "
+            f"{SCHEMA_VERSION}): upgrade hptransfer to read it (the file was left unchanged)"
+        )
 
 
 def latest_fit(root: Path = results.RESULTS_ROOT) -> Path:

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from hptransfer.config import BaseHPs
 from hptransfer.errors import ResultsError
+from hptransfer.store.schema import check_readable
 
 RESULTS_ROOT = Path("results")
 TRIALS_FILE = "trials.parquet"
@@ -54,9 +56,11 @@ def read_table(path: Path, required: Sequence[str]) -> pd.DataFrame:
     try:
         # One open handle, so a sweep replacing the file meanwhile cannot tear the read.
         with open(path, "rb") as handle:
-            table = pd.read_parquet(handle, page_checksum_verification=True)  # flipped bytes too
+            arrow = pq.read_table(handle, page_checksum_verification=True)  # flipped bytes too
     except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
         raise ResultsError(f"{path} is not a readable Parquet file ({exc})") from exc
+    check_readable(arrow.schema, path)  # older versions lack only columns analysis ignores
+    table = arrow.to_pandas()
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise ResultsError(f"{path} lacks column(s) {', '.join(missing)}")

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hptransfer.errors import ResultsError
-from hptransfer.store.schema import CURVES, TRIALS
+from hptransfer.store.schema import CURVES, TRIALS, upgrade
 
 TRIALS_FILE = "trials.parquet"
 CURVES_FILE = "curves.parquet"
@@ -127,6 +127,7 @@ class ResultsStore:
                 f"from a backup, or move it aside (mv {path} {path}.corrupt) and re-run the same "
                 "command to train the runs it held again"
             ) from None
+        table = upgrade(table, schema, path)
         if not table.schema.equals(schema):
             raise ResultsError(f"{path} has unexpected columns; was it written by hptransfer?")
         return table

@@ -1,11 +1,25 @@
 """Column schemas of the results tables: flat, plain types only (readable by pandas, DuckDB,
 polars). One row per training run in ``trials.parquet``; one row per evaluation point in
 ``curves.parquet``. A run's HPs are stored under their own names (``lr``, ``init_std``, …).
+
+Every table carries its format's version in the Parquet schema metadata
+(``hptransfer.schema_version``). Version 1 (no key: tables written before versioning) lacks
+the provenance columns and ``val_loss_se``; it is read by :func:`upgrade`, which adds them
+as nulls in memory (the file is rewritten in the current version only when runs are added to
+it). A table from a newer hptransfer is refused with one line.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
+
+from hptransfer.errors import ResultsError
+from hptransfer.provenance import FIELDS as PROVENANCE_COLUMNS
+
+# Version 2: provenance columns and val_loss_se in trials tables (version 1: neither).
+SCHEMA_VERSION = 2
+VERSION_KEY = b"hptransfer.schema_version"
+VERSION_METADATA = {VERSION_KEY: str(SCHEMA_VERSION).encode()}
 
 HP_COLUMNS = ("lr", "init_std", "alpha_in", "alpha_out", "weight_decay")
 
@@ -36,13 +50,16 @@ TRIALS = pa.schema(
         ("tokens", pa.int64()),
         ("train_loss", pa.float64()),
         ("val_loss", pa.float64()),
+        ("val_loss_se", pa.float64()),  # standard error of val_loss over validation windows
         ("diverged", pa.bool_()),
         ("status", pa.string()),
         ("wall_s", pa.float64()),
-        ("kernel", pa.string()),
+        ("kernel", pa.string()),  # the masked-matmul path the run used (torch, triton, dense)
+        *((name, pa.string()) for name in PROVENANCE_COLUMNS),
         ("error", pa.string()),
         ("finished_at", pa.string()),
-    ]
+    ],
+    metadata=VERSION_METADATA,
 )
 
 CURVES = pa.schema(
@@ -52,5 +69,47 @@ CURVES = pa.schema(
         ("tokens", pa.int64()),
         ("train_loss", pa.float64()),
         ("val_loss", pa.float64()),
-    ]
+    ],
+    metadata=VERSION_METADATA,
 )
+
+
+def table_version(schema: pa.Schema) -> int:
+    """The format version a table was written in (1 when it carries none)."""
+    raw = (schema.metadata or {}).get(VERSION_KEY)
+    try:
+        return int(raw) if raw is not None else 1
+    except ValueError:
+        return -1  # unreadable: refused as unknown
+
+
+def check_readable(schema: pa.Schema, path: object) -> int:
+    """The table's format version; a newer or unknown one is refused in one line."""
+    version = table_version(schema)
+    if not 1 <= version <= SCHEMA_VERSION:
+        raise ResultsError(
+            f"{path} was written in results format version {version}, newer than this "
+            f"hptransfer reads (up to {SCHEMA_VERSION}): upgrade hptransfer to read it "
+            "(the file was left unchanged)"
+        )
+    return version
+
+
+def upgrade(table: pa.Table, schema: pa.Schema, path: object) -> pa.Table:
+    """``table`` in the current format: an older version migrated in memory (missing columns
+    added as nulls); a newer or unknown one, or unexpected columns, refused in one line."""
+    if check_readable(table.schema, path) == SCHEMA_VERSION:
+        return table
+    extra = sorted(set(table.column_names) - set(schema.names))
+    if extra:
+        raise ResultsError(
+            f"{path} has unexpected columns ({', '.join(extra)}); was it written by hptransfer?"
+        )
+    columns = [
+        table[f.name] if f.name in table.column_names else pa.nulls(len(table), f.type)
+        for f in schema
+    ]
+    try:
+        return pa.Table.from_arrays(columns, schema=schema)
+    except (pa.ArrowException, ValueError) as exc:
+        raise ResultsError(f"{path} has columns of unexpected types ({exc})") from None

@@ -28,18 +28,23 @@ from hptransfer.config import (
     RunConfig,
     TrainConfig,
 )
-from hptransfer.errors import ConfigError, did_you_mean
+from hptransfer.errors import ConfigError, ResultsError, did_you_mean
 from hptransfer.param import parameterization
 from hptransfer.target.config import TargetConfig
 
 ALGORITHMS = ("grid", "optuna")
 SAMPLERS = ("tpe", "gp", "cmaes", "random")
 TOP_KEYS = (
-    "name", "model", "data", "train", "parameterization", "base", "hps", "search", "seeds",
-    "asha", "resources", "ray", "target",
+    "schema_version", "name", "model", "data", "train", "parameterization", "base", "hps",
+    "search", "seeds", "asha", "resources", "ray", "target",
 )  # fmt: skip
 # Keys that say where and how fast a sweep runs, not what it computes: not hashed.
-UNHASHED_KEYS = ("resources", "ray", "target")
+UNHASHED_KEYS = ("schema_version", "resources", "ray", "target")
+# The spec format's version, written into results/<sweep>/spec.yaml. Version 2: an absent or
+# null model.mask_seed draws masks per run seed. Version 1 (mask_seed fixed, default 0) is
+# migrated on read. A spec without the key (a hand-written sweep file, or a spec.yaml written
+# before versioning, which lists every field) is read as the current version.
+SPEC_VERSION = 2
 # A sweep's name is its results folder: portable characters only.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # A grid is listed in full before it runs: beyond this many runs it is a typo, not a plan.
@@ -196,6 +201,7 @@ class SweepSpec:
         train = dataclasses.asdict(self.train)
         train["betas"] = list(self.train.betas)
         return {
+            "schema_version": SPEC_VERSION,
             "name": self.name,
             "model": model,
             "data": dataclasses.asdict(self.data),
@@ -275,7 +281,7 @@ class _Parser:
     def spec(self, raw: Any) -> SweepSpec:
         if raw is None:
             raise ConfigError(f"{self.source}: the file is empty; expected a sweep mapping")
-        root = self.mapping("(top level)", raw, TOP_KEYS)
+        root = self.migrate(self.mapping("(top level)", raw, TOP_KEYS))
         if "name" not in root:
             self.fail("name", "missing; every sweep needs a name (its results folder)")
         name = self.coerce("name", root["name"], str)
@@ -313,6 +319,22 @@ class _Parser:
         )
         self.cross_checks(spec)
         return spec
+
+    def migrate(self, root: dict[str, Any]) -> dict[str, Any]:
+        """The document in the current format (an older version upgraded in memory); a newer
+        or unknown version refused in one line, as a results error (nothing is touched)."""
+        version = root.get("schema_version", SPEC_VERSION)
+        if version == SPEC_VERSION:
+            return root
+        if version != 1:
+            raise ResultsError(
+                f"{self.source}: schema_version {version!r} is not one this hptransfer reads "
+                f"(1 to {SPEC_VERSION}): upgrade hptransfer to read it"
+            )
+        model = root.get("model", {})
+        if isinstance(model, dict) and "mask_seed" not in model:
+            model = {**model, "mask_seed": 0}  # version 1's default: one mask for every seed
+        return {**root, "schema_version": SPEC_VERSION, "model": model}
 
     def cross_checks(self, spec: SweepSpec) -> None:
         self.check_search(spec)

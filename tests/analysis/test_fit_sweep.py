@@ -126,7 +126,8 @@ def test_fit_json_round_trip_is_strict_and_atomic(sweep_dir: Path) -> None:
     assert fit.base == {"width": 64, "density": 1.0, "source": "trials.parquet"}
     path = write_fit(fit, sweep_dir)
     doc = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
-    assert doc["schema_version"] == 1 and doc["horizon"]["steps"] == 100
+    assert doc["schema_version"] == 2 and doc["horizon"]["steps"] == 100
+    assert doc["provenance"]["torch_version"] and "commit" in doc["provenance"]
     assert set(doc["base_hps"]) == {"sp", "supar"}
     assert sorted(p.name for p in sweep_dir.iterdir() if p.name.startswith(".")) == []
     loaded = load_fit(sweep_dir)
