@@ -39,6 +39,8 @@ class ModelConfig:
     ``input_size``/``output_size`` are the vocabulary (GPT) or features/classes (MLP); the
     data source fills them in when left at ``None``. ``readout_zero_init`` starts the readout
     weight at 0 (μP practice, Tensor Programs V App. D.2; see ``models.roles.Readout``).
+    ``mask_seed`` ``None`` (the default) draws the sparse masks from the run's seed, so seeds
+    vary the mask too; an integer fixes one mask for every seed.
     """
 
     kind: str = "gpt"
@@ -54,7 +56,7 @@ class ModelConfig:
     density: float = 1.0
     mask: str = "random"
     mask_block: int = 64
-    mask_seed: int = 0
+    mask_seed: int | None = None
     kernel: str = "auto"
     readout_zero_init: bool = False
 
@@ -75,6 +77,10 @@ class ModelConfig:
         _one_of("model.mask", self.mask, MASK_KINDS)
         _one_of("model.mask_block", self.mask_block, BLOCK_SIZES)
         _one_of("model.kernel", self.kernel, KERNELS)
+        require(
+            self.mask_seed is None or (isinstance(self.mask_seed, int) and self.mask_seed >= 0),
+            "model.mask_seed must be a non-negative integer, or null (the run's seed)",
+        )
         for name in ("input_size", "output_size"):
             value = getattr(self, name)
             require(

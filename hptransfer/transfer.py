@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from hptransfer.analysis.fit import FIT_FILE, Fit, latest_fit, load_fit, usable_mask
+from hptransfer.analysis.paired import PairedDifference, losses_by_seed, paired_difference
 from hptransfer.analysis.plots import TRANSFER_CURVES_FILE, TRANSFER_FILE
 from hptransfer.analysis.regret import OFFSETS as REGRET_OFFSETS
 from hptransfer.analysis.results import SPEC_FILE, TRIALS_FILE, read_trials
@@ -483,20 +484,32 @@ def run_transfer(
 
 
 def gain_rows(rows: pd.DataFrame, primary: str, baselines: tuple[str, ...]) -> list[dict]:
-    """Per target: the mean validation loss over seeds of each parameterization, and the
-    primary's gain in loss (%) over each baseline (positive: the primary is better)."""
+    """Per target: the mean validation loss over seeds of each parameterization; per baseline,
+    the primary's gain in loss (%, positive: the primary is better) and the paired difference
+    primary − baseline over the seeds both ran, with its 95% interval ("within noise" when the
+    interval covers zero)."""
     target = (
         rows["width"].astype(str) + " × " + rows["density"].map("{:g}".format)
         + ", depth " + rows["depth"].astype(str)
     )  # fmt: skip
     out = []
     for label, runs in rows.groupby(target, sort=False):
-        loss = {p: _mean_loss(part) for p, part in runs.groupby("parameterization", sort=False)}
+        parts = dict(tuple(runs.groupby("parameterization", sort=False)))
+        loss = {p: _mean_loss(part) for p, part in parts.items()}
         row: dict[str, object] = {"width × density": label, "seeds": runs["seed"].nunique()}
         row.update(loss)
-        row.update({f"{primary} gain vs {b}": _gain(loss[primary], loss[b]) for b in baselines})
+        for b in baselines:
+            diff = _paired(parts[primary], parts[b])
+            noise = " (within noise)" if diff is not None and diff.within_noise else ""
+            row[f"{primary} gain vs {b}"] = _gain(loss[primary], loss[b]) + noise
+            row[f"{primary} − {b}, 95% CI"] = "-" if diff is None else diff.text()
         out.append(row)
     return out
+
+
+def _paired(runs: pd.DataFrame, baseline: pd.DataFrame) -> PairedDifference | None:
+    a, b = losses_by_seed(runs), losses_by_seed(baseline)
+    return None if a is None or b is None else paired_difference(a, b)
 
 
 def _mean_loss(runs: pd.DataFrame) -> float | str:

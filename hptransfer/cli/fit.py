@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     for param, joint in fit.joint.items():
         print(f"\njoint optimum of {param} at the base shape (loss {joint['loss']:.4f}):")
         print(joint_summary(joint).to_string(index=False))
+    _print_comparison(sweep_dir, fit)
     for note in fit_notes(fit, sweep_dir):
         print(f"\nnote: {note}")
     print(f"\nwrote {path}")
@@ -107,3 +109,20 @@ def fit_notes(fit: Fit, sweep_dir: Path) -> list[str]:
             "`hptransfer sweep SPEC --extend`)"
         )
     return notes
+
+
+def _print_comparison(sweep_dir: Path, fit: Fit) -> None:
+    """Parameterizations of one shape, each at its own best grid point, paired by seed."""
+    from hptransfer.analysis.paired import best_point_comparison
+    from hptransfer.analysis.results import read_trials
+
+    table = best_point_comparison(read_trials(sweep_dir), fit.searched_hps, fit.metric)
+    if table.empty:
+        return
+    for hp in fit.searched_hps:
+        table[hp] = [f"2^{math.log2(v):.2f}" if v > 0 else f"{v:g}" for v in table[hp]]
+    print(
+        f"\neach parameterization at its best grid point ({fit.metric}, seed mean); "
+        "difference to the reference paired by seed, 95% interval:"
+    )
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))

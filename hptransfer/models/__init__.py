@@ -36,11 +36,15 @@ def forward_scales(run: RunConfig) -> ForwardScales:
 
 
 def build_model(run: RunConfig, device: torch.device | str = "cpu") -> nn.Module:
-    """Build and initialise the run's model (seeded by ``run.seed``)."""
+    """Build and initialise the run's model (seeded by ``run.seed``; its masks too, unless
+    ``model.mask_seed`` fixes them)."""
     model_cls = GPT if run.model.kind == "gpt" else MLP
+    shape = run.model
+    if shape.mask_seed is None:
+        shape = shape.replace(mask_seed=run.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run.seed)
-        model = model_cls(run.model, forward_scales(run), device=device)
+        model = model_cls(shape, forward_scales(run), device=device)
         if torch.device(device).type != "meta":
             init_parameters(model, plan_parameters(model, run))
     return model

@@ -181,7 +181,8 @@ def test_real_transfer_trains_target_and_baseline(trained: Path, capsys) -> None
     assert set(curves["trial_id"]) == set(runs["trial_id"])
     assert len(pd.read_parquet(trained / "trials.parquet")) == 28  # the sweep's, untouched
     row = r"32 × 0\.25, depth 1 +1 +[\d.]+ +[\d.]+ +[+-]\d+\.\d\d%"
-    assert re.search(rf"supar gain vs sp\n{row}", out)
+    paired = r"[+-]\d\.\d{3} \(1 seed: no interval\)"
+    assert re.search(rf"supar gain vs sp +supar − sp, 95% CI *\n{row} +{paired}", out)
     figure = transfer_curve_figure(
         results.read_curves(trained, TRANSFER_CURVES_FILE),
         results.read_table(trained / TRANSFER_FILE, TRANSFER_COLUMNS),
