@@ -22,6 +22,10 @@ class ResultsError(HPTransferError):
     """Missing, corrupt or inconsistent results under results/."""
 
 
+class FormatVersionError(ResultsError, ConfigError):
+    """A results table, spec.yaml or fit.json in a format version this hptransfer cannot read."""
+
+
 class BackendUnavailableError(HPTransferError):
     """An optional backend (Triton, a GPU, a Ray cluster) was requested but cannot be used."""
 

@@ -91,7 +91,7 @@ from hptransfer.analysis import results
 from hptransfer.analysis.joint import JointOptimum, locate_joint
 from hptransfer.analysis.optimum import CLIFF, estimate
 from hptransfer.config import BaseHPs, BaseShape
-from hptransfer.errors import ConfigError, ResultsError
+from hptransfer.errors import ConfigError, FormatVersionError, ResultsError
 
 FIT_FILE = "fit.json"
 SCHEMA_VERSION = 2
@@ -762,7 +762,7 @@ def _check_version(doc: dict[str, Any], path: Path) -> None:
     """Versions 1 (migrated on read) and 2 are read; anything else is refused in one line."""
     version = doc.get("schema_version")
     if version not in (1, SCHEMA_VERSION) or isinstance(version, bool):
-        raise ResultsError(
+        raise FormatVersionError(
             f"{path} has schema_version {version!r}, not one this hptransfer reads (1 to "
             f"{SCHEMA_VERSION}): upgrade hptransfer to read it (the file was left unchanged)"
         )

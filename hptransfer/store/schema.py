@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from hptransfer.errors import ResultsError
+from hptransfer.errors import FormatVersionError, ResultsError
 from hptransfer.provenance import FIELDS as PROVENANCE_COLUMNS
 
 # Version 2: provenance columns and val_loss_se in trials tables (version 1: neither).
@@ -87,7 +87,7 @@ def check_readable(schema: pa.Schema, path: object) -> int:
     """The table's format version; a newer or unknown one is refused in one line."""
     version = table_version(schema)
     if not 1 <= version <= SCHEMA_VERSION:
-        raise ResultsError(
+        raise FormatVersionError(
             f"{path} was written in results format version {version}, newer than this "
             f"hptransfer reads (up to {SCHEMA_VERSION}): upgrade hptransfer to read it "
             "(the file was left unchanged)"

@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from hptransfer.config import RunConfig
-from hptransfer.errors import ConfigError, ResultsError
+from hptransfer.errors import ConfigError, FormatVersionError, ResultsError
 from hptransfer.store import ResultsStore
 from hptransfer.store.parquet import CURVES_FILE, TRIALS_FILE
 from hptransfer.sweep.cluster import (
@@ -358,6 +358,8 @@ def _check_same_spec(store: ResultsStore, spec: SweepSpec, *, extend: bool = Fal
         return
     try:
         old = parse_spec(yaml.safe_load(text), source=str(store.spec_path))
+    except FormatVersionError:
+        raise  # a newer hptransfer's folder: say so, do not suggest replacing it
     except (ConfigError, yaml.YAMLError) as exc:
         raise ResultsError(f"{store.spec_path} is unusable ({exc}); use --new") from None
     if old.hash == spec.hash:

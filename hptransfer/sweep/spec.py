@@ -28,7 +28,7 @@ from hptransfer.config import (
     RunConfig,
     TrainConfig,
 )
-from hptransfer.errors import ConfigError, ResultsError, did_you_mean
+from hptransfer.errors import ConfigError, FormatVersionError, did_you_mean
 from hptransfer.param import parameterization
 from hptransfer.target.config import TargetConfig
 
@@ -322,12 +322,12 @@ class _Parser:
 
     def migrate(self, root: dict[str, Any]) -> dict[str, Any]:
         """The document in the current format (an older version upgraded in memory); a newer
-        or unknown version refused in one line, as a results error (nothing is touched)."""
+        or unknown version refused in one line (nothing is touched)."""
         version = root.get("schema_version", SPEC_VERSION)
         if version == SPEC_VERSION:
             return root
         if version != 1:
-            raise ResultsError(
+            raise FormatVersionError(
                 f"{self.source}: schema_version {version!r} is not one this hptransfer reads "
                 f"(1 to {SPEC_VERSION}): upgrade hptransfer to read it"
             )
