@@ -24,6 +24,7 @@ SUBCOMMANDS = (
     "hptransfer.cli.plot",
     "hptransfer.cli.merge",
     "hptransfer.cli.transfer",
+    "hptransfer.cli.selftest",
 )
 
 

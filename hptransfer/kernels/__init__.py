@@ -13,20 +13,26 @@ from types import ModuleType
 import torch
 
 from hptransfer.errors import BackendUnavailableError
+from hptransfer.kernels import selfcheck
 from hptransfer.kernels.block_layout import BlockLayout, block_layout
 from hptransfer.kernels.torch_masked import reference_masked_linear, torch_masked_linear
 
 BACKENDS = ("torch", "triton")
 
 
-def resolve_backend(requested: str, device: torch.device) -> str:
+def resolve_backend(
+    requested: str, device: torch.device, dtype: torch.dtype = torch.float32
+) -> str:
     """Map a model's ``kernel: auto | torch | triton`` to the backend that will run.
 
-    ``auto`` picks Triton on CUDA when it is installed, torch otherwise. An explicit
-    ``triton`` that cannot run here raises :class:`BackendUnavailableError` saying why.
+    ``auto`` picks Triton on CUDA when it is installed and has passed its self-check
+    against the torch reference on this device and dtype (:mod:`.selfcheck`; run on first
+    use, then cached), torch otherwise. An explicit ``triton`` that cannot run here raises
+    :class:`BackendUnavailableError` saying why.
     """
     if requested == "auto":
-        return "triton" if device.type == "cuda" and _triton_importable() else "torch"
+        usable = device.type == "cuda" and _triton_importable()
+        return "triton" if usable and selfcheck.triton_ok(device, dtype) else "torch"
     if requested == "triton":
         triton_kernels().check_device(device)
     elif requested not in BACKENDS:

@@ -136,7 +136,7 @@ class MaskedLinear(nn.Linear):
             local_tensor(self.weight).mul_(local_shard(self.mask, self.weight))
 
     def backend(self) -> str:
-        return resolve_backend(self.kernel, self.weight.device)
+        return resolve_backend(self.kernel, self.weight.device, self.weight.dtype)
 
     def block_layout(self) -> BlockLayout | None:
         """The non-empty blocks of a ``block`` mask (None for other kinds), computed once."""
