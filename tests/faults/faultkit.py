@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 # embedded Ray's temp dir stays inside the sweep folder (see cluster.ray_temp_dir).
 SHORT_TMP = "/tmp"
 # Columns that say when and how long, not what: they differ between identical runs.
-TIMING_COLUMNS = ["wall_s", "finished_at"]
+# When a run finished, and the checkout's commit then (a commit made while a test runs moves it)
+TIMING_COLUMNS = ["wall_s", "finished_at", "commit"]
 QUIET_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 HOOKS = Path(__file__).resolve().parent / "hooks"
 
@@ -200,7 +201,7 @@ def is_loopback(address: str) -> bool:
 
 
 def comparable(trials: pd.DataFrame) -> pd.DataFrame:
-    """A trials table without timing columns, one row per trial in trial_id order."""
+    """A trials table without timing columns (and commit), one row per trial in trial_id order."""
     return trials.drop(columns=TIMING_COLUMNS).sort_values("trial_id").reset_index(drop=True)
 
 
