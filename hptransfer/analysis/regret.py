@@ -7,6 +7,10 @@ k = 0 is the transferred run itself), with the same seeds. Per target and parame
 - ``transferred_loss``: the mean loss over seeds at the transferred η;
 - ``tuned_loss``: the lowest mean loss over the grid (what a small search at the target finds);
 - ``regret_pct``: ``100·(transferred − tuned)/tuned`` (0 when the transferred η is the best);
+- ``regret_ci95_lo``/``_hi``: its 95% interval, paired by seed (the per-seed difference
+  between the two η, :mod:`hptransfer.analysis.paired`), in % of ``tuned_loss``; NaN with
+  one seed or when the transferred η is the best. An interval covering 0 is "within noise".
+  (The tuned η is picked by its seed mean, so noise biases the regret up, never down.)
 - ``flag``: ``edge`` when the best grid point is an end of the grid (a better η may lie
   beyond: the regret is a lower bound), ``diverged`` when a run at the transferred η
   diverged (or failed), ``missing`` when none was trained, ``partial`` when a grid point has
@@ -22,16 +26,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from hptransfer.analysis import results
+from hptransfer.analysis.paired import paired_difference
 from hptransfer.store import atomic_write
+from hptransfer.store.schema import VERSION_METADATA
 
 REGRET_FILE = "regret.parquet"
 OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # octaves around the transferred η
 TARGET_AXES = ("width", "density", "depth")
 COLUMNS = (
     *TARGET_AXES, "parameterization", "seeds", "transferred_lr", "transferred_loss",
-    "tuned_lr", "tuned_loss", "regret_pct", "flag",
+    "tuned_lr", "tuned_loss", "regret_pct", "regret_ci95_lo", "regret_ci95_hi", "flag",
 )  # fmt: skip
 
 
@@ -76,7 +84,21 @@ def _regret(part: pd.DataFrame, transferred_lr: float, metric: str) -> dict[str,
     else:
         flag = "ok"
     regret = 100 * (transferred - tuned) / tuned
-    return _row(part, transferred_lr, transferred, best_lr, tuned, flag, regret)
+    interval = _paired_interval(part, loss, transferred_lr, best_lr, tuned)
+    return _row(part, transferred_lr, transferred, best_lr, tuned, flag, regret, interval)
+
+
+def _paired_interval(
+    part: pd.DataFrame, loss: pd.Series, transferred_lr: float, best_lr: float, tuned: float
+) -> tuple[float, float]:
+    """The regret's 95% interval in % of ``tuned``, over the seeds run at both η."""
+    by_seed = loss.groupby([part["lr"], part["seed"]]).mean().dropna()
+    at = {lr: by_seed[lr].to_dict() for lr in by_seed.index.get_level_values(0).unique()}
+    a = next((v for lr, v in at.items() if np.isclose(lr, transferred_lr)), {})
+    diff = paired_difference(a, at.get(best_lr, {}))
+    if diff is None or diff.seeds < 2 or np.isclose(best_lr, transferred_lr):
+        return math.nan, math.nan
+    return 100 * diff.low / tuned, 100 * diff.high / tuned
 
 
 def _seeds_missing(part: pd.DataFrame) -> bool:
@@ -92,6 +114,7 @@ def _row(
     tuned: float,
     flag: str,
     regret: float = math.nan,
+    interval: tuple[float, float] = (math.nan, math.nan),
 ) -> dict[str, object]:
     return {
         "seeds": int(part["seed"].nunique()),
@@ -100,6 +123,8 @@ def _row(
         "tuned_lr": tuned_lr,
         "tuned_loss": tuned,
         "regret_pct": regret,
+        "regret_ci95_lo": interval[0],
+        "regret_ci95_hi": interval[1],
         "flag": flag,
     }
 
@@ -116,6 +141,10 @@ def regret_summary(table: pd.DataFrame) -> pd.DataFrame:
             "transferred": table["transferred_loss"].map("{:.4f}".format),
             "tuned at target": table["tuned_loss"].map("{:.4f}".format),
             "regret": table["regret_pct"].map("{:.2f}%".format),
+            "95% CI (paired)": [
+                _interval_text(lo, hi)
+                for lo, hi in zip(table["regret_ci95_lo"], table["regret_ci95_hi"], strict=True)
+            ],
             "tuned η / transferred η": [
                 f"2^{math.log2(t / x):+.1f}" if t > 0 else "-"
                 for t, x in zip(table["tuned_lr"].fillna(0), table["transferred_lr"], strict=True)
@@ -123,6 +152,12 @@ def regret_summary(table: pd.DataFrame) -> pd.DataFrame:
             "flag": table["flag"],
         }
     )
+
+
+def _interval_text(lo: float, hi: float) -> str:
+    if math.isnan(lo):
+        return "-"
+    return f"[{lo:+.2f}%, {hi:+.2f}%]" + (" within noise" if lo <= 0 <= hi else "")
 
 
 def write_regret(table: pd.DataFrame, sweep_dir: Path) -> Path:
@@ -134,7 +169,9 @@ def write_regret(table: pd.DataFrame, sweep_dir: Path) -> Path:
         fresh = table.set_index(keys).index
         stored = stored[~stored.set_index(keys).index.isin(fresh)]
         table = pd.concat([stored, table], ignore_index=True)
-    atomic_write(path, lambda f: table.to_parquet(f, index=False))
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **VERSION_METADATA})
+    atomic_write(path, lambda f: pq.write_table(arrow, f))
     return path
 
 

@@ -66,6 +66,18 @@ def test_a_best_at_the_grid_end_is_flagged_edge_and_a_diverged_transfer_diverged
     )
 
 
+def test_regret_has_a_paired_interval_saying_within_noise_when_it_covers_zero():
+    table = regret_table(grid({"supar": 0.0, "sp": 0.5}), LR).set_index("parameterization")
+    sp = table.loc["sp"]  # every seed differs by the same amount: a point interval
+    assert sp["regret_ci95_lo"] == pytest.approx(sp["regret_pct"]) == sp["regret_ci95_hi"]
+    assert math.isnan(table.loc["supar", "regret_ci95_lo"])  # the transferred η is the best
+    noisy = grid({"sp": 0.5})
+    noisy["val_loss"] += np.where(noisy["seed"] == 1, 0.05, 0.0) * np.isclose(noisy["lr"], LR)
+    row = regret_table(noisy, LR).iloc[0]
+    assert row["regret_ci95_lo"] < 0 < row["regret_ci95_hi"]
+    assert regret_summary(regret_table(noisy, LR))["95% CI (paired)"][0].endswith("within noise")
+
+
 def test_stored_regret_merges_by_target_and_is_drawn(tmp_path: Path):
     first = regret_table(grid({"supar": 0.0, "sp": 0.5}), LR)
     write_regret(first, tmp_path)
