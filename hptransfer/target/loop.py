@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hptransfer import provenance
 from hptransfer.config import RunConfig
 from hptransfer.data import load_dataset
 from hptransfer.models import build_model, plan_parameters, sparse_layers
@@ -108,6 +109,7 @@ def train_target(
         **metrics,
         "wall_s": time.perf_counter() - start,
         "kernel": kernel_path(model),
+        **provenance.run_fields(str(worker.device)),
         "masks": mask_report(model, worker),
         "checkpoint_s": checkpoint_s,
         "peak_memory": worker.gather(_peak_memory(worker.device)),

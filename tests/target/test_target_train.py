@@ -61,10 +61,17 @@ def test_checkpoints_keep_the_last_two_and_the_run_is_not_trained_again(ddp):
     assert again.metrics == ddp.metrics and [p["step"] for p in again.curve] == [10, 20]
 
 
+def test_a_target_run_records_its_provenance(ddp):
+    from hptransfer import provenance
+
+    assert {name: ddp.metrics[name] for name in provenance.FIELDS} == provenance.run_fields("cpu")
+    assert ddp.metrics["kernel"]
+
+
 def test_load_model_gives_the_final_validation_loss(ddp):
     model = hptransfer.load_model(ddp.folder)
     run = complete_run(target_run(), load_dataset(target_run().data))
-    val_loss = evaluate(model, val_batches(run, load_dataset(run.data), "cpu"))
+    val_loss = evaluate(model, val_batches(run, load_dataset(run.data), "cpu")).loss
     assert val_loss == pytest.approx(ddp.metrics["val_loss"], rel=1e-6)
     for layer in sparse_layers(model):
         assert layer.mask is not None and not layer.weight[~layer.mask].any()
