@@ -29,6 +29,7 @@ def test_version_flag_prints_versions_device_and_commit(capsys) -> None:
     assert lines["optuna"] == importlib.metadata.version("optuna")
     assert lines["triton"] in (importlib.metadata.version("triton"), "not installed")
     assert lines["device"].startswith("cpu") and lines["commit"]
+    assert lines["kernel"] == "auto -> torch (Triton is used on CUDA GPUs only)"
 
 
 def test_a_trained_run_records_its_provenance(gpt_run) -> None:

@@ -45,9 +45,11 @@ class _VersionAction(argparse.Action):
         import torch
 
         from hptransfer import provenance
+        from hptransfer.kernels.selfcheck import auto_choice
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         print(provenance.describe(device))
+        print(f"kernel auto -> {auto_choice(torch.device(device))}")
         parser.exit()
 
 

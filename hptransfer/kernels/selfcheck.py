@@ -174,6 +174,18 @@ def triton_ok(device: torch.device, dtype: torch.dtype) -> bool:
     return _VERDICTS[key].ok
 
 
+def auto_choice(device: torch.device, dtype: torch.dtype = torch.float32) -> str:
+    """What ``kernel: auto`` uses on ``device`` as far as is known, without running the check."""
+    if device.type != "cuda":
+        return "torch (Triton is used on CUDA GPUs only)"
+    verdict = _VERDICTS.get(cache_key(device, dtype)) or _read_cache().get(cache_key(device, dtype))
+    if verdict is None:
+        return "triton if its self-check passes on first use (run: hptransfer selftest)"
+    if verdict.ok:
+        return f"triton (self-check passed {verdict.checked_at})"
+    return f"torch (Triton's self-check failed {verdict.checked_at}: {verdict.detail})"
+
+
 def run_check(device: torch.device, dtype: torch.dtype) -> Verdict:
     """The self-check of the real Triton kernels (a missing triton is a failed check)."""
     try:

@@ -84,6 +84,7 @@ def test_auto_falls_back_to_torch_with_one_warning_and_caches_it(
     # a new process reads the verdict instead of checking again
     monkeypatch.setattr(selfcheck, "_VERDICTS", {})
     assert kernels.resolve_backend("auto", cuda) == "torch" and calls == ["cuda"]
+    assert selfcheck.auto_choice(cuda).startswith("torch (Triton's self-check failed")
     # another dtype is another check
     assert kernels.resolve_backend("auto", cuda, torch.float16) == "torch" and len(calls) == 2
 
@@ -92,7 +93,10 @@ def test_auto_uses_triton_once_the_check_passes(
     fresh_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _stand_in(monkeypatch, right)
-    assert kernels.resolve_backend("auto", torch.device("cuda")) == "triton"
+    cuda = torch.device("cuda")
+    assert selfcheck.auto_choice(cuda).startswith("triton if its self-check passes")
+    assert kernels.resolve_backend("auto", cuda) == "triton"
+    assert selfcheck.auto_choice(cuda).startswith("triton (self-check passed")
     assert kernels.resolve_backend("auto", CPU) == "torch"  # no GPU: never Triton
     assert kernels.resolve_backend("torch", torch.device("cuda")) == "torch"
 
