@@ -106,11 +106,6 @@ def _seeds_missing(part: pd.DataFrame) -> bool:
     return bool(part.groupby("lr")["seed"].nunique().min() < part["seed"].nunique())
 
 
-def _seeds_missing(part: pd.DataFrame) -> bool:
-    """Whether some grid point lacks a seed that another point has."""
-    return bool(part.groupby("lr")["seed"].nunique().min() < part["seed"].nunique())
-
-
 def _row(
     part: pd.DataFrame,
     transferred_lr: float,
