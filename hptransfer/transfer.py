@@ -24,15 +24,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from hptransfer.analysis.fit import FIT_FILE, Fit, latest_fit, load_fit, usable_mask
+from hptransfer.analysis.fit import Fit, latest_fit, load_fit, usable_mask
 from hptransfer.analysis.paired import PairedDifference, losses_by_seed, paired_difference
-from hptransfer.analysis.plots import TRANSFER_CURVES_FILE, TRANSFER_FILE
 from hptransfer.analysis.regret import OFFSETS as REGRET_OFFSETS
-from hptransfer.analysis.results import SPEC_FILE, TRIALS_FILE, read_trials
+from hptransfer.analysis.results import read_trials
 from hptransfer.config import BaseHPs, RunConfig, TrainConfig
 from hptransfer.errors import ConfigError, ResultsError
 from hptransfer.models import describe
 from hptransfer.param import ParamHP, Role, parameterization
+from hptransfer.store.folder import (
+    FIT_FILE,
+    SPEC_FILE,
+    TRANSFER_CURVES_FILE,
+    TRANSFER_FILE,
+    TRIALS_FILE,
+)
 from hptransfer.sweep import Execution, SweepSpec, load_spec, run_trials
 from hptransfer.sweep.report import format_duration, format_hp
 from hptransfer.target.config import TargetConfig

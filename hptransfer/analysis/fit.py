@@ -75,8 +75,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -92,8 +90,16 @@ from hptransfer.analysis.joint import JointOptimum, locate_joint
 from hptransfer.analysis.optimum import CLIFF, estimate
 from hptransfer.config import BaseHPs, BaseShape
 from hptransfer.errors import ConfigError, FormatVersionError, ResultsError
+from hptransfer.store import write_text
+from hptransfer.store.folder import (
+    CURVES_FILE,
+    FIT_FILE,
+    RESULTS_ROOT,
+    SPEC_FILE,
+    TRIALS_FILE,
+    latest,
+)
 
-FIT_FILE = "fit.json"
 SCHEMA_VERSION = 2
 METRICS = ("val_loss", "train_loss")
 
@@ -279,7 +285,7 @@ def trials_for_fit(
     if settings.at_step is None:
         return trials
     if curves is None:
-        raise ResultsError(f"fitting at step {settings.at_step} needs {results.CURVES_FILE}")
+        raise ResultsError(f"fitting at step {settings.at_step} needs {CURVES_FILE}")
     return trials_at_step(trials, curves, settings.at_step)
 
 
@@ -457,9 +463,9 @@ def _base_width_density(trials: pd.DataFrame, spec_base: dict[str, Any] | None) 
     columns = trials.reindex(columns=["base_width", "base_density"]).dropna().drop_duplicates()
     if len(columns) == 1:
         width, density = columns.iloc[0]
-        return {"width": int(width), "density": float(density), "source": "trials.parquet"}
+        return {"width": int(width), "density": float(density), "source": TRIALS_FILE}
     if spec_base:
-        return {"density": 1.0, **spec_base, "source": "spec.yaml"}
+        return {"density": 1.0, **spec_base, "source": SPEC_FILE}
     density = float(trials["density"].max())
     width = int(trials.loc[trials["density"].eq(density), "width"].min())
     note = "dense" if density == 1 else f"density {density:g}"
@@ -702,17 +708,7 @@ def write_fit(fit: Fit, sweep_dir: Path) -> Path:
     path = Path(sweep_dir) / FIT_FILE
     if path.is_file():
         _check_version(_fit_doc(path), path)  # never replace a newer hptransfer's fit
-    text = json.dumps(fit.to_json(), indent=1, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{FIT_FILE}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, json.dumps(fit.to_json(), indent=1, allow_nan=False) + "\n")
     return path
 
 
@@ -721,7 +717,7 @@ def current_fit(sweep_dir: Path, settings: FitSettings | None = None) -> tuple[F
 
     The flag says whether fit.json was used.
     """
-    path, trials = Path(sweep_dir) / FIT_FILE, Path(sweep_dir) / results.TRIALS_FILE
+    path, trials = Path(sweep_dir) / FIT_FILE, Path(sweep_dir) / TRIALS_FILE
     if path.is_file() and trials.is_file() and path.stat().st_mtime >= trials.stat().st_mtime:
         return load_fit(path), True
     return fit_sweep(sweep_dir, settings), False
@@ -768,9 +764,9 @@ def _check_version(doc: dict[str, Any], path: Path) -> None:
         )
 
 
-def latest_fit(root: Path = results.RESULTS_ROOT) -> Path:
+def latest_fit(root: Path = RESULTS_ROOT) -> Path:
     """The most recently written fit.json under ``root``."""
-    fits = sorted(Path(root).glob(f"*/{FIT_FILE}"), key=lambda p: p.stat().st_mtime)
-    if not fits:
+    path = latest(root, FIT_FILE)
+    if path is None:
         raise ResultsError(f"no {FIT_FILE} under {root}/: run `hptransfer fit` first")
-    return fits[-1]
+    return path

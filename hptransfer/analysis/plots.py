@@ -25,12 +25,10 @@ from matplotlib.figure import Figure
 from hptransfer.analysis import fit as fitting
 from hptransfer.analysis import results
 from hptransfer.analysis.regret import read_regret
-from hptransfer.store.parquet import atomic_write
+from hptransfer.store import atomic_write
+from hptransfer.store.folder import PLOTS_DIR, TRANSFER_CURVES_FILE, TRANSFER_FILE
 
-PLOTS_DIR = "plots"
 FORMATS = ("png", "svg")
-TRANSFER_FILE = "transfer.parquet"
-TRANSFER_CURVES_FILE = "transfer_curves.parquet"
 TRANSFER_COLUMNS = ("trial_id", "parameterization", "width", "density")
 PARAM_STYLE = {
     "sp": ("SP", "tab:blue"),

@@ -32,9 +32,9 @@ import pyarrow.parquet as pq
 from hptransfer.analysis import results
 from hptransfer.analysis.paired import paired_difference
 from hptransfer.store import atomic_write
+from hptransfer.store.folder import REGRET_FILE
 from hptransfer.store.schema import VERSION_METADATA
 
-REGRET_FILE = "regret.parquet"
 OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # octaves around the transferred η
 TARGET_AXES = ("width", "density", "depth")
 COLUMNS = (

@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from hptransfer.analysis.fit import interval, load_fit
-from hptransfer.store.parquet import atomic_write
+from hptransfer.store import write_text
 
 BLOCK = re.compile(r"(<!-- fit (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- /fit -->)", re.S)
 LABELS = {"sp": "SP", "mup": "μP", "supar": "SμPar"}
@@ -91,7 +91,7 @@ def regenerate(readme: Path, results: Path | None = None) -> int:
     blocks = list(BLOCK.finditer(text))
     new = BLOCK.sub(lambda m: m.group(1) + render(results, m.group("args")) + m.group(4), text)
     if new != text:
-        atomic_write(readme, lambda f: f.write(new.encode()))
+        write_text(readme, new)
     return len(blocks)
 
 

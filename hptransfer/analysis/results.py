@@ -1,8 +1,8 @@
 """Reading a sweep's results folder for analysis: Parquet tables and the spec's base shape.
 
-A sweep folder ``results/<sweep>/`` holds ``trials.parquet`` (one row per trial),
-``curves.parquet`` (one row per trial and logged step) and ``spec.yaml``. Analysis reads these
-with pandas only: it never imports the sweep, Ray or torch.
+The folder's files are named and read by :mod:`hptransfer.store` (``trials.parquet``: one row
+per trial; ``curves.parquet``: one row per trial and logged step; ``spec.yaml``); this module
+checks the columns analysis needs. Analysis never imports the sweep, Ray or torch.
 """
 
 from __future__ import annotations
@@ -12,16 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from hptransfer.config import BaseHPs
 from hptransfer.errors import ResultsError
-from hptransfer.store.schema import check_readable
-
-RESULTS_ROOT = Path("results")
-TRIALS_FILE = "trials.parquet"
-CURVES_FILE = "curves.parquet"
-SPEC_FILE = "spec.yaml"
+from hptransfer.store import read_frame
+from hptransfer.store.folder import CURVES_FILE, RESULTS_ROOT, SPEC_FILE, TRIALS_FILE, latest
 
 HP_NAMES = BaseHPs.names()
 # Columns that define a group of trials (the HP grid is fitted within each group).
@@ -41,30 +36,17 @@ CURVE_COLUMNS = ("trial_id", "step")
 
 def latest_sweep(root: Path = RESULTS_ROOT) -> Path:
     """The sweep folder under ``root`` whose trials.parquet was modified last."""
-    tables = sorted(Path(root).glob(f"*/{TRIALS_FILE}"), key=lambda p: p.stat().st_mtime)
-    if not tables:
+    table = latest(root, TRIALS_FILE)
+    if table is None:
         raise ResultsError(
             f"no sweep results under {root}/ (no */{TRIALS_FILE}): run `hptransfer sweep` first"
         )
-    return tables[-1].parent
+    return table.parent
 
 
 def read_table(path: Path, required: Sequence[str]) -> pd.DataFrame:
     """Read one Parquet table, checking that it exists, parses and has ``required`` columns."""
-    if not path.is_file():
-        raise ResultsError(f"{path} not found: run `hptransfer sweep` first")
-    try:
-        # One open handle, so a sweep replacing the file meanwhile cannot tear the read.
-        with open(path, "rb") as handle:
-            arrow = pq.read_table(handle, page_checksum_verification=True)  # flipped bytes too
-    except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
-        raise ResultsError(f"{path} is not a readable Parquet file ({exc})") from exc
-    check_readable(arrow.schema, path)  # older versions lack only columns analysis ignores
-    table = arrow.to_pandas()
-    missing = [c for c in required if c not in table.columns]
-    if missing:
-        raise ResultsError(f"{path} lacks column(s) {', '.join(missing)}")
-    return table
+    return read_frame(path, required)
 
 
 def read_trials(sweep_dir: Path) -> pd.DataFrame:

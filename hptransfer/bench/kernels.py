@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from hptransfer.kernels.block_layout import BLOCK_SIZES, block_layout
 from hptransfer.kernels.torch_masked import torch_masked_linear
 from hptransfer.models.sparse import draw_mask
-from hptransfer.store.parquet import atomic_write
+from hptransfer.store import atomic_write, write_frame
 
 SIZES = (1024, 4096, 8192)
 TOKENS = (4096, 16384)
@@ -318,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
     for line in target_checks(frame):
         print(line)
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "kernels.parquet", lambda handle: frame.to_parquet(handle, index=False))
+    write_frame(args.out / "kernels.parquet", frame)
     plot(frame, args.out / "kernels.png")
     print(f"wrote {args.out / 'kernels.parquet'} and {args.out / 'kernels.png'}")
     return 0

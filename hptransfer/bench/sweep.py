@@ -217,12 +217,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hptransfer.store import atomic_write
+    from hptransfer.store import write_frame
 
     frame = bench_sweep(args.seconds, args.trials, args.concurrency)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "sweep.parquet"
-    atomic_write(path, lambda handle: frame.to_parquet(handle, index=False))
+    write_frame(path, frame)
     print(format_table(frame))
     print(target_check(frame))
     print(f"figures: {path}")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from hptransfer.config import BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
 from hptransfer.data import load_dataset
-from hptransfer.store.parquet import atomic_write
+from hptransfer.store import write_frame, write_text
 from hptransfer.train import complete_run
 
 WARMUP_STEPS = 3  # excluded from the throughput (start-up, first allocations)
@@ -126,9 +126,9 @@ def run(args: argparse.Namespace) -> int:
     text = table[shown].round(3).to_string(index=False)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out, lambda f: table.to_parquet(f, index=False))
+    write_frame(args.out, table)
     summary = args.out.with_suffix(".md")
-    atomic_write(summary, lambda f: f.write(_summary(config, table, text).encode()))
+    write_text(summary, _summary(config, table, text))
     print(f"wrote {args.out} and {summary}")
     return 0
 

@@ -30,7 +30,7 @@ from hptransfer.bench.kernels import device_name
 from hptransfer.config import BaseShape, DataConfig, ModelConfig, RunConfig
 from hptransfer.models import MaskedLinear, build_model, plan_parameters
 from hptransfer.optim import build_optimizer
-from hptransfer.store.parquet import atomic_write
+from hptransfer.store import write_frame
 from hptransfer.train import loss_fn
 
 
@@ -154,6 +154,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(table[["variant", "steps_per_s", "ratio_vs_nn_linear"]].round(3).to_string(index=False))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out, lambda f: table.to_parquet(f, index=False))
+    write_frame(args.out, table)
     print(f"wrote {args.out}")
     return 0

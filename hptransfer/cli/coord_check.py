@@ -75,7 +75,8 @@ def base_run(args: argparse.Namespace) -> RunConfig:
 
 def run(args: argparse.Namespace) -> int:
     from hptransfer.coord_check import check_run, coord_check_runs
-    from hptransfer.store.parquet import atomic_write
+    from hptransfer.store import write_frame
+    from hptransfer.store.folder import COORD_CHECK_FILE
 
     params = args.parameterizations.split(",")
     for p in params:
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     print(file=sys.stderr)
     records = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "coord_check.parquet", lambda f: records.to_parquet(f, index=False))
+    write_frame(args.out / COORD_CHECK_FILE, records)
     table = activation_table(records)
     slices = {"width": {"density": 1.0}, "density": {"width": max(widths)}}
     for axis, fixed in slices.items():
@@ -112,5 +113,5 @@ def run(args: argparse.Namespace) -> int:
     worst = summary.groupby(["parameterization", "axis"])["spread"].max().unstack()
     print("largest max/min activation ratio over layer groups and steps (1 = flat):")
     print(worst.round(2).to_string())
-    print(f"wrote {args.out}/coord_check.parquet and coord_check_{{width,density}}.png")
+    print(f"wrote {args.out}/{COORD_CHECK_FILE} and coord_check_{{width,density}}.png")
     return 0

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hptransfer.store.folder import SPEC_FILE
+
 if TYPE_CHECKING:
     from hptransfer.analysis.fit import Fit
 
@@ -94,7 +96,7 @@ def fit_notes(fit: Fit, sweep_dir: Path) -> list[str]:
     optima, notes = fit.optima, []
     edges = int(optima["flag"].eq("edge").sum())
     if edges:
-        spec = sweep_dir / "spec.yaml"
+        spec = sweep_dir / SPEC_FILE
         how = (
             f"hptransfer sweep {spec} --auto-extend"
             if spec.is_file()

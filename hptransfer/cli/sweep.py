@@ -51,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hptransfer.store.folder import CURVES_FILE, TRIALS_FILE
     from hptransfer.sweep import Execution, load_spec
 
     spec = load_spec(args.spec)
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    where = outcome.directory / "trials.parquet"
+    where = outcome.directory / TRIALS_FILE
     if outcome.failed:
         print(
             f"hptransfer: {outcome.failed} runs failed (see the error column of {where}); "
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"results: {where} and curves.parquet ({outcome.finished} runs)")
+    print(f"results: {where} and {CURVES_FILE} ({outcome.finished} runs)")
     return 0
 
 

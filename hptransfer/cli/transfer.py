@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from hptransfer.cli.plan import format_table
 from hptransfer.errors import ConfigError
+from hptransfer.store.folder import TRANSFER_CURVES_FILE, TRANSFER_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         estimates, execution, regret_runs=len(runs) if request.regret else 0
     )
     print(memory)
-    destination = source.sweep_dir / tr.TRANSFER_FILE
+    destination = source.sweep_dir / TRANSFER_FILE
     if args.dry_run:
         print(f"dry run: nothing trained; {len(runs)} run(s) would be stored in {destination}")
         return 0
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     lr = source.fit.base_config(request.parameterization).lr
     at_lr = rows[rows["lr"].eq(lr)]
     print(format_table(tr.gain_rows(at_lr, request.parameterization, request.baselines)))
-    print(f"stored in {destination} (curves: {tr.TRANSFER_CURVES_FILE})")
+    print(f"stored in {destination} (curves: {TRANSFER_CURVES_FILE})")
     if request.regret:
         _report_regret(rows, lr, source)
     return _failures(rows, destination)

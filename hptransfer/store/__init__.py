@@ -1,6 +1,31 @@
-"""Results storage: Parquet tables with a fixed flat schema, atomic upserts. No torch here."""
+"""Results storage: every file of a results folder is named, read and written here.
 
-from hptransfer.store.parquet import ResultsStore, atomic_write
+``folder``: the file names of a sweep folder; ``io``: the atomic write and the one Parquet
+reader; ``parquet``: a sweep's trials/curves tables (atomic upserts, the writer lock);
+``schema``: their columns; ``merge``: a study folder from several sweeps. No torch here.
+"""
+
+from hptransfer.store.io import (
+    atomic_write,
+    read_frame,
+    read_table,
+    write_frame,
+    write_table,
+    write_text,
+)
+from hptransfer.store.parquet import ResultsStore
 from hptransfer.store.schema import CURVES, HP_COLUMNS, STATUSES, TRIALS
 
-__all__ = ["CURVES", "HP_COLUMNS", "STATUSES", "TRIALS", "ResultsStore", "atomic_write"]
+__all__ = [
+    "CURVES",
+    "HP_COLUMNS",
+    "STATUSES",
+    "TRIALS",
+    "ResultsStore",
+    "atomic_write",
+    "read_frame",
+    "read_table",
+    "write_frame",
+    "write_table",
+    "write_text",
+]

@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from hptransfer.config import parse_fraction
 from hptransfer.errors import ConfigError, ResultsError
-from hptransfer.store.parquet import ResultsStore, atomic_write
+from hptransfer.store.folder import SOURCES_FILE, SPEC_FILE, TRIALS_FILE
+from hptransfer.store.io import write_table, write_text
+from hptransfer.store.parquet import ResultsStore
 from hptransfer.store.schema import CURVES, TRIALS
 
-SOURCES_FILE = "sources.json"
 # Runs are comparable only when these agree: one base shape, one task, one horizon.
 SHARED_COLUMNS = ("base_width", "base_density", "corpus", "optimizer", "max_steps")
 # Columns a merge can select runs by (``--only density=1,1/8``, ``--only width:density=…``).
@@ -74,8 +74,7 @@ def merge_sweeps(
         _write_table(store.curves_path, curves, CURVES)
         _write_table(store.trials_path, trials, TRIALS)
         doc = {"sources": list(taken), "only": format_selection(only or {}), "runs": taken}
-        text = json.dumps(doc, indent=2) + "\n"
-        atomic_write(target / SOURCES_FILE, lambda f: f.write(text.encode()))
+        write_text(target / SOURCES_FILE, json.dumps(doc, indent=2) + "\n")
     return MergeOutcome(target, len(trials), taken)
 
 
@@ -83,12 +82,12 @@ def _check_folders(sources: list[Path], target: Path) -> None:
     if not sources:
         raise ConfigError("give at least one sweep folder to merge")
     for source in sources:
-        if not (source / "trials.parquet").is_file():
-            raise ResultsError(f"{source}/trials.parquet not found: is {source} a sweep folder?")
+        if not (source / TRIALS_FILE).is_file():
+            raise ResultsError(f"{source}/{TRIALS_FILE} not found: is {source} a sweep folder?")
         if source.resolve() == target.resolve():
             raise ConfigError(f"{target} is also a source: merge into another folder")
-    if (target / "spec.yaml").exists():
-        raise ConfigError(f"{target} is a sweep's folder (it has spec.yaml): merge elsewhere")
+    if (target / SPEC_FILE).exists():
+        raise ConfigError(f"{target} is a sweep's folder (it has {SPEC_FILE}): merge elsewhere")
 
 
 def _check_comparable(trials: pd.DataFrame) -> None:
@@ -103,7 +102,7 @@ def _check_comparable(trials: pd.DataFrame) -> None:
 
 def _write_table(path: Path, frame: pd.DataFrame, schema: pa.Schema) -> None:
     table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
-    atomic_write(path, lambda f: pq.write_table(table, f, write_page_checksum=True))
+    write_table(path, table)
 
 
 def parse_selection(items: Sequence[str]) -> Selection:

@@ -1,7 +1,7 @@
-"""The results folder of one sweep: ``trials.parquet``, ``curves.parquet``, ``spec.yaml``.
+"""The tables of one sweep folder: ``trials.parquet``, ``curves.parquet``, ``spec.yaml``.
 
-Writes are atomic (temp file in the same folder, fsync, ``os.replace``): a crash leaves the
-previous complete file, never a partial one. Rows are upserted by ``trial_id``, so a trial
+Writes are atomic (:mod:`hptransfer.store.io`): a crash leaves the previous complete file,
+never a partial one. Rows are upserted by ``trial_id``, so a trial
 that is run again replaces its rows instead of duplicating them. Curves are written before
 trials, and ``trials.parquet`` is the source of truth: curve rows of a trial that is not in
 it (a crash between the two writes) are ignored on read and replaced when the trial re-runs.
@@ -15,22 +15,18 @@ import datetime
 import fcntl
 import os
 import socket
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from hptransfer.errors import ResultsError
+from hptransfer.store.folder import CURVES_FILE, LOCK_FILE, SPEC_FILE, TRIALS_FILE
+from hptransfer.store.io import read_table, write_table, write_text
 from hptransfer.store.schema import CURVES, TRIALS, upgrade
-
-TRIALS_FILE = "trials.parquet"
-CURVES_FILE = "curves.parquet"
-LOCK_FILE = "sweep.lock"
 
 
 class ResultsStore:
@@ -46,7 +42,7 @@ class ResultsStore:
         self.directory = Path(directory)
         self.trials_path = self.directory / trials_file
         self.curves_path = self.directory / curves_file
-        self.spec_path = self.directory / "spec.yaml"
+        self.spec_path = self.directory / SPEC_FILE
 
     def append(self, trials: Sequence[dict[str, Any]], curves: Sequence[dict[str, Any]]) -> None:
         """Upsert finished trials and their curve points (rows keyed by ``trial_id``)."""
@@ -78,7 +74,7 @@ class ResultsStore:
 
     def write_spec(self, text: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.spec_path, lambda f: f.write(text.encode()))
+        write_text(self.spec_path, text)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -115,19 +111,7 @@ class ResultsStore:
     def _read(self, path: Path, schema: pa.Schema) -> pa.Table:
         if not path.exists():
             return schema.empty_table()
-        try:
-            # One open handle: a path is opened more than once by pyarrow, and a writer's
-            # os.replace in between would pair one file's footer with another's pages.
-            with open(path, "rb") as handle:
-                table = pq.read_table(handle, page_checksum_verification=True)
-        except (OSError, pa.ArrowException) as exc:
-            detail = " ".join(str(exc).split())[:200]
-            raise ResultsError(
-                f"{path} is corrupt or unreadable ({detail}); it was left unchanged: restore it "
-                f"from a backup, or move it aside (mv {path} {path}.corrupt) and re-run the same "
-                "command to train the runs it held again"
-            ) from None
-        table = upgrade(table, schema, path)
+        table = upgrade(read_table(path), schema, path)
         if not table.schema.equals(schema):
             raise ResultsError(f"{path} has unexpected columns; was it written by hptransfer?")
         return table
@@ -141,24 +125,4 @@ class ResultsStore:
         old = self._read(path, schema)
         stale = pc.is_in(old["trial_id"], value_set=pa.array(ids, pa.string()))
         table = pa.concat_tables([old.filter(pc.invert(stale)), table])
-        atomic_write(path, lambda f: pq.write_table(table, f, write_page_checksum=True))
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write ``path`` via a temp file in the same folder, fsync, then ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # make the rename itself durable
-    finally:
-        os.close(directory)
+        write_table(path, table)

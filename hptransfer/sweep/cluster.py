@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hptransfer.errors import BackendUnavailableError, ConfigError
+from hptransfer.store.folder import RAY_DIR
 from hptransfer.sweep.spec import Resources
 
 # Ray's Unix socket paths (<temp>/session_<date>_<pid>/sockets/plasma_store) must stay
@@ -155,7 +156,7 @@ def clear_killed_session(directory: Path, execution: Execution) -> None:
 def ray_working_dir(directory: Path) -> Path:
     """``<sweep>/ray``: Tune's run state (removed after each fit: results live in the store)
     and, where the path is short enough, the embedded Ray's temp dir; git-ignored."""
-    return directory.resolve() / "ray"
+    return directory.resolve() / RAY_DIR
 
 
 def ray_temp_dir(directory: Path) -> Path:

@@ -22,7 +22,7 @@ import yaml
 from hptransfer.config import RunConfig
 from hptransfer.errors import ConfigError, FormatVersionError, ResultsError
 from hptransfer.store import ResultsStore
-from hptransfer.store.parquet import CURVES_FILE, TRIALS_FILE
+from hptransfer.store.folder import CURVES_FILE, TRIALS_FILE
 from hptransfer.sweep.cluster import (
     TUNE_NAME,
     Execution,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from hptransfer.config import (
     TrainConfig,
 )
 from hptransfer.errors import ResultsError
+from hptransfer.store import atomic_write, write_text
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model.json"
@@ -35,16 +35,13 @@ def write_artifact(
     folder: Path, run: RunConfig, weights: dict[str, torch.Tensor], metrics: dict[str, Any]
 ) -> None:
     """Both files, each written atomically (a temp file, then a rename)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     folder.mkdir(parents=True, exist_ok=True)
-    temp = folder / f".{WEIGHTS_FILE}.tmp"
-    save_file({k: v.contiguous() for k, v in weights.items()}, temp)
-    os.replace(temp, folder / WEIGHTS_FILE)
+    data = save({k: v.contiguous() for k, v in weights.items()})
+    atomic_write(folder / WEIGHTS_FILE, lambda f: f.write(data))
     config = {"format": FORMAT, "run": dataclasses.asdict(run), "metrics": metrics}
-    temp = folder / f".{CONFIG_FILE}.tmp"
-    temp.write_text(json.dumps(config, indent=1))
-    os.replace(temp, folder / CONFIG_FILE)
+    write_text(folder / CONFIG_FILE, json.dumps(config, indent=1))
 
 
 def run_from_dict(values: dict[str, Any]) -> RunConfig:

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hptransfer.store import write_text
+
 PROGRESS_FILE = "progress.jsonl"
 CURVE_FILE = "curve.jsonl"
 STARTS_FILE = "starts.jsonl"
@@ -83,6 +85,4 @@ def _cut(path: Path, first_step: int) -> None:
     if not path.exists():
         return
     kept = [r for r in read_log(path) if r["step"] < first_step]
-    temp = path.with_suffix(".tmp")
-    temp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    os.replace(temp, path)
+    write_text(path, "".join(json.dumps(r) + "\n" for r in kept))

@@ -22,6 +22,7 @@ from typing import Any
 
 from hptransfer.config import RunConfig
 from hptransfer.errors import ConfigError, HPTransferError, ResultsError
+from hptransfer.store import write_text
 from hptransfer.sweep.cluster import Execution, check_address, ray_session
 from hptransfer.sweep.spec import Resources
 from hptransfer.target.checkpoint import (
@@ -269,9 +270,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     if worker.rank == 0 and final is not None:
         complete = complete_run(run, load_dataset(run.data))  # vocabulary size filled in
         write_artifact(folder, complete, final.model, metrics)
-        temp = folder / f".{RESULT_FILE}.tmp"
-        temp.write_text(json.dumps(metrics))
-        os.replace(temp, folder / RESULT_FILE)
+        write_text(folder / RESULT_FILE, json.dumps(metrics))
 
 
 def _save(run: RunConfig, state: TrainingState | None, metrics: dict[str, Any]) -> None:

@@ -14,12 +14,12 @@ import pandas as pd
 
 from hptransfer.config import RunConfig
 from hptransfer.store import ResultsStore
+from hptransfer.store.folder import TARGETS_DIR
 from hptransfer.sweep.cluster import Execution
 from hptransfer.sweep.trials import point_id, trial_id, trial_row
 from hptransfer.target.config import TargetConfig
 from hptransfer.target.run import TargetFailedError, run_target
 
-TARGETS_DIR = "targets"
 ERROR_CHARS = 2000
 
 

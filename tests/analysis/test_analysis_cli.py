@@ -80,7 +80,7 @@ def missing_column(path: Path) -> Path:
     ("make", "message"),
     [
         (lambda p: p / "absent", "trials.parquet not found"),
-        (lambda p: corrupt(p / "trials.parquet"), "trials.parquet is not a readable Parquet"),
+        (lambda p: corrupt(p / "trials.parquet"), "trials.parquet is corrupt or unreadable"),
         (all_diverged, "diverged or did not complete"),
         (missing_column, "trials.parquet lacks column(s) status"),
     ],

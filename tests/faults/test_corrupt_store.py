@@ -163,7 +163,7 @@ def test_fit_and_transfer_refuse_a_flipped_loss(tmp_path, capsys):
     before = faultkit.tree_digest(tmp_path)
     assert main(["fit", str(sweep_dir)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "trials.parquet is not a readable Parquet file" in err
+    assert err.count("\n") == 1 and "trials.parquet is corrupt or unreadable" in err
     assert main(["transfer", "--from", str(sweep_dir), "--to", "width=32"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "transfer.parquet is corrupt or unreadable" in err

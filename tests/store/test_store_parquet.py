@@ -11,7 +11,7 @@ import pytest
 
 from hptransfer.errors import ResultsError
 from hptransfer.store import CURVES, TRIALS, ResultsStore
-from hptransfer.store import parquet as store_parquet
+from hptransfer.store import io as store_io
 
 
 def trial(trial_id: str, val_loss: float = 2.0, status: str = "completed") -> dict:
@@ -92,7 +92,7 @@ def test_failed_write_keeps_previous_file_and_no_temp(tmp_path, monkeypatch):
         handle.write(b"PAR1 partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(store_parquet.pq, "write_table", half_write)
+    monkeypatch.setattr(store_io.pq, "write_table", half_write)
     with pytest.raises(OSError, match="disk full"):
         store.append([trial("b-s0")], [])
     assert store.trials_path.read_bytes() == before

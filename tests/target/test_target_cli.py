@@ -11,8 +11,8 @@ import pytest
 import hptransfer
 from hptransfer.analysis.plots import TRANSFER_CURVES_FILE, TRANSFER_FILE
 from hptransfer.cli.main import main
+from hptransfer.store.folder import TARGETS_DIR
 from hptransfer.target.artifact import CONFIG_FILE, WEIGHTS_FILE
-from hptransfer.target.runs import TARGETS_DIR
 from tests.transfer.fitted_sweep import write_sweep
 
 TARGET = ["--to", "width=32,density=0.25", "--workers", "2"]

@@ -1,0 +1,43 @@
+"""Every file of a results folder, named here once.
+
+A sweep folder ``results/<sweep>/`` holds:
+
+- ``trials.parquet``: one row per training run (schema :data:`hptransfer.store.TRIALS`);
+- ``curves.parquet``: one row per run and logged step (:data:`hptransfer.store.CURVES`);
+- ``spec.yaml``: the normalised sweep spec (a merged study has ``sources.json`` instead);
+- ``fit.json``: the fitted optima (:mod:`hptransfer.analysis.fit`);
+- ``transfer.parquet`` and ``transfer_curves.parquet``: runs transferred from the sweep;
+- ``regret.parquet``: the transferred η's regret against a grid around it;
+- ``targets/<trial_id>/``: a Ray Train target run's checkpoints, logs and artifact (the files
+  inside are named by :mod:`hptransfer.target`);
+- ``plots/``: figures; ``ray/``: Tune state and Ray's temp dir while a sweep runs;
+- ``sweep.lock``: the writer lock, naming its holder.
+
+Nothing outside :mod:`hptransfer.store` spells these names or globs a results root; a
+module that adds a file to the folder adds its name here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULTS_ROOT = Path("results")
+TRIALS_FILE = "trials.parquet"
+CURVES_FILE = "curves.parquet"
+SPEC_FILE = "spec.yaml"
+SOURCES_FILE = "sources.json"
+FIT_FILE = "fit.json"
+TRANSFER_FILE = "transfer.parquet"
+TRANSFER_CURVES_FILE = "transfer_curves.parquet"
+REGRET_FILE = "regret.parquet"
+TARGETS_DIR = "targets"
+LOCK_FILE = "sweep.lock"
+PLOTS_DIR = "plots"
+RAY_DIR = "ray"
+COORD_CHECK_FILE = "coord_check.parquet"
+
+
+def latest(root: Path, name: str) -> Path | None:
+    """The ``<root>/*/<name>`` modified last, or None when there is none."""
+    paths = sorted(Path(root).glob(f"*/{name}"), key=lambda p: p.stat().st_mtime)
+    return paths[-1] if paths else None

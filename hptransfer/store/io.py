@@ -1,0 +1,95 @@
+"""The one way files under results/ are read and written.
+
+Writes are atomic (temp file in the same folder, fsync, ``os.replace``, fsync of the folder):
+a crash leaves the previous complete file, never a partial one. Parquet is read whole through
+one open handle with page checksums verified, so a flipped byte is an error naming the file,
+never a silently different number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hptransfer.errors import ResultsError
+from hptransfer.store.schema import check_readable
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write ``path`` via a temp file in the same folder, fsync, then ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # make the rename itself durable
+    finally:
+        os.close(directory)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    """Write an Arrow table as Parquet with page checksums, atomically."""
+    atomic_write(path, lambda f: pq.write_table(table, f, write_page_checksum=True))
+
+
+def write_frame(path: Path, frame: pd.DataFrame) -> None:
+    """Write a tidy DataFrame (coord-check records, benchmarks) as Parquet, atomically."""
+    atomic_write(path, lambda f: frame.to_parquet(f, index=False))
+
+
+def read_table(path: Path) -> pa.Table:
+    """Read a whole Parquet file; a corrupt or cut one is a :class:`ResultsError` naming the
+    file and the way out, and the file is left as it was."""
+    try:
+        # One open handle: a path is opened more than once by pyarrow, and a writer's
+        # os.replace in between would pair one file's footer with another's pages.
+        with open(path, "rb") as handle:
+            return pq.read_table(handle, page_checksum_verification=True)
+    except (OSError, pa.ArrowException) as exc:
+        raise _corrupt(path, exc) from None
+
+
+def read_frame(path: Path, required: Sequence[str] = ()) -> pd.DataFrame:
+    """A Parquet file as a DataFrame, checking that it exists and has ``required`` columns."""
+    if not path.is_file():
+        raise ResultsError(f"{path} not found: run `hptransfer sweep` first")
+    table = read_table(path)
+    check_readable(table.schema, path)  # older versions lack only columns analysis ignores
+    try:
+        frame = table.to_pandas()
+    except (ValueError, KeyError, TypeError) as exc:  # damaged pandas metadata
+        raise _corrupt(path, exc) from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ResultsError(f"{path} lacks column(s) {', '.join(missing)}")
+    return frame
+
+
+def _corrupt(path: Path, exc: Exception) -> ResultsError:
+    detail = " ".join(str(exc).split())[:200]
+    return ResultsError(
+        f"{path} is corrupt or unreadable ({detail}); it was left unchanged: restore it from a "
+        f"backup, or move it aside (mv {path} {path}.corrupt) and re-run the command that "
+        "wrote it to train the runs it held again"
+    )
