@@ -20,7 +20,7 @@ from hptransfer.param.rules import parameterization
 MODEL_KINDS = ("gpt", "mlp")
 KERNELS = ("auto", "torch", "triton")
 MASK_KINDS = ("random", "row_balanced", "block")
-BLOCK_SIZES = (16, 32, 64, 128)
+BLOCK_SIZES = (16, 32, 64, 128)  # mask blocks = kernel tiles; tl.dot needs tiles of >= 16
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "linear", "constant")
 WEIGHT_DECAY_MODES = ("independent", "coupled")

@@ -27,7 +27,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from hptransfer.kernels.block_layout import BLOCK_SIZES, block_layout
+from hptransfer.config import BLOCK_SIZES
+from hptransfer.kernels.block_layout import block_layout
 from hptransfer.kernels.torch_masked import torch_masked_linear
 from hptransfer.models.sparse import draw_mask
 from hptransfer.store import atomic_write, write_frame

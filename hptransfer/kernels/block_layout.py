@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-BLOCK_SIZES = (16, 32, 64, 128)  # tl.dot needs tiles of at least 16
+from hptransfer.config import BLOCK_SIZES
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,10 +1,10 @@
-"""Torch masked linear: the ground truth and the fast CPU/GPU fallback.
+"""Torch masked linear: the reference semantics and the CPU/GPU backend.
 
-``reference_masked_linear`` computes ``x @ (W ⊙ M)ᵀ + b`` literally; tests compare every
-other path to it. ``TorchMaskedLinear`` is what trains: sparse layers keep the invariant that
-masked weights are stored as exact zeros (set at init and on checkpoint load, kept by a masked
-gradient), so the forward is a plain GEMM on ``W`` and only ``dW`` needs the mask. That avoids
-the extra weight-sized ``W ⊙ M`` pass and tensor that masking by parametrization pays per step.
+The contract every backend keeps: ``masked_linear(x, W, M, b) = x @ (W ⊙ M)ᵀ + b`` where the
+entries of ``W`` under the mask are never read (zeros, garbage or NaN give the same result),
+``dX = dY @ (W ⊙ M)`` and ``dW = (dYᵀ X) ⊙ M`` (exactly zero under the mask).
+``reference_masked_linear`` states it literally; ``tests/kernels/test_kernel_contract.py`` runs
+every available backend against it.
 """
 
 from __future__ import annotations
@@ -13,41 +13,40 @@ import torch
 import torch.nn.functional as F
 
 
+def masked_weight(weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``W ⊙ M`` without reading ``W`` under the mask (``NaN · 0`` would be NaN)."""
+    return weight.masked_fill(~mask.bool(), 0)
+
+
 def reference_masked_linear(
     x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """``x @ (W ⊙ M)ᵀ + b`` by definition (slow; for tests and as the semantics)."""
-    return F.linear(x, weight * mask.to(weight.dtype), bias)
+    """``x @ (W ⊙ M)ᵀ + b`` by definition (for tests, and as the semantics)."""
+    return F.linear(x, masked_weight(weight, mask), bias)
 
 
 class TorchMaskedLinear(torch.autograd.Function):
-    """Forward ``x @ Wᵀ + b`` for a weight whose masked entries are zero; ``dW = (dYᵀ X) ⊙ M``."""
+    """Forward ``x @ (W ⊙ M)ᵀ + b``; ``dX = dY (W ⊙ M)``, ``dW = (dYᵀ X) ⊙ M``.
+
+    ``W ⊙ M`` is one weight-sized pass per step, small next to the GEMMs over all tokens.
+    """
 
     @staticmethod
     def forward(ctx, x, weight, mask, bias):  # type: ignore[override]
-        ctx.save_for_backward(x, weight, mask)
+        masked = masked_weight(weight, mask)
+        ctx.save_for_backward(x, masked, mask)
         ctx.has_bias = bias is not None
-        # Under autocast (bf16) the backward GEMMs run in the forward's precision too, as
-        # torch.amp.custom_bwd would do; autograd casts dW back to the fp32 master weight.
-        device = x.device.type
-        ctx.autocast = (device, torch.get_autocast_dtype(device), torch.is_autocast_enabled(device))
-        return F.linear(x, weight, bias)
+        return F.linear(x, masked, bias)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        device, dtype, enabled = ctx.autocast
-        with torch.autocast(device, dtype=dtype, enabled=enabled):
-            return TorchMaskedLinear._backward(ctx, grad_out)
-
-    @staticmethod
-    def _backward(ctx, grad_out):
-        x, weight, mask = ctx.saved_tensors
+        x, masked, mask = ctx.saved_tensors
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = grad_out @ weight
+            grad_x = grad_out @ masked
         flat_grad = grad_out.reshape(-1, grad_out.shape[-1])
         if ctx.needs_input_grad[1]:
-            grad_w = (flat_grad.t() @ x.reshape(-1, x.shape[-1])).mul_(mask)
+            grad_w = (flat_grad.t() @ x.reshape(-1, x.shape[-1])).masked_fill_(~mask.bool(), 0)
         if ctx.has_bias and ctx.needs_input_grad[3]:
             grad_b = flat_grad.sum(0)
         return grad_x, grad_w, None, grad_b

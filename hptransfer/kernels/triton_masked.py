@@ -31,12 +31,17 @@ MASK_NONE, MASK_B, MASK_C = 0, 1, 2
 # Which tiles run: every output tile over all of K; every output tile over the K blocks listed
 # for its column (CSR); or only the output tiles listed (non-empty blocks of dW).
 DENSE, REDUCE_LIST, TILE_LIST = 0, 1, 2
+# The same codes as kernel-side constants (a @triton.jit function reads only constexpr globals).
+K_MASK_B, K_MASK_C = tl.constexpr(MASK_B), tl.constexpr(MASK_C)
+K_REDUCE_LIST, K_TILE_LIST = tl.constexpr(REDUCE_LIST), tl.constexpr(TILE_LIST)
+# Rows of output tiles a program group walks together, for L2 reuse of the B tiles.
+GROUP_M = 8
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # Tile dimensions a layout pins to the mask block (the rest are tuned).
 _BLOCK_TILES = {DENSE: (), REDUCE_LIST: ("BLOCK_N", "BLOCK_K"), TILE_LIST: ("BLOCK_M", "BLOCK_N")}
 # The interpreter costs ~3 ms per program and K-step whatever the tile: use big tiles.
-_INTERPRETER_TILES = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64, "GROUP_M": 8}
+_INTERPRETER_TILES = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64, "GROUP_M": GROUP_M}
 
 
 @triton.jit
@@ -56,7 +61,7 @@ def _accumulate(acc, a_tile, b_tile, keep_tile, offs_k, K,
     in_k = offs_k < K
     a = tl.load(a_tile, mask=in_k[None, :], other=0.0)
     b = tl.load(b_tile, mask=in_k[:, None], other=0.0)
-    if MASK_ON == 1:
+    if MASK_ON == K_MASK_B:
         keep = tl.load(keep_tile, mask=in_k[:, None], other=0)
         b = tl.where(keep != 0, b, tl.zeros_like(b))
     return tl.dot(a, b, acc, input_precision=PRECISION)
@@ -79,7 +84,7 @@ def _masked_matmul_kernel(
     C's (MASK_ON == C).
     """
     pid = tl.program_id(0)
-    if LAYOUT == 2:
+    if LAYOUT == K_TILE_LIST:
         pid_m = tl.load(list_ptr + pid)
         pid_n = tl.load(list_idx + pid)
     else:
@@ -93,7 +98,7 @@ def _masked_matmul_kernel(
     b_tile = b_ptr + offs_k[:, None] * stride_bk + (cols % N)[None, :] * stride_bn
     keep_tile = mask_ptr + offs_k[:, None] * stride_mr + (cols % N)[None, :] * stride_mc
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    if LAYOUT == 1:
+    if LAYOUT == K_REDUCE_LIST:
         for i in range(tl.load(list_ptr + pid_n), tl.load(list_ptr + pid_n + 1)):
             k0 = tl.load(list_idx + i).to(tl.int64) * BLOCK_K
             acc = _accumulate(acc, a_tile + k0 * stride_ak, b_tile + k0 * stride_bk,
@@ -109,7 +114,7 @@ def _masked_matmul_kernel(
     inside = (rows[:, None] < M) & (cols[None, :] < N)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
-    if MASK_ON == 2:
+    if MASK_ON == K_MASK_C:
         keep = tl.load(mask_ptr + rows[:, None] * stride_mr + cols[None, :] * stride_mc,
                        mask=inside, other=0)
         acc = tl.where(keep != 0, acc, 0.0)
@@ -129,15 +134,15 @@ def _gpu_configs(layout: int) -> list[triton.Config]:
     """Candidate tiles (Triton's matmul tutorial plus Hopper-sized ones); the layout fixes
     the tile dimensions that must equal the mask block."""
     if layout == REDUCE_LIST:  # BLOCK_N = BLOCK_K = mask block
-        return [_config(w, s, BLOCK_M=m, GROUP_M=8)
+        return [_config(w, s, BLOCK_M=m, GROUP_M=GROUP_M)
                 for m in (64, 128, 256) for w in (4, 8) for s in (3, 4)]
     if layout == TILE_LIST:  # BLOCK_M = BLOCK_N = mask block
-        return [_config(w, s, BLOCK_K=k, GROUP_M=8)
+        return [_config(w, s, BLOCK_K=k, GROUP_M=GROUP_M)
                 for k in (32, 64, 128) for w in (4, 8) for s in (3, 4)]
     shapes = [(128, 256, 64, 8, 3), (256, 128, 64, 8, 3), (128, 128, 64, 8, 4),
               (128, 128, 32, 4, 4), (64, 256, 32, 4, 4), (128, 64, 32, 4, 4),
               (64, 128, 32, 4, 4), (128, 32, 32, 4, 4), (64, 32, 32, 2, 5), (32, 64, 32, 2, 5)]
-    return [_config(w, s, BLOCK_M=m, BLOCK_N=n, BLOCK_K=k, GROUP_M=8)
+    return [_config(w, s, BLOCK_M=m, BLOCK_N=n, BLOCK_K=k, GROUP_M=GROUP_M)
             for m, n, k, w, s in shapes]
 
 

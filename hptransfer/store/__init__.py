@@ -14,12 +14,11 @@ from hptransfer.store.io import (
     write_text,
 )
 from hptransfer.store.parquet import ResultsStore
-from hptransfer.store.schema import CURVES, HP_COLUMNS, STATUSES, TRIALS
+from hptransfer.store.schema import CURVES, HP_COLUMNS, TRIALS
 
 __all__ = [
     "CURVES",
     "HP_COLUMNS",
-    "STATUSES",
     "TRIALS",
     "ResultsStore",
     "atomic_write",

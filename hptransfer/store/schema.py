@@ -23,10 +23,6 @@ VERSION_METADATA = {VERSION_KEY: str(SCHEMA_VERSION).encode()}
 
 HP_COLUMNS = ("lr", "init_std", "alpha_in", "alpha_out", "weight_decay")
 
-# status: "completed" (ran its whole budget or diverged; see ``diverged``), "early_stopped"
-# (stopped by ASHA: losses are the last reported), "error" (see ``error``; re-run on resume).
-STATUSES = ("completed", "early_stopped", "error")
-
 TRIALS = pa.schema(
     [
         ("trial_id", pa.string()),
@@ -52,6 +48,8 @@ TRIALS = pa.schema(
         ("val_loss", pa.float64()),
         ("val_loss_se", pa.float64()),  # standard error of val_loss over validation windows
         ("diverged", pa.bool_()),
+        # "completed" (its whole budget, or diverged: see ``diverged``), "early_stopped" (by
+        # ASHA: losses are the last reported), "error" (see ``error``; re-run on resume)
         ("status", pa.string()),
         ("wall_s", pa.float64()),
         ("kernel", pa.string()),  # the masked-matmul path the run used (torch, triton, dense)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import pytest
@@ -13,6 +14,8 @@ if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
 pytest.importorskip("triton")
+
+from kernel_cases import DEVICE, DTYPES, assert_matches_reference, case, grads
 
 from hptransfer.config import ModelConfig, RunConfig
 from hptransfer.errors import BackendUnavailableError
@@ -26,56 +29,7 @@ from hptransfer.kernels import (
 from hptransfer.models import build_model
 from hptransfer.models.sparse import MaskedLinear, draw_mask
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-# Triton's interpreter holds bf16 as raw integers: bf16 only on a GPU.
-DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if DEVICE.type == "cuda" else [])
-TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
-
-
-def _case(x_shape, out, kind, block=32, density=0.4, dtype=torch.float32, seed=0, bias=True):
-    gen = torch.Generator().manual_seed(seed)
-    in_features = x_shape[-1]
-    mask = draw_mask(out, in_features, density, kind=kind, block=block, generator=gen)
-    weight = torch.randn(out, in_features, generator=gen) * mask  # the layer's invariant
-    tensors = {
-        "x": torch.randn(*x_shape, generator=gen),
-        "weight": weight,
-        "bias": torch.randn(out, generator=gen) if bias else None,
-    }
-    tensors = {k: None if v is None else v.to(DEVICE, dtype) for k, v in tensors.items()}
-    return tensors["x"], tensors["weight"], mask.to(DEVICE), tensors["bias"]
-
-
-def _grads(fn, x, weight, mask, bias, grad_out=None, **kwargs):
-    """Output and grads (x, weight, bias) of ``fn`` at fresh leaves."""
-    leaves = [t.detach().clone().requires_grad_() for t in (x, weight)]
-    if bias is not None:
-        leaves.append(bias.detach().clone().requires_grad_())
-    y = fn(leaves[0], leaves[1], mask, leaves[2] if bias is not None else None, **kwargs)
-    if grad_out is None:
-        grad_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y)
-    return (y, *torch.autograd.grad(y, leaves, grad_out)), grad_out
-
-
-def _assert_matches_reference(x, weight, mask, bias, layout=None, reference_weight=None):
-    got, grad_out = _grads(masked_linear, x, weight, mask, bias, backend="triton", layout=layout)
-    # Ground truth in fp64 from the literal W ⊙ M.
-    ref_w = weight if reference_weight is None else reference_weight
-    want, _ = _grads(
-        reference_masked_linear,
-        x.double(),
-        ref_w.double(),
-        mask,
-        None if bias is None else bias.double(),
-        grad_out.double(),
-    )
-    tol = TOLERANCE[x.dtype]
-    for name, g, w in zip(("y", "dX", "dW", "db")[: len(got)], got, want, strict=True):
-        assert g.shape == w.shape and g.dtype == x.dtype, name
-        scale = w.abs().max().clamp_min(1.0)
-        err = ((g.double() - w).abs().max() / scale).item()
-        assert err < tol, f"{name}: relative error {err:.2e} > {tol:.0e}"
-    assert (got[2][~mask] == 0).all(), "masked entries of dW must be exactly zero"
+assert_triton = functools.partial(assert_matches_reference, backend="triton")
 
 
 @pytest.mark.parametrize(
@@ -88,7 +42,7 @@ def _assert_matches_reference(x, weight, mask, bias, layout=None, reference_weig
     ],
 )
 def test_fused_matches_reference(x_shape, out, kind, block):
-    _assert_matches_reference(*_case(x_shape, out, kind, block))
+    assert_triton(*case(x_shape, out, kind, block))
 
 
 @pytest.mark.parametrize(
@@ -96,58 +50,54 @@ def test_fused_matches_reference(x_shape, out, kind, block):
     [((2, 20, 72), 100, 32), ((40, 48), 90, 16), ((33, 130), 70, 64), ((33, 130), 200, 128)],
 )
 def test_block_sparse_matches_reference(x_shape, out, block):
-    x, weight, mask, bias = _case(x_shape, out, "block", block)
+    x, weight, mask, bias = case(x_shape, out, "block", block)
     layout = block_layout(mask, block)
     assert layout.full
-    _assert_matches_reference(x, weight, mask, bias, layout)
+    assert_triton(x, weight, mask, bias, layout)
 
 
 def test_block_sparse_with_partial_blocks_applies_the_element_mask():
-    x, weight, mask, bias = _case((2, 20, 72), 100, "random", density=0.1)
+    x, weight, mask, bias = case((2, 20, 72), 100, "random", density=0.1)
     layout = block_layout(mask, 32)
     assert not layout.full
-    _assert_matches_reference(x, weight, mask, bias, layout)
+    assert_triton(x, weight, mask, bias, layout)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_half_precision_with_fp32_accumulation(dtype):
-    x, weight, mask, bias = _case((2, 20, 72), 100, "block", 32, dtype=dtype)
-    _assert_matches_reference(x, weight, mask, bias)
-    _assert_matches_reference(x, weight, mask, bias, block_layout(mask, 32))
+    x, weight, mask, bias = case((2, 20, 72), 100, "block", 32, dtype=dtype)
+    assert_triton(x, weight, mask, bias)
+    assert_triton(x, weight, mask, bias, block_layout(mask, 32))
 
 
 def test_uint8_mask_and_no_bias():
-    x, weight, mask, _ = _case((40, 72), 100, "random")
-    _assert_matches_reference(x, weight, mask.to(torch.uint8).bool(), None)
+    x, weight, mask, _ = case((40, 72), 100, "random")
+    assert_triton(x, weight, mask.to(torch.uint8).bool(), None)
     got = masked_linear(x, weight, mask.to(torch.uint8), backend="triton")
     torch.testing.assert_close(got, reference_masked_linear(x, weight, mask))
 
 
 def test_mask_is_applied_as_weights_load_and_empty_blocks_are_never_read():
-    x, weight, mask, bias = _case((40, 72), 100, "block", 32)
+    x, weight, mask, bias = case((40, 72), 100, "block", 32)
     # Break the layer's invariant with NaN under the mask: the fused path masks every
     # loaded tile, and the block path (full blocks: no element mask) must skip the NaNs.
     poisoned = weight.masked_fill(~mask, float("nan"))
-    _assert_matches_reference(x, poisoned, mask, bias, reference_weight=weight)
-    _assert_matches_reference(
-        x, poisoned, mask, bias, block_layout(mask, 32), reference_weight=weight
-    )
+    assert_triton(x, poisoned, mask, bias)
+    assert_triton(x, poisoned, mask, bias, block_layout(mask, 32))
 
 
-def test_empty_block_rows_and_columns_give_bias_and_zero_grads():
+def test_empty_block_rows_and_columns_give_bias_and_zerograds():
     mask = torch.zeros(70, 96, dtype=torch.bool, device=DEVICE)
     mask[:32, 32:64] = True  # one non-empty block: block rows 1-2, block columns 0, 2 empty
-    x, weight, _, bias = _case((20, 96), 70, "random")
+    x, weight, _, bias = case((20, 96), 70, "random")
     weight = weight * mask
     layout = block_layout(mask, 32)
     assert layout.nnz == 1 and layout.grid == (3, 3)
-    (y, dx, dw, _), _ = _grads(
-        masked_linear, x, weight, mask, bias, backend="triton", layout=layout
-    )
+    (y, dx, dw, _), _ = grads(masked_linear, x, weight, mask, bias, backend="triton", layout=layout)
     torch.testing.assert_close(y[:, 32:], bias[32:].expand(20, -1))
     assert (dx[:, :32] == 0).all() and (dx[:, 64:] == 0).all()
     assert (dw[~mask] == 0).all()
-    _assert_matches_reference(x, weight, mask, bias, layout)
+    assert_triton(x, weight, mask, bias, layout)
 
 
 def test_block_layout_lists_each_nonempty_block_in_row_and_column_order():
@@ -179,7 +129,7 @@ def test_block_layout_lists_each_nonempty_block_in_row_and_column_order():
     ],
 )
 def test_bad_input_is_a_clear_error_before_launch(change, message):
-    x, weight, mask, bias = _case((4, 72), 100, "random")
+    x, weight, mask, bias = case((4, 72), 100, "random")
     args = {"x": x, "weight": weight, "mask": mask, "bias": bias, "layout": None}
     args.update({k: v.to(DEVICE) if isinstance(v, torch.Tensor) else v for k, v in change.items()})
     with pytest.raises(ValueError, match=message):
@@ -268,20 +218,20 @@ def test_every_gpu_tile_config_computes_the_same_products(index, monkeypatch):
 
     monkeypatch.setattr(kernels, "_tuned", tuner)
     monkeypatch.setattr(kernels, "INTERPRETED", False)  # launch as on a GPU
-    x, weight, mask, bias = _case((40, 72), 100, "block", 32)
+    x, weight, mask, bias = case((40, 72), 100, "block", 32)
 
     def unchecked(x, weight, mask, bias, layout=None):
         return kernels.TritonMaskedLinear.apply(x, weight, mask.view(torch.uint8), bias, layout)
 
     for layout in (None, block_layout(mask, 32)):
-        got, grad_out = _grads(unchecked, x, weight, mask, bias, layout=layout)
-        want, _ = _grads(reference_masked_linear, x, weight, mask, bias, grad_out)
+        got, grad_out = grads(unchecked, x, weight, mask, bias, layout=layout)
+        want, _ = grads(reference_masked_linear, x, weight, mask, bias, grad_out)
         for g, w in zip(got, want, strict=True):
             torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
 
 
 def test_autocast_runs_in_the_autocast_dtype_like_f_linear():
-    x, weight, mask, bias = _case((2, 20, 72), 100, "random")
+    x, weight, mask, bias = case((2, 20, 72), 100, "random")
     leaf = weight.clone().requires_grad_()
     with torch.autocast(DEVICE.type, dtype=torch.float16):
         got = masked_linear(x, leaf, mask, bias, backend="triton")
@@ -293,12 +243,13 @@ def test_autocast_runs_in_the_autocast_dtype_like_f_linear():
 
 
 def test_all_empty_mask_and_zero_tokens_launch_nothing():
-    x, weight, _, bias = _case((20, 96), 70, "random")
+    x, weight, _, bias = case((20, 96), 70, "random")
     mask = torch.zeros(70, 96, dtype=torch.bool, device=DEVICE)
     layout = block_layout(mask, 32)
     assert layout.nnz == 0
-    (y, dx, dw, _), _ = _grads(masked_linear, x, weight * mask, mask, bias, backend="triton",
-                               layout=layout)
+    (y, dx, dw, _), _ = grads(
+        masked_linear, x, weight * mask, mask, bias, backend="triton", layout=layout
+    )
     assert torch.equal(y, bias.expand(20, -1)) and not dx.any() and not dw.any()
-    (y, dx, dw, db), _ = _grads(masked_linear, x[:0], weight, mask, bias, backend="triton")
+    (y, dx, dw, db), _ = grads(masked_linear, x[:0], weight, mask, bias, backend="triton")
     assert y.shape == (0, 70) and dx.shape == (0, 96) and not dw.any() and not db.any()
