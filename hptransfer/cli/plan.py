@@ -14,8 +14,8 @@ from hptransfer.config import (
     RunConfig,
     parse_target,
 )
-from hptransfer.models import describe
 from hptransfer.param import PARAMETERIZATIONS
+from hptransfer.plan import format_table, plan_header, plan_rows
 
 # Vocabulary / features / classes per corpus, so a plan needs no data loaded.
 _IO_SIZES = {
@@ -91,33 +91,10 @@ def target_run(run: RunConfig, to: str) -> RunConfig:
 
 def run(args: argparse.Namespace) -> int:
     target = target_run(base_run(args), args.to)
-    rows = [p.table_row() for p in describe(target)]
+    rows = plan_rows(target)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    m = target.multipliers
-    print(
-        f"{target.parameterization}: {target.model.kind} width {target.model.width}, "
-        f"depth {target.model.depth}, density {target.model.density:g} "
-        f"(m_d = {m.width:g}, m_rho = {m.density:g}; base width {target.base.width})"
-    )
+    print(plan_header(target))
     print(format_table(rows))
     return 0
-
-
-def format_table(rows: list[dict[str, object]]) -> str:
-    """A plain aligned text table; floats in 4 significant digits."""
-
-    def cell(value: object) -> str:
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        if isinstance(value, list):
-            return "×".join(map(str, value))
-        return str(value)
-
-    header = list(rows[0])
-    cells = [[cell(row[k]) for k in header] for row in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)

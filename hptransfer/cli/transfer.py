@@ -9,17 +9,18 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hptransfer.cli.plan import format_table
 from hptransfer.errors import ConfigError
+from hptransfer.plan import format_table, plan_header, plan_rows, shape_label
 from hptransfer.store.folder import TRANSFER_CURVES_FILE, TRANSFER_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from hptransfer.config import RunConfig
+    from hptransfer.cost import Estimate
     from hptransfer.sweep import Execution
     from hptransfer.target import TargetConfig
-    from hptransfer.transfer import Estimate, Request, Source
+    from hptransfer.transfer import Request, Source
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -101,6 +102,7 @@ def _register_target(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hptransfer import cost
     from hptransfer import transfer as tr
 
     source = tr.load_source(args.source, args.results)
@@ -114,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     estimates = _print_plans(
         tr.transferred(runs, source, request), execution.resources.cpus_per_trial, target
     )
-    concurrent, memory = tr.memory_check(
+    concurrent, memory = cost.memory_check(
         estimates, execution, regret_runs=len(runs) if request.regret else 0
     )
     print(memory)
@@ -216,17 +218,17 @@ def _print_plans(
     runs: list[RunConfig], threads: int, target: TargetConfig | None
 ) -> dict[str, Estimate]:
     """Each target's plan per parameterization, then its estimate; the estimates by target."""
-    from hptransfer import transfer as tr
+    from hptransfer import cost
     from hptransfer.target.cost import target_estimate, target_label
 
-    flops_per_s = tr.measured_flops_per_s(target.cpus_per_worker if target else threads)
+    flops_per_s = cost.measured_flops_per_s(target.cpus_per_worker if target else threads)
     estimates: dict[str, Estimate] = {}
     first_seed = [run for run in runs if run.seed == runs[0].seed]
-    for label, group in itertools.groupby(first_seed, key=tr.shape_label):
+    for label, group in itertools.groupby(first_seed, key=shape_label):
         group = list(group)
         for run in group:
-            print(f"\n{tr.plan_header(run)}\n{format_table(tr.plan_rows(run))}")
-        estimates[label] = tr.estimate(group[0], flops_per_s)
+            print(f"\n{plan_header(run)}\n{format_table(plan_rows(run))}")
+        estimates[label] = cost.estimate(group[0], flops_per_s)
         how = ""
         if target is not None:
             estimates[label] = target_estimate(estimates[label], group[0], target)

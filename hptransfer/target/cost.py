@@ -1,4 +1,4 @@
-"""The one-process estimate of :mod:`hptransfer.transfer`, for a target on Ray Train.
+"""The one-process estimate of :mod:`hptransfer.cost`, for a target on Ray Train.
 
 Per worker: DDP holds full weights, gradients, optimizer state and a gradient-bucket copy;
 FSDP2 a 1/workers shard of each, plus one block gathered whole. Activations shrink with the
@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 
 from hptransfer.config import RunConfig
+from hptransfer.cost import FP32_BYTES, Estimate
 from hptransfer.target.config import TargetConfig
-from hptransfer.transfer import FP32_BYTES, Estimate
 
 BF16_BYTES = 2
 

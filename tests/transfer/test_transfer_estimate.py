@@ -12,7 +12,7 @@ import json, resource
 from hptransfer.config import BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
 from hptransfer.data import load_dataset
 from hptransfer.train import complete_run, train
-from hptransfer.transfer import estimate
+from hptransfer.cost import estimate
 
 run = RunConfig(
     model=ModelConfig(width=1024, depth=2, heads=4, context=16, density=0.25),

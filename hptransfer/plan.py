@@ -1,0 +1,49 @@
+"""The per-parameter HP table of a run (init std, LR, forward multiplier), as text.
+
+One place for the table ``hptransfer plan`` and ``hptransfer transfer`` print: its rows
+(:meth:`hptransfer.param.ParamHP.table_row`), a header naming the shape and multipliers, and
+the aligned text layout (also used for transfer's gain table).
+"""
+
+from __future__ import annotations
+
+from hptransfer.config import RunConfig
+from hptransfer.models import describe
+
+
+def shape_label(run: RunConfig) -> str:
+    m = run.model
+    return f"width {m.width}, density {m.density:g}, depth {m.depth}, heads {m.heads}"
+
+
+def plan_rows(run: RunConfig) -> list[dict[str, object]]:
+    """``hptransfer plan``'s per-parameter table of the run (meta device, no memory)."""
+    return [p.table_row() for p in describe(run)]
+
+
+def plan_header(run: RunConfig) -> str:
+    """The run's parameterization, shape, multipliers and base shape, on one line."""
+    m, base = run.multipliers, run.base
+    return (
+        f"{run.parameterization}: {run.model.kind} {shape_label(run)} "
+        f"(m_d = {m.width:g}, m_rho = {m.density:g}; base width {base.width}, "
+        f"density {base.density:g}, heads {base.heads or run.model.heads})"
+    )
+
+
+def format_table(rows: list[dict[str, object]]) -> str:
+    """A plain aligned text table; floats in 4 significant digits."""
+
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        if isinstance(value, list):
+            return "×".join(map(str, value))
+        return str(value)
+
+    header = list(rows[0])
+    cells = [[cell(row[k]) for k in header] for row in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
