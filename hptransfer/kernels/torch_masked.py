@@ -42,11 +42,14 @@ class TorchMaskedLinear(torch.autograd.Function):
     def backward(ctx, grad_out):  # type: ignore[override]
         x, masked, mask = ctx.saved_tensors
         grad_x = grad_w = grad_b = None
+        # In the gradient's dtype: under autocast the forward's GEMM ran in a lower precision
+        # than the saved fp32 tensors (autograd casts the results back to the inputs' dtypes).
         if ctx.needs_input_grad[0]:
-            grad_x = grad_out @ masked
+            grad_x = grad_out @ masked.to(grad_out.dtype)
         flat_grad = grad_out.reshape(-1, grad_out.shape[-1])
         if ctx.needs_input_grad[1]:
-            grad_w = (flat_grad.t() @ x.reshape(-1, x.shape[-1])).masked_fill_(~mask.bool(), 0)
+            flat_x = x.reshape(-1, x.shape[-1]).to(flat_grad.dtype)
+            grad_w = (flat_grad.t() @ flat_x).masked_fill_(~mask.bool(), 0)
         if ctx.has_bias and ctx.needs_input_grad[3]:
             grad_b = flat_grad.sum(0)
         return grad_x, grad_w, None, grad_b

@@ -15,7 +15,7 @@ import pytest
 import torch
 from kernel_cases import assert_matches_reference, case
 
-from hptransfer.kernels import BACKENDS, block_layout
+from hptransfer.kernels import BACKENDS, block_layout, masked_linear
 
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"  # read when the Triton kernel module is imported
@@ -51,3 +51,15 @@ def test_a_block_layout_changes_nothing(backend):
     x, weight, mask, bias = case((30, 64), 48, "block", block=16)
     weight = UNDER_MASK["nan"](weight, mask)
     assert_matches_reference(x, weight, mask, bias, block_layout(mask, 16), backend=backend)
+
+
+def test_torch_backend_trains_under_autocast():
+    """Under autocast the GEMMs run in bf16 and the gradients come back in the inputs' dtypes."""
+    x, weight, mask, bias = case((6, 32), 16, "random")
+    x, weight = x.requires_grad_(), weight.clone().requires_grad_()
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        y = masked_linear(x, weight, mask, bias, backend="torch")
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    assert x.grad.dtype == weight.grad.dtype == torch.float32
+    assert (weight.grad[~mask] == 0).all() and weight.grad[mask].abs().sum() > 0
