@@ -19,7 +19,6 @@ import datetime
 import json
 import logging
 import os
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 
 from hptransfer.kernels.block_layout import BlockLayout, block_layout
 from hptransfer.kernels.torch_masked import reference_masked_linear
+from hptransfer.store import write_text
 
 log = logging.getLogger(__name__)
 
@@ -224,11 +224,6 @@ def _write_cache(key: str, verdict: Verdict) -> None:
     """Best effort: a read-only home only means checking again in the next process."""
     path = cache_path()
     doc = {k: asdict(v) for k, v in {**_read_cache(), key: verdict}.items()}
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with contextlib.suppress(OSError):  # the store's atomic write leaves no temp file behind
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(doc, indent=1) + "\n")
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        write_text(path, json.dumps(doc, indent=1) + "\n")
