@@ -136,3 +136,14 @@ def test_synthetic_is_small_and_learnable():
     counts = torch.bincount(train[:-1] * 32 + train[1:], minlength=32 * 32).view(32, 32)
     top4 = counts.sort(dim=1, descending=True).values[:, :4].sum() / counts.sum()
     assert top4 > 0.6
+
+
+def test_io_sizes_match_the_loaded_corpora():
+    """``plan`` sizes a model from IO_SIZES without loading data: they must agree."""
+    from hptransfer.config import DataConfig
+    from hptransfer.data import load_dataset
+    from hptransfer.data.sources import IO_SIZES
+
+    for corpus in ("shakespeare", "synthetic", "digits"):
+        data = load_dataset(DataConfig(corpus=corpus))
+        assert IO_SIZES[corpus] == (data.input_size, data.output_size), corpus

@@ -14,16 +14,9 @@ from hptransfer.config import (
     RunConfig,
     parse_target,
 )
+from hptransfer.data.sources import IO_SIZES
 from hptransfer.param import PARAMETERIZATIONS
 from hptransfer.plan import format_table, plan_header, plan_rows
-
-# Vocabulary / features / classes per corpus, so a plan needs no data loaded.
-_IO_SIZES = {
-    "shakespeare": (256, 256),
-    "text": (256, 256),
-    "synthetic": (32, 32),
-    "digits": (64, 10),
-}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,7 +54,7 @@ def base_run(args: argparse.Namespace) -> RunConfig:
         )
     else:
         corpus = "digits" if args.kind == "mlp" else "shakespeare"
-        inputs, outputs = _IO_SIZES[corpus]
+        inputs, outputs = IO_SIZES[corpus]
         run = RunConfig(
             model=ModelConfig(
                 kind=args.kind,
@@ -78,7 +71,7 @@ def base_run(args: argparse.Namespace) -> RunConfig:
         )
     if args.parameterization:
         run = dataclasses.replace(run, parameterization=args.parameterization)
-    inputs, outputs = _IO_SIZES[run.data.corpus]
+    inputs, outputs = IO_SIZES[run.data.corpus]
     model = run.model.replace(
         input_size=run.model.input_size or inputs, output_size=run.model.output_size or outputs
     )

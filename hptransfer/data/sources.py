@@ -15,6 +15,14 @@ TEXT_VAL_FRACTION = 0.1  # the last 10% of a text file's bytes
 DIGITS_VAL_FRACTION = 0.2
 DIGITS_SEED = 0
 SYNTHETIC_VOCAB = 32
+DIGITS_FEATURES, DIGITS_CLASSES = 64, 10  # 8x8 images of the digits 0-9
+# (input, output) sizes per corpus, known without loading it: what ``plan`` builds a model with
+IO_SIZES = {
+    "shakespeare": (BYTE_VOCAB, BYTE_VOCAB),
+    "text": (BYTE_VOCAB, BYTE_VOCAB),
+    "synthetic": (SYNTHETIC_VOCAB, SYNTHETIC_VOCAB),
+    "digits": (DIGITS_FEATURES, DIGITS_CLASSES),
+}
 SYNTHETIC_SEED = 0
 
 
@@ -67,7 +75,9 @@ def digits_dataset() -> ClassificationDataset:
     def tensors(xs, ys) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.as_tensor(xs, dtype=torch.float32), torch.as_tensor(ys, dtype=torch.int64)
 
-    return ClassificationDataset("digits", tensors(x_train, y_train), tensors(x_val, y_val), 10)
+    return ClassificationDataset(
+        "digits", tensors(x_train, y_train), tensors(x_val, y_val), DIGITS_CLASSES
+    )
 
 
 def synthetic_dataset(train_tokens: int = 1 << 16, val_tokens: int = 1 << 13) -> TokenDataset:
