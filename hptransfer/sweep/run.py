@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import pandas as pd
 import yaml
@@ -34,6 +34,13 @@ from hptransfer.sweep.cluster import (
 from hptransfer.sweep.report import Progress, best_per_cell, format_summary
 from hptransfer.sweep.search import CellPlan, optuna_searcher, plan_cell
 from hptransfer.sweep.spec import UNHASHED_KEYS, AshaSpec, SweepSpec, diff_keys, parse_spec
+
+if TYPE_CHECKING:
+    from ray.tune.schedulers import TrialScheduler
+    from ray.tune.search import Searcher
+
+    from hptransfer.sweep.recorder import Recorder
+
 from hptransfer.sweep.trials import (
     Job,
     grid_runs,
@@ -203,7 +210,7 @@ def _fit_jobs(
         asha=scheduler,
     )
     param_space = {"job": tune.grid_search(list(range(len(jobs))))}
-    _fit(jobs, param_space, None, 1, recorder, scheduler, store, execution, slots)
+    _fit(TuneFit(tuple(jobs), recorder, store, param_space, scheduler=scheduler), execution, slots)
 
 
 def _run_slice(spec: SweepSpec, store: ResultsStore, execution: Execution) -> None:
@@ -249,33 +256,28 @@ def _fit_optuna(
             asha=scheduler,
         )
         searcher = optuna_searcher(spec, plan.finished, execution.verbose)
-        _fit(
-            [plan.template],
-            {},
-            searcher,
-            plan.remaining,
-            recorder,
-            scheduler,
-            store,
-            execution,
-            slots,
-        )
+        fit = TuneFit((plan.template,), recorder, store, {}, searcher, plan.remaining, scheduler)
+        _fit(fit, execution, slots)
 
 
 # -- Ray Tune -----------------------------------------------------------------------------
 
 
-def _fit(
-    jobs: Sequence[Job],
-    param_space: dict[str, Any],
-    searcher: Any,
-    num_samples: int,
-    recorder: Any,
-    scheduler: Any,
-    store: ResultsStore,
-    execution: Execution,
-    slots: int,
-) -> None:
+@dataclass(frozen=True)
+class TuneFit:
+    """One Ray Tune run: the jobs its trials train (by index, or the one template an Optuna
+    searcher fills in), how trials are drawn and scheduled, and where they are recorded."""
+
+    jobs: tuple[Job, ...]
+    recorder: Recorder
+    store: ResultsStore
+    param_space: dict[str, Any]
+    searcher: Searcher | None = None
+    num_samples: int = 1
+    scheduler: TrialScheduler | None = None
+
+
+def _fit(fit: TuneFit, execution: Execution, slots: int) -> None:
     from ray import tune
 
     from hptransfer.sweep.trainable import train_job
@@ -283,21 +285,21 @@ def _fit(
     resources = execution.resources
     trainable = tune.with_parameters(
         train_job,
-        jobs=list(jobs),
+        jobs=list(fit.jobs),
         threads=resources.cpus_per_trial,
         device="cuda" if resources.gpus_per_trial > 0 else "cpu",
         workdir=os.getcwd(),
     )
-    storage = ray_working_dir(store.directory)
+    storage = ray_working_dir(fit.store.directory)
     tuner = tune.Tuner(
         tune.with_resources(
             trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
         ),
-        param_space=param_space,
+        param_space=fit.param_space,
         tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            scheduler=scheduler,
-            num_samples=num_samples,
+            search_alg=fit.searcher,
+            scheduler=fit.scheduler,
+            num_samples=fit.num_samples,
             max_concurrent_trials=resources.max_concurrent or slots,
             reuse_actors=True,
         ),
@@ -305,8 +307,8 @@ def _fit(
             name=TUNE_NAME,
             storage_path=str(storage),
             verbose=2 if execution.verbose else 0,
-            callbacks=[recorder],
-            stop=recorder.stopper,
+            callbacks=[fit.recorder],
+            stop=fit.recorder.stopper,
             # A trial whose worker died (or that raised) runs again from its start.
             failure_config=tune.FailureConfig(max_failures=resources.max_retries),
         ),
@@ -315,8 +317,8 @@ def _fit(
         tuner.fit()
     finally:
         shutil.rmtree(storage / TUNE_NAME, ignore_errors=True)  # pickles: nothing to keep
-    if recorder.failure is not None:  # the store refused a write: say why, in one line
-        raise _store_failure(recorder.failure, store) from None
+    if fit.recorder.failure is not None:  # the store refused a write: say why, in one line
+        raise _store_failure(fit.recorder.failure, fit.store) from None
 
 
 def _store_failure(exc: BaseException, store: ResultsStore) -> BaseException:
