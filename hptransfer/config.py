@@ -13,7 +13,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from hptransfer.errors import ConfigError
 from hptransfer.param.base import BaseHPs, BaseShape, Multipliers, check_density, require
 from hptransfer.param.rules import parameterization
 
@@ -193,44 +192,7 @@ class RunConfig:
         return dataclasses.replace(self, model=self.model.replace(**changes), base=base)
 
 
-TARGET_KEYS = ("width", "density", "depth", "heads")
-
-
-def parse_target(text: str) -> dict[str, int | float]:
-    """Parse a ``--to`` spec such as ``width=4096,density=0.125`` into model overrides."""
-    if not text or not text.strip():
-        raise ConfigError("empty --to spec; expected e.g. width=4096,density=0.125")
-    overrides: dict[str, int | float] = {}
-    for item in text.split(","):
-        key, sep, raw = (part.strip() for part in item.partition("="))
-        if not sep or not key or not raw:
-            raise ConfigError(f"bad --to item {item.strip()!r}; expected key=value")
-        if key not in TARGET_KEYS:
-            raise ConfigError(f"unknown --to key {key!r}; expected one of {', '.join(TARGET_KEYS)}")
-        if key in overrides:
-            raise ConfigError(f"--to key {key!r} given twice")
-        overrides[key] = _parse_target_value(key, raw)
-    return overrides
-
-
-def _parse_target_value(key: str, raw: str) -> int | float:
-    try:
-        value: int | float = parse_fraction(raw) if key == "density" else int(raw)
-    except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"bad --to value {key}={raw!r}") from None
-    if key == "density":
-        check_density("--to density", value)
-    else:
-        require(value >= 1, f"--to {key} must be a positive integer; got {raw}")
-    return value
-
-
 def parse_fraction(raw: str) -> float:
     """Accept ``0.125`` and ``1/8``."""
     num, slash, den = raw.partition("/")
     return float(num) / float(den) if slash else float(raw)
-
-
-def parse_targets(text: str) -> list[dict[str, int | float]]:
-    """Several targets separated by ``;``."""
-    return [parse_target(part) for part in text.split(";") if part.strip()] or [parse_target("")]

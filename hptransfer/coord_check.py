@@ -12,14 +12,19 @@ import dataclasses
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import nn
 
+from hptransfer.analysis.coord_plot import activation_table, plot_coord_check, spread
 from hptransfer.config import RunConfig
 from hptransfer.data import load_dataset
 from hptransfer.models import build_model, plan_parameters
 from hptransfer.optim import build_optimizer
+from hptransfer.store import write_frame
+from hptransfer.store.folder import COORD_CHECK_FILE
 from hptransfer.train import complete_run, loss_fn
 
 METRICS = ("activation", "gradient", "update")
@@ -143,3 +148,29 @@ def coord_check_runs(
         for w, d in sorted(shapes)
         for seed in seeds
     ]
+
+
+Progress = Callable[[int, int, RunConfig], None]
+
+
+def measure(runs: list[RunConfig], progress: Progress | None = None) -> pd.DataFrame:
+    """Train every run of the check; ``progress(i, n, run)`` is called before run ``i``."""
+    rows: list[dict[str, object]] = []
+    for i, run in enumerate(runs, 1):
+        if progress is not None:
+            progress(i, len(runs), run)
+        rows.extend(check_run(run))
+    return pd.DataFrame(rows)
+
+
+def write_report(records: pd.DataFrame, out: Path, density_width: int) -> pd.DataFrame:
+    """Write the records' Parquet and one figure per axis under ``out``; return the largest
+    max/min activation ratio per (parameterization, axis) over layer groups and steps."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_frame(out / COORD_CHECK_FILE, records)
+    table = activation_table(records)
+    slices = {"width": {"density": 1.0}, "density": {"width": density_width}}
+    for axis, fixed in slices.items():
+        plot_coord_check(table, axis, fixed, out / f"coord_check_{axis}.png")
+    summary = pd.concat([spread(table, axis, fixed) for axis, fixed in slices.items()])
+    return summary.groupby(["parameterization", "axis"])["spread"].max().unstack()

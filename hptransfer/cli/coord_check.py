@@ -6,11 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
-
-from hptransfer.analysis.coord_plot import activation_table, plot_coord_check, spread
-from hptransfer.config import BaseHPs, BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
+from hptransfer.config import (
+    BaseHPs,
+    BaseShape,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    parse_fraction,
+)
 from hptransfer.param import PARAMETERIZATIONS, parameterization
+from hptransfer.store.folder import COORD_CHECK_FILE
 
 
 def _ints(text: str) -> list[int]:
@@ -18,8 +24,6 @@ def _ints(text: str) -> list[int]:
 
 
 def _fractions(text: str) -> list[float]:
-    from hptransfer.config import parse_fraction
-
     return [parse_fraction(v) for v in text.split(",")]
 
 
@@ -74,44 +78,34 @@ def base_run(args: argparse.Namespace) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hptransfer.coord_check import check_run, coord_check_runs
-    from hptransfer.store import write_frame
-    from hptransfer.store.folder import COORD_CHECK_FILE
+    from hptransfer.coord_check import coord_check_runs, measure, write_report
 
     params = args.parameterizations.split(",")
     for p in params:
         parameterization(p)
-    base = base_run(args)
     widths = _ints(args.widths)
     runs = coord_check_runs(
-        base,
+        base_run(args),
         params,
         widths,
         _fractions(args.densities),
         _ints(args.seeds),
         density_width=max(widths),
     )
-    rows: list[dict] = []
-    for i, r in enumerate(runs, 1):
-        print(
-            f"\r[{i}/{len(runs)}] {r.parameterization} width {r.model.width} density "
-            f"{r.model.density:g} seed {r.seed}   ",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-        rows.extend(check_run(r))
+    records = measure(runs, _show_progress)
     print(file=sys.stderr)
-    records = pd.DataFrame(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_frame(args.out / COORD_CHECK_FILE, records)
-    table = activation_table(records)
-    slices = {"width": {"density": 1.0}, "density": {"width": max(widths)}}
-    for axis, fixed in slices.items():
-        plot_coord_check(table, axis, fixed, args.out / f"coord_check_{axis}.png")
-    summary = pd.concat([spread(table, axis, fixed) for axis, fixed in slices.items()])
-    worst = summary.groupby(["parameterization", "axis"])["spread"].max().unstack()
+    worst = write_report(records, args.out, density_width=max(widths))
     print("largest max/min activation ratio over layer groups and steps (1 = flat):")
     print(worst.round(2).to_string())
     print(f"wrote {args.out}/{COORD_CHECK_FILE} and coord_check_{{width,density}}.png")
     return 0
+
+
+def _show_progress(i: int, n: int, run: RunConfig) -> None:
+    print(
+        f"\r[{i}/{n}] {run.parameterization} width {run.model.width} density "
+        f"{run.model.density:g} seed {run.seed}   ",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )

@@ -6,13 +6,13 @@ import argparse
 import dataclasses
 import json
 
+from hptransfer.cli.targets import parse_target
 from hptransfer.config import (
     BaseHPs,
     BaseShape,
     DataConfig,
     ModelConfig,
     RunConfig,
-    parse_target,
 )
 from hptransfer.data.sources import IO_SIZES
 from hptransfer.param import PARAMETERIZATIONS

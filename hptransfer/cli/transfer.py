@@ -173,7 +173,7 @@ def _target(
 
 
 def _request(args: argparse.Namespace, source: Source) -> Request:
-    from hptransfer.config import parse_targets
+    from hptransfer.cli.targets import parse_targets
     from hptransfer.transfer import Request, default_parameterization
 
     primary = args.parameterization or default_parameterization(source.fit)

@@ -27,7 +27,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from hptransfer.cli.main import main
-from hptransfer.config import TARGET_KEYS, parse_targets
+from hptransfer.cli.targets import TARGET_KEYS, parse_targets
 from hptransfer.errors import ConfigError
 from hptransfer.sweep import load_spec, parse_spec
 from hptransfer.sweep.spec import MAX_GRID_RUNS, TOP_KEYS

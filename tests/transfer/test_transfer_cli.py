@@ -14,7 +14,7 @@ from fitted_sweep import OPTIMUM_LOG2_INIT_STD, OPTIMUM_LOG2_LR, write_sweep
 from hptransfer.analysis import results
 from hptransfer.analysis.plots import TRANSFER_COLUMNS, transfer_curve_figure, write_plots
 from hptransfer.cli.main import main
-from hptransfer.config import parse_targets
+from hptransfer.cli.targets import parse_targets
 from hptransfer.models import describe
 from hptransfer.param import Role
 from hptransfer.store.folder import TRANSFER_CURVES_FILE, TRANSFER_FILE
