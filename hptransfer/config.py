@@ -23,7 +23,8 @@ BLOCK_SIZES = (16, 32, 64, 128)  # mask blocks = kernel tiles; tl.dot needs tile
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "linear", "constant")
 WEIGHT_DECAY_MODES = ("independent", "coupled")
-CORPORA = ("shakespeare", "text", "digits", "synthetic")
+CORPORA = ("shakespeare", "text", "tokens", "digits", "synthetic")
+PATH_CORPORA = ("text", "tokens")  # data.path: a text file; a token folder (data prepare's)
 
 
 def _one_of(name: str, value: Any, choices: tuple[Any, ...]) -> None:
@@ -111,7 +112,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where batches come from. ``path`` is required for ``corpus: text``."""
+    """Where batches come from. ``path`` is required for ``corpus: text`` (a UTF-8 file) and
+    ``corpus: tokens`` (a folder with train.bin, val.bin and meta.json)."""
 
     corpus: str = "shakespeare"
     path: str | None = None
@@ -121,7 +123,10 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _one_of("data.corpus", self.corpus, CORPORA)
-        require(self.corpus != "text" or bool(self.path), "data.path is required for corpus: text")
+        require(
+            self.corpus not in PATH_CORPORA or bool(self.path),
+            f"data.path is required for corpus: {self.corpus}",
+        )
         for name in ("batch_size", "seq_len", "eval_batches"):
             value = getattr(self, name)
             require(isinstance(value, int) and value >= 1, f"data.{name} must be >= 1")

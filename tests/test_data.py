@@ -132,7 +132,7 @@ def test_synthetic_is_small_and_learnable():
     dataset = sources.synthetic_dataset()
     assert dataset.input_size == 32
     # The chain's bigram statistics carry signal: most successors are rare.
-    train = dataset.train.long()
+    train = torch.from_numpy(dataset.train).long()
     counts = torch.bincount(train[:-1] * 32 + train[1:], minlength=32 * 32).view(32, 32)
     top4 = counts.sort(dim=1, descending=True).values[:, :4].sum() / counts.sum()
     assert top4 > 0.6

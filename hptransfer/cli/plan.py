@@ -14,7 +14,7 @@ from hptransfer.config import (
     ModelConfig,
     RunConfig,
 )
-from hptransfer.data.sources import IO_SIZES
+from hptransfer.data.sources import IO_SIZES, io_sizes
 from hptransfer.param import PARAMETERIZATIONS
 from hptransfer.plan import format_table, plan_header, plan_rows
 
@@ -71,7 +71,7 @@ def base_run(args: argparse.Namespace) -> RunConfig:
         )
     if args.parameterization:
         run = dataclasses.replace(run, parameterization=args.parameterization)
-    inputs, outputs = IO_SIZES[run.data.corpus]
+    inputs, outputs = io_sizes(run.data.corpus, run.data.path)
     model = run.model.replace(
         input_size=run.model.input_size or inputs, output_size=run.model.output_size or outputs
     )

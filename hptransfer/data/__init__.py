@@ -1,6 +1,7 @@
 """Data sources behind one small interface: ``load_dataset(DataConfig) -> Dataset``.
 
 ``shakespeare`` and ``text`` are byte-level token streams (vocabulary 256) for the GPT,
+``tokens`` a tokenized corpus on disk (memory-mapped; vocabulary from its ``meta.json``),
 ``synthetic`` a tiny 32-token stream for fast tests, ``digits`` an 8x8-image classification
 set for the MLP. Everything is offline.
 """
@@ -61,6 +62,9 @@ def _load_source(corpus: str, path: str | None) -> Dataset:
     if corpus == "text":
         assert path is not None  # DataConfig requires it
         return sources.text_file_dataset(path)
+    if corpus == "tokens":
+        assert path is not None  # DataConfig requires it
+        return sources.token_folder_dataset(path)
     if corpus == "digits":
         return sources.digits_dataset()
     if corpus == "synthetic":

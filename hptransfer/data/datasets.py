@@ -6,6 +6,7 @@ use no randomness at all, so they are the same in every call, run and process.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from hptransfer.errors import DataError
@@ -16,9 +17,11 @@ class TokenDataset:
 
     kind = "text"
 
-    def __init__(self, name: str, train: torch.Tensor, val: torch.Tensor, vocab_size: int):
+    def __init__(self, name: str, train: np.ndarray, val: np.ndarray, vocab_size: int):
         self.name = name
-        self.train = train  # (N_train,) uint8 token ids, gathered into int64 batches
+        # (N,) unsigned token ids, in memory or a read-only np.memmap of a token file: a batch
+        # reads only its own windows, gathered into int64 tensors.
+        self.train = train
         self.val = val
         self.input_size = vocab_size
         self.output_size = vocab_size
@@ -50,13 +53,13 @@ class TokenDataset:
 
 
 def _windows(
-    stream: torch.Tensor, starts: torch.Tensor, seq_len: int
+    stream: np.ndarray, starts: torch.Tensor, seq_len: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    # Rows of the unfolded views are the overlapping windows; index_select copies the chosen
-    # ones into contiguous (B, T) tensors.
-    x = stream[:-1].unfold(0, seq_len, 1).index_select(0, starts)
-    y = stream[1:].unfold(0, seq_len, 1).index_select(0, starts)
-    return x.long(), y.long()
+    # (B, T + 1) positions: row b is starts[b] … starts[b] + T; x is a row's first T tokens,
+    # y its last T. Fancy indexing copies just these tokens (on a memmap: reads their pages).
+    positions = starts.numpy()[:, None] + np.arange(seq_len + 1)
+    window = torch.from_numpy(stream[positions].astype(np.int64))
+    return window[:, :-1].contiguous(), window[:, 1:].contiguous()
 
 
 class ClassificationDataset:

@@ -1,12 +1,14 @@
-"""Builders for each ``data.corpus``: Shakespeare, a local text file, digits, synthetic."""
+"""Builders for each ``data.corpus``: Shakespeare, a local text file, a token folder, digits,
+synthetic."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from hptransfer.data import shakespeare
+from hptransfer.data import shakespeare, tokens
 from hptransfer.data.datasets import ClassificationDataset, TokenDataset
 from hptransfer.errors import DataError
 
@@ -26,14 +28,24 @@ IO_SIZES = {
 SYNTHETIC_SEED = 0
 
 
-def _bytes_tensor(data: bytes) -> torch.Tensor:
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+def io_sizes(corpus: str, path: str | None) -> tuple[int, int]:
+    """(input, output) sizes of a corpus without loading it (a token folder's from its
+    meta.json): what ``plan`` builds a model with."""
+    if corpus == "tokens":
+        assert path is not None  # DataConfig requires it
+        vocab = tokens.read_meta(Path(path)).vocab_size
+        return vocab, vocab
+    return IO_SIZES[corpus]
+
+
+def _bytes_stream(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=np.uint8)
 
 
 def shakespeare_dataset() -> TokenDataset:
     """Byte-level Shakespeare with whole plays held out for validation."""
     train, val = shakespeare.split_plays(shakespeare.load_plays())
-    return TokenDataset("shakespeare", _bytes_tensor(train), _bytes_tensor(val), BYTE_VOCAB)
+    return TokenDataset("shakespeare", _bytes_stream(train), _bytes_stream(val), BYTE_VOCAB)
 
 
 def text_file_dataset(path: str) -> TokenDataset:
@@ -54,8 +66,16 @@ def text_file_dataset(path: str) -> TokenDataset:
         raise DataError(f"text file {path} is not UTF-8 (byte {exc.start})") from None
     cut = int(len(data) * (1 - TEXT_VAL_FRACTION))
     return TokenDataset(
-        f"text file {path}", _bytes_tensor(data[:cut]), _bytes_tensor(data[cut:]), BYTE_VOCAB
+        f"text file {path}", _bytes_stream(data[:cut]), _bytes_stream(data[cut:]), BYTE_VOCAB
     )
+
+
+def token_folder_dataset(path: str) -> TokenDataset:
+    """A tokenized corpus: ``train.bin`` and ``val.bin`` memory-mapped (see :mod:`.tokens`)."""
+    folder = Path(path)
+    meta = tokens.read_meta(folder)
+    train, val = (tokens.open_split(folder, split, meta) for split in tokens.SPLITS)
+    return TokenDataset(f"token folder {path}", train, val, meta.vocab_size)
 
 
 def digits_dataset() -> ClassificationDataset:
@@ -97,5 +117,5 @@ def synthetic_dataset(train_tokens: int = 1 << 16, val_tokens: int = 1 << 13) ->
         # The first j with u <= cdf[j]. (Row indexing with cdf[...] is far slower here.)
         step = (uniforms[t] > cdf.index_select(0, tokens[t - 1])).sum(dim=1)
         tokens[t] = step.clamp_max(SYNTHETIC_VOCAB - 1)  # guards u above a rounded-down cdf
-    stream = tokens.T.flatten().to(torch.uint8)
+    stream = tokens.T.flatten().to(torch.uint8).numpy()
     return TokenDataset("synthetic", stream[:train_tokens], stream[train_tokens:], SYNTHETIC_VOCAB)
