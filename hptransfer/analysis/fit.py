@@ -328,10 +328,17 @@ def _slice(
 
 
 def _points(rows: pd.DataFrame, hp: str, metric: str) -> pd.DataFrame:
-    """Mean loss per (seed, HP value) over positive HP values: columns seed, value, log2, loss."""
+    """Mean loss per (seed, HP value) over positive HP values: columns seed, value, log2, loss.
+
+    A seed seen at one value only is left out where other seeds have several: it says nothing
+    about where the optimum lies (e.g. the extra seeds of a joint sweep's η slice, in the σ and
+    α_out slices).
+    """
     rows = rows[rows[hp] > 0]
     points = rows.groupby(["seed", hp], as_index=False)[metric].mean()
     points.columns = ["seed", "value", "loss"]
+    several = points.groupby("seed")["value"].transform("size") > 1
+    points = points[several] if several.any() else points
     return points.assign(log2=np.log2(points["value"].astype(float)))
 
 
@@ -632,9 +639,12 @@ def optima_summary(fit: Fit) -> pd.DataFrame:
         optimum=[
             f"{v:.3g} (2^{x:.2f})" for v, x in zip(optima["value"], optima["log2"], strict=True)
         ],
-        argmin=[f"2^{x:g}" for x in optima["argmin_log2"]],
+        argmin=[_power_of_two(x) for x in optima["argmin_log2"]],
         ci95=[interval(r.ci95_lo, r.ci95_hi, r.ci95_cut) for r in optima.itertuples()],
-        stable=[f"2^{math.log2(lo):g}..2^{math.log2(hi):g}" for lo, hi in _stable(optima)],
+        stable=[
+            f"{_power_of_two(math.log2(lo))}..{_power_of_two(math.log2(hi))}"
+            for lo, hi in _stable(optima)
+        ],
         flag=optima["flag"],
         method=optima["method"],
         seeds=optima["n_seeds"],
@@ -657,6 +667,11 @@ def joint_summary(joint: dict[str, Any]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def _power_of_two(log2: float) -> str:
+    """``2^-7``, ``2^-3.64``: a grid value by its exponent, to 3 significant digits."""
+    return f"2^{log2:.3g}"
 
 
 def _stable(optima: pd.DataFrame) -> list[tuple[float, float]]:

@@ -36,9 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "fit",
         help="fit each searched HP's optimum per group of a sweep; write fit.json",
-        description="Average over seeds, fit a parabola in log2(HP) around the arg-min, "
-        "bootstrap over seeds for a 95% interval; flag edge and flat optima. Prints the "
-        "optima and their drift in octaves and writes results/<sweep>/fit.json.",
+        description="Per group and searched HP: average over seeds, fit a parabola in "
+        "log2(HP) around the stable grid's best points, bootstrap over seeds for a 95% "
+        "interval; flag edge, flat and cliff optima. A joint search (several HPs together) "
+        "also gets its joint optimum, a quadratic in log2 space, which transfer uses. Prints "
+        "the optima and their drift in octaves and writes results/<sweep>/fit.json.",
     )
     add_sweep_arguments(parser)
     parser.add_argument(

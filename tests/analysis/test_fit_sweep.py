@@ -219,3 +219,29 @@ def test_current_fit_uses_fit_json_only_while_it_is_up_to_date(sweep_dir: Path) 
     os.utime(trials, (trials.stat().st_atime, fit_json.stat().st_mtime + 10))
     fit, saved = current_fit(sweep_dir, FAST)
     assert not saved and fit.settings == FAST
+
+
+def test_a_joint_sweeps_slice_seeds_do_not_flatten_the_other_hps() -> None:
+    """Joint grid (seed 0) plus an η slice at the best σ (seeds 0-2): the σ slice is fitted on
+    seed 0, the only seed that saw several σ; the extra seeds would make it look flat."""
+    sigmas = 2.0 ** np.arange(-8.0, -3.0)
+    grid = make_trials(
+        parameterizations=("supar",),
+        widths=(64,),
+        densities=(1.0,),
+        seeds=(0,),
+        hps={"init_std": sigmas},
+    )
+    extra = make_trials(
+        parameterizations=("supar",),
+        widths=(64,),
+        densities=(1.0,),
+        seeds=(1, 2),
+        hps={"init_std": np.array([2.0**-6])},
+        seed=1,
+    )
+    optima = fit_optima(pd.concat([grid, extra], ignore_index=True), FAST).set_index("hp")
+    assert optima.loc["lr", "n_seeds"] == 3
+    sigma = optima.loc["init_std"]
+    assert sigma["n_seeds"] == 1 and sigma["flag"] == "ok"
+    assert abs(sigma["log2"] + 6) < 0.5
