@@ -25,6 +25,7 @@ SUBCOMMANDS = (
     "hptransfer.cli.merge",
     "hptransfer.cli.transfer",
     "hptransfer.cli.selftest",
+    "hptransfer.cli.data",
 )
 
 
