@@ -201,16 +201,20 @@ def train_step(
     batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
     grad_clip: float | None,
     autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+    accumulating: Callable[[], AbstractContextManager] = contextlib.nullcontext,
 ) -> float:
     """One optimizer step over equal-sized micro-batches (gradients accumulated as their
-    mean); returns the mean loss. ``autocast`` wraps each forward (mixed precision)."""
+    mean); returns the mean loss. ``autocast`` wraps each forward (mixed precision);
+    ``accumulating`` wraps every micro-batch but the last (data parallelism: no gradient
+    exchange until the last one)."""
     optimizer.zero_grad(set_to_none=True)
     total = 0.0
-    for x, y in batches:
-        with autocast():
-            loss = loss_fn(model, x, y)
-        # One batch is not rescaled: the one-process loop's results stay bit for bit as before.
-        (loss if len(batches) == 1 else loss / len(batches)).backward()
+    for i, (x, y) in enumerate(batches, 1):
+        with accumulating() if i < len(batches) else contextlib.nullcontext():
+            with autocast():
+                loss = loss_fn(model, x, y)
+            # One batch is not rescaled: the one-process loop's results stay bit for bit.
+            (loss if len(batches) == 1 else loss / len(batches)).backward()
         total += loss.item()
     if grad_clip is not None:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)

@@ -27,7 +27,7 @@ from hptransfer.models.sparse import local_shard, local_tensor
 from hptransfer.optim import build_optimizer, build_schedule
 from hptransfer.target.checkpoint import TrainingState
 from hptransfer.target.config import TargetConfig
-from hptransfer.target.parallel import Worker, parallelize
+from hptransfer.target.parallel import Worker, parallelize, without_gradient_sync
 from hptransfer.target.progress import ProgressLog
 from hptransfer.train import (
     LossTracker,
@@ -64,6 +64,7 @@ def train_target(
     if state is not None:
         model.load_state_dict(state.model)
     wrapped = parallelize(model, target.strategy, worker)
+    accumulating = without_gradient_sync(wrapped)
     optimizer = build_optimizer(model, plan_parameters(model, run), run.train)
     schedule = build_schedule(optimizer, run.train)
     generator = torch.Generator().manual_seed(run.seed)
@@ -88,7 +89,9 @@ def train_target(
     for step in range(first_step, run.train.steps + 1):
         x, y = dataset.train_batch(run.data.batch_size, run.data.seq_len, generator)
         batches = worker.share(x, y, micro)
-        loss = worker.mean(train_step(forward, optimizer, batches, run.train.grad_clip, autocast))
+        loss = worker.mean(
+            train_step(forward, optimizer, batches, run.train.grad_clip, autocast, accumulating)
+        )
         schedule.step()
         diverged = tracker.add(loss)
         point = None

@@ -7,6 +7,9 @@ built afterwards on the (possibly sharded) parameters with the same per-group HP
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import torch
@@ -67,3 +70,22 @@ def parallelize(model: nn.Module, strategy: str, worker: Worker) -> nn.Module:
         fully_shard(block)
     fully_shard(model)
     return model
+
+
+def without_gradient_sync(module: nn.Module) -> Callable[[], AbstractContextManager]:
+    """A context in which backward passes accumulate gradients locally, unexchanged: DDP's
+    ``no_sync``, FSDP2's ``set_requires_gradient_sync(False)``; a no-op for one worker."""
+    if hasattr(module, "no_sync"):
+        return module.no_sync
+    if hasattr(module, "set_requires_gradient_sync"):
+        return lambda: _fsdp_local_gradients(module)
+    return contextlib.nullcontext
+
+
+@contextlib.contextmanager
+def _fsdp_local_gradients(module: nn.Module) -> Iterator[None]:
+    module.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        module.set_requires_gradient_sync(True)

@@ -52,8 +52,8 @@ def reference(short_root: Path) -> dict:
     return {"metrics": metrics, "losses": step_losses(folder)}
 
 
-def _on_ray(short_root: Path, strategy: str) -> TargetResult:
-    target = TargetConfig(workers=2, strategy=strategy, checkpoint_every=5)
+def _on_ray(short_root: Path, strategy: str, micro_batch: int | None = None) -> TargetResult:
+    target = TargetConfig(workers=2, strategy=strategy, checkpoint_every=5, micro_batch=micro_batch)
     return run_target(target_run(), target, short_root / strategy)
 
 
@@ -64,4 +64,5 @@ def ddp(short_root: Path) -> TargetResult:
 
 @pytest.fixture(scope="session")
 def fsdp(short_root: Path) -> TargetResult:
-    return _on_ray(short_root, "fsdp")
+    """FSDP2 in micro-batches of 2 rows: gradients reduce-scattered once per step."""
+    return _on_ray(short_root, "fsdp", micro_batch=2)

@@ -110,6 +110,19 @@ def test_a_damaged_checkpoint_is_refused_before_ray_starts(ddp, short_root):
     assert tensors.read_bytes() == bytes(data)  # nothing replaced
 
 
+def test_restart_moves_a_damaged_run_aside_and_trains_it_again(ddp, short_root):
+    folder = _copy_unfinished(ddp, short_root / "restarted")
+    tensors = folder / "checkpoint_000000020" / STATE_TENSORS
+    damaged = tensors.read_bytes()[:-5] + b"\0" * 5
+    tensors.write_bytes(damaged)
+    target = TargetConfig(workers=2, checkpoint_every=5)
+    again = run_target(target_run(), target, folder, restart=True)
+    (aside,) = folder.parent.glob("copy.replaced-*")
+    assert (aside / "checkpoint_000000020" / STATE_TENSORS).read_bytes() == damaged
+    assert step_losses(folder) == step_losses(ddp.folder)  # from step 1, as before
+    assert again.metrics["val_loss"] == ddp.metrics["val_loss"]
+
+
 def test_a_checkpoint_of_another_target_is_refused(ddp, short_root):
     folder = _copy_unfinished(ddp, short_root / "foreign")
     other = dataclasses.replace(target_run(), parameterization="sp")
