@@ -170,15 +170,22 @@ class SweepSpec:
     resources: Resources = field(default_factory=Resources)
     ray: RayOptions = field(default_factory=RayOptions)
     target: TargetConfig | None = None  # how `transfer` trains targets on Ray Train
+    horizons: tuple[int, ...] = ()  # train.steps as a list: () is (train.steps,)
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        """The training horizons swept, in steps (``train.steps`` holds the first)."""
+        return self.horizons or (self.train.steps,)
 
     @property
     def cells(self) -> list[RunConfig]:
-        """One run template per (parameterization, width, density), seed 0, fixed HPs."""
+        """One run template per (parameterization, width, density, horizon), seed 0, fixed
+        HPs."""
         return [
             RunConfig(
                 model=self.model.replace(width=width, density=density),
                 data=self.data,
-                train=self.train,
+                train=at_horizon(self.train, steps),
                 hps=self.hps,
                 base=self.base,
                 parameterization=parameterization,
@@ -186,6 +193,7 @@ class SweepSpec:
             for parameterization in self.parameterizations
             for width in self.widths
             for density in self.densities
+            for steps in self.steps
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -200,6 +208,8 @@ class SweepSpec:
             search["slice"]["seeds"] = list(self.search.slice.seeds)
         train = dataclasses.asdict(self.train)
         train["betas"] = list(self.train.betas)
+        if self.horizons:  # a single horizon stays a number: old sweeps keep their hash
+            train["steps"] = list(self.horizons)
         return {
             "schema_version": SPEC_VERSION,
             "name": self.name,
@@ -228,6 +238,15 @@ class SweepSpec:
         """Stable hash of what the sweep computes (resources and Ray address excluded)."""
         content = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_KEYS}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def at_horizon(train: TrainConfig, steps: int) -> TrainConfig:
+    """``train`` for a run of ``steps``: warmup keeps its fraction of the run (the cosine or
+    linear decay spans the whole run already)."""
+    if steps == train.steps:
+        return train
+    warmup = min(steps, round(train.warmup_steps * steps / train.steps))
+    return dataclasses.replace(train, steps=steps, warmup_steps=warmup)
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -292,6 +311,7 @@ class _Parser:
                 "and '-' (at most 100, starting with a letter or digit)",
             )
         model, widths, densities = self.model(root.get("model", {}))
+        train, horizons = self.train(root.get("train", {}))
         base_raw = self.mapping("base", root.get("base", {}), _fields(BaseShape))
         search = self.search(root.get("search"))
         hps_raw = self.mapping("hps", root.get("hps", {}), _fields(BaseHPs))
@@ -302,7 +322,7 @@ class _Parser:
             name=name,
             model=model,
             data=self.build("data", DataConfig, root.get("data", {})),
-            train=self.build("train", TrainConfig, root.get("train", {})),
+            train=train,
             hps=self.build("hps", BaseHPs, hps_raw),
             base=self.build("base", BaseShape, {"width": widths[0], **base_raw}),
             parameterizations=self.parameterizations(root.get("parameterization", "supar")),
@@ -316,6 +336,7 @@ class _Parser:
             target=None
             if root.get("target") is None
             else self.build("target", TargetConfig, root["target"]),
+            horizons=horizons,
         )
         self.cross_checks(spec)
         return spec
@@ -402,6 +423,8 @@ class _Parser:
             return
         if spec.train.eval_every == 0:
             self.fail("asha", "needs intermediate results: set train.eval_every > 0")
+        if spec.horizons:
+            self.fail("asha", "needs a single horizon (train.steps is a list)")
         if spec.search.algorithm == "optuna" and len(spec.seeds) > 1:
             self.fail("asha", "with algorithm optuna needs a single seed (seeds: [0])")
         if asha.grace_period < 1 or asha.brackets < 1:
@@ -425,6 +448,18 @@ class _Parser:
             for density in densities:
                 self.checked(lambda w=width, d=density: model.replace(width=w, density=d))
         return model, widths, densities
+
+    def train(self, raw: Any) -> tuple[TrainConfig, tuple[int, ...]]:
+        """The training template (at the first horizon) and the horizons when ``steps`` is a
+        list (``()`` for a single one)."""
+        section = dict(self.mapping("train", raw, _fields(TrainConfig)))
+        steps = section.pop("steps", TrainConfig.steps)
+        horizons = self.distinct("train.steps", self.number_list("train.steps", steps, int))
+        train = self.build("train", TrainConfig, section, steps=horizons[0])
+        for n in horizons:
+            if n < 1:
+                self.fail("train.steps", f"must be >= 1; got {n}")
+        return train, horizons if isinstance(steps, list) and len(horizons) > 1 else ()
 
     def search(self, raw: Any) -> SearchSpec:
         keys = ("algorithm", "space", "sampler", "num_samples", "seed", "slice")

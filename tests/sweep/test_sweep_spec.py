@@ -239,6 +239,39 @@ def test_grid_runs_cross_product():
     assert {(r.parameterization, r.model.density, r.hps.lr, r.seed) for r in runs}.__len__() == 24
 
 
+def test_train_steps_list_is_a_horizon_axis_with_warmup_as_a_fraction():
+    spec = parse_spec(tiny_spec(train={"steps": [10, 30, 90], "warmup_steps": 2}))
+    assert spec.steps == (10, 30, 90) and spec.train.steps == 10
+    runs = grid_runs(spec)
+    assert len(runs) == 3 * len(grid_runs(parse_spec(tiny_spec())))
+    assert {(r.train.steps, r.train.warmup_steps) for r in runs} == {(10, 2), (30, 6), (90, 18)}
+    again = parse_spec(yaml.safe_load(spec.to_yaml()))
+    assert again == spec and again.hash == spec.hash and again.to_dict()["train"]["steps"] == [
+        10, 30, 90
+    ]  # fmt: skip
+    single = tiny_spec(train={"steps": [10]})
+    assert parse_spec(single).hash == parse_spec(tiny_spec(train={"steps": 10})).hash
+
+
+@pytest.mark.parametrize(
+    ("train", "fragment"),
+    [
+        ({"steps": [10, 10]}, "train.steps: lists a value twice"),
+        ({"steps": [10, 0]}, "train.steps: must be >= 1"),
+        ({"steps": []}, "train.steps: is empty"),
+    ],
+)
+def test_bad_horizon_lists(train, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        parse_spec(tiny_spec(train=train))
+
+
+def test_asha_needs_a_single_horizon():
+    spec = tiny_spec(train={"steps": [10, 20], "eval_every": 5}, asha={"grace_period": 5})
+    with pytest.raises(ConfigError, match="asha: needs a single horizon"):
+        parse_spec(spec)
+
+
 def test_error_names_file(tmp_path):
     path = tmp_path / "x.yaml"
     path.write_text(yaml.safe_dump(tiny_spec(model={"depth": 0})))
