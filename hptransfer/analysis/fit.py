@@ -32,7 +32,9 @@ key says log2)::
      "sweep": "<folder name>", "created": "<ISO 8601 UTC>",
      "provenance": {"hptransfer_version": str, "torch_version": str, "triton_version": str,
                     "ray_version": str, "optuna_version": str, "commit": str},
-     "metric": "val_loss", "horizon": {"steps": int, "tokens": int | null},
+     "metric": "val_loss",
+     "horizon": {"steps": int, "tokens": int | null, "batch": int | null},
+            # the proxy's: the (longest) horizon the base HPs were fitted at, its batch
      "spec_hash": [str, ...],
      "base": {"width": int, "density": float, ["depth": int,] ["heads": int,] "source": str},
             # source: "trials.parquet" (base_width/base_density), "spec.yaml" or a fallback;
@@ -51,7 +53,17 @@ key says log2)::
      "drift": [{"parameterization", "hp", "axis", "at": {axis: value}, "octaves",
                 "argmin_octaves", "n_optima", "n_flagged"}],
      "joint": {parameterization: {"hps": {hp: {"value", "log2", "flag", "ci95_log2"}},
-                                  "loss", "n_points", "n_fitted"}}}
+                                  "loss", "n_points", "n_fitted"}},
+     "budget": [{<group axes>, "hp": "lr", "gamma", "ci95": [lo, hi] | null, "intercept",
+                 "cov", "residual_octaves", "n_located",
+                 "horizons": [{"steps", "tokens", "log2", "flag", "ci95_log2", "n_seeds"}]}]}
+
+Sweeps over several horizons (``train.steps: [..]``): the horizon (``max_steps``) is a group
+axis, so every horizon has its own optima; ``base_hps`` and ``joint`` are those at the
+longest horizon (``horizon``), and ``budget`` holds per group the line log2 η*(D) = intercept
+− gamma·log2 D through the LR optima (:mod:`hptransfer.analysis.horizon`), what
+``budget_rule: fitted`` extrapolates. Absent keys (``budget``, ``horizon.batch``) read as
+empty.
 
 Version 1 (no ``provenance``) is read with an empty one; a newer version is refused in one
 line, and never overwritten by ``write_fit``.
@@ -86,6 +98,7 @@ import pandas as pd
 
 from hptransfer import provenance
 from hptransfer.analysis import results
+from hptransfer.analysis.horizon import HorizonGrid, fit_horizon
 from hptransfer.analysis.joint import JointOptimum, locate_joint
 from hptransfer.analysis.optimum import CLIFF, estimate
 from hptransfer.config import BaseHPs, BaseShape
@@ -160,6 +173,7 @@ class Fit:
     drift: pd.DataFrame = field(repr=False)
     joint: dict[str, dict[str, Any]] = field(default_factory=dict)
     provenance: dict[str, str] = field(default_factory=dict)  # of the process that fitted
+    budget: list[dict[str, Any]] = field(default_factory=list)  # η*(D) lines: horizon_fits
 
     def base_shape(self, default_heads: int | None = None) -> BaseShape:
         """The shape the base HPs were fitted at; ``default_heads`` when fit.json predates
@@ -194,6 +208,7 @@ class Fit:
             "optima": _records(self.optima),
             "drift": _records(self.drift),
             "joint": self.joint,
+            "budget": self.budget,
         }
 
     @classmethod
@@ -209,6 +224,7 @@ class Fit:
             drift=pd.DataFrame(doc["drift"]),
             joint=doc.get("joint", {}),
             provenance=doc.get("provenance", {}),  # absent in version 1
+            budget=doc.get("budget", []),  # absent before horizon sweeps
         )
 
 
@@ -301,8 +317,10 @@ def searched_hps(trials: pd.DataFrame) -> list[str]:
 
 
 def group_axes(trials: pd.DataFrame) -> list[str]:
-    """The grouping axes present in ``trials``."""
-    return [axis for axis in results.GROUP_AXES if axis in trials]
+    """The grouping axes present in ``trials``; the horizon where it varies."""
+    axes = [axis for axis in results.GROUP_AXES if axis in trials]
+    horizon = results.HORIZON_AXIS
+    return axes + ([horizon] if horizon in trials and trials[horizon].nunique() > 1 else [])
 
 
 def _log2(values: pd.Series) -> np.ndarray:
@@ -430,7 +448,8 @@ def fit_optima(trials: pd.DataFrame, settings: FitSettings | None = None) -> pd.
 
 def drift_table(optima: pd.DataFrame) -> pd.DataFrame:
     """Drift in octaves per parameterization and HP: overall and along each swept axis."""
-    axes = [a for a in results.GROUP_AXES[1:] if a in optima and optima[a].nunique() > 1]
+    candidates = (*results.GROUP_AXES[1:], results.HORIZON_AXIS)
+    axes = [a for a in candidates if a in optima and optima[a].nunique() > 1]
     rows = []
     for (param, hp), part in optima.groupby(["parameterization", "hp"], sort=True):
         rows.append(_drift_row(param, hp, "all", {}, part))
@@ -586,33 +605,101 @@ def fit_trials(
     sweep: str,
     spec_base: dict[str, Any] | None = None,
     settings: FitSettings | None = None,
+    batch: int | None = None,
 ) -> Fit:
-    """The full fit of one sweep's trials table."""
+    """The full fit of one sweep's trials table (``batch``: the proxy's, from spec.yaml)."""
     settings = settings or FitSettings()
     if trials.empty:
         raise ResultsError(f"sweep {sweep!r} has no trials yet: run `hptransfer sweep` first")
     usable, horizon = usable_mask(trials, settings.metric)
     optima = fit_optima(trials, settings)
     base = base_shape(trials, spec_base)
-    joint = joint_at_base(trials, usable, base, settings)
-    tokens = trials.loc[usable, "tokens"].max() if "tokens" in trials else None
+    proxy = _at_horizon(trials, horizon)
+    joint = joint_at_base(trials[proxy], usable[proxy], base, settings)
+    tokens = trials.loc[usable & proxy, "tokens"].max() if "tokens" in trials else None
     hashes = trials["spec_hash"].dropna().astype(str).unique() if "spec_hash" in trials else []
     return Fit(
         sweep=sweep,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         metric=settings.metric,
-        horizon={"steps": horizon, "tokens": None if pd.isna(tokens) else int(tokens)},
+        horizon={
+            "steps": horizon,
+            "tokens": None if pd.isna(tokens) else int(tokens),
+            "batch": batch,
+        },
         spec_hash=sorted(hashes),
         base=base,
         parameterizations=sorted(trials["parameterization"].unique().tolist()),
         searched_hps=searched_hps(trials),
         group_axes=group_axes(trials),
         settings=settings,
-        base_hps=base_hps(optima, trials, base, joint),
+        base_hps=base_hps(optima[_at_horizon(optima, horizon)], trials[proxy], base, joint),
         optima=optima,
         drift=drift_table(optima),
         joint={param: _joint_record(opt) for param, opt in joint.items()},
         provenance=provenance.process_fields(),
+        budget=horizon_fits(trials, optima, settings),
+    )
+
+
+def _at_horizon(table: pd.DataFrame, steps: int) -> pd.Series:
+    """Rows at the proxy's horizon ``steps`` (every row unless the horizon is a group axis)."""
+    axis = results.HORIZON_AXIS
+    if axis in table and table[axis].nunique() > 1:
+        return table[axis].eq(steps)
+    return pd.Series(True, index=table.index)
+
+
+def horizon_fits(
+    trials: pd.DataFrame, optima: pd.DataFrame, settings: FitSettings
+) -> list[dict[str, Any]]:
+    """fit.json's ``budget``: per group of a sweep over several horizons, the line log2 η*(D)
+    = a − γ·log2 D through its LR optima (:mod:`hptransfer.analysis.horizon`) and the
+    horizons it was fitted on; empty for a sweep at one horizon."""
+    axis = results.HORIZON_AXIS
+    if axis not in optima:
+        return []
+    rows = optima[optima["hp"].eq("lr")]
+    by_key = {_key(r, axis): r for r in rows.to_dict("records")}
+    groups: dict[tuple, list[HorizonGrid]] = {}
+    for s in _slices(trials, settings):
+        if s.hp == "lr":
+            row = by_key[_key(s.key, axis)]
+            groups.setdefault(_key(s.key, axis, drop=True), []).append(_grid(s, row, trials))
+    rng = np.random.default_rng(settings.seed)
+    out = []
+    for grids in groups.values():
+        grids.sort(key=lambda g: g.tokens)
+        line = fit_horizon(grids, settings.window_octaves, settings.cliff, settings.n_boot, rng)
+        key = {k: v for k, v in by_key[_key(grids[0].key, axis)].items() if k in grids[0].key}
+        key.pop(axis)
+        out.append({**key, "hp": "lr", **line.to_json(), "horizons": [g.record() for g in grids]})
+    return out
+
+
+def _key(row: dict[str, Any], axis: str, drop: bool = False) -> tuple:
+    """A group's key as a tuple of its axis values (``drop``: without the horizon)."""
+    return tuple(
+        (k, format_value(row[k])) for k in (*results.GROUP_AXES, axis) if k in row
+        if not (drop and k == axis)
+    )  # fmt: skip
+
+
+def _grid(s: _Slice, row: dict[str, Any], trials: pd.DataFrame) -> HorizonGrid:
+    matrix = s.points.pivot_table(index="seed", columns="log2", values="loss", aggfunc="mean")
+    mine = np.ones(len(trials), dtype=bool)
+    for k, v in s.key.items():
+        mine &= trials[k].astype(str).eq(str(v)).to_numpy() if k in trials else True
+    lo, hi = row["ci95_lo"], row["ci95_hi"]
+    return HorizonGrid(
+        key=s.key,
+        steps=int(s.key[results.HORIZON_AXIS]),
+        tokens=int(trials.loc[mine, "tokens"].max()),
+        log2=float(row["log2"]),
+        flag=str(row["flag"]),
+        ci95=None if pd.isna(lo) else (math.log2(lo), math.log2(hi)),
+        x=matrix.columns.to_numpy(float),
+        losses=matrix.to_numpy(float),
     )
 
 
@@ -620,7 +707,8 @@ def fit_sweep(sweep_dir: Path, settings: FitSettings | None = None) -> Fit:
     """Fit the sweep stored in ``sweep_dir`` (trials.parquet, optional spec.yaml)."""
     sweep_dir, settings = Path(sweep_dir), settings or FitSettings()
     trials = read_fit_trials(sweep_dir, settings)
-    return fit_trials(trials, sweep_dir.name, results.read_spec_base(sweep_dir), settings)
+    batch = results.read_spec_section(sweep_dir, "data").get("batch_size")
+    return fit_trials(trials, sweep_dir.name, results.read_spec_base(sweep_dir), settings, batch)
 
 
 # ---------------------------------------------------------------------------- summaries

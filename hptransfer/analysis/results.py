@@ -21,6 +21,8 @@ from hptransfer.store.folder import CURVES_FILE, RESULTS_ROOT, SPEC_FILE, TRIALS
 HP_NAMES = BaseHPs.names()
 # Columns that define a group of trials (the HP grid is fitted within each group).
 GROUP_AXES = ("parameterization", "model", "depth", "width", "density")
+# A run's horizon in steps; a group axis only in sweeps over several (``train.steps: [..]``).
+HORIZON_AXIS = "max_steps"
 TRIAL_COLUMNS = (
     "trial_id",
     "parameterization",
@@ -58,6 +60,21 @@ def read_curves(sweep_dir: Path, name: str = CURVES_FILE) -> pd.DataFrame | None
     """A curves table (one row per trial and step), or None when the file does not exist."""
     path = Path(sweep_dir) / name
     return read_table(path, CURVE_COLUMNS) if path.exists() else None
+
+
+def read_spec_section(sweep_dir: Path, section: str) -> dict[str, Any]:
+    """One top-level section of spec.yaml (e.g. ``data``); empty when absent or unreadable."""
+    path = Path(sweep_dir) / SPEC_FILE
+    if not path.is_file():
+        return {}
+    import yaml
+
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        return {}
+    value = spec.get(section) if isinstance(spec, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 def read_spec_base(sweep_dir: Path) -> dict[str, Any] | None:

@@ -63,8 +63,9 @@ def device_name(device: torch.device) -> str:
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            names = [line.split(":", 1)[1].strip() for line in cpuinfo
-                     if line.startswith("model name")]
+            names = [
+                line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")
+            ]
         model = names[0] if names else model
     except OSError:  # not Linux
         pass
@@ -106,9 +107,11 @@ def _load_average() -> float:
 def _step(method, x, w, m, layout, pass_: str) -> Callable[[], object]:
     """One forward (no autograd graph) or one forward+backward (grads of x and W)."""
     if pass_ == "fwd":
+
         def step() -> object:
             with torch.no_grad():
                 return method(x, w, m, layout)
+
         return step
     grad = torch.randn(x.shape[0], w.shape[0], device=x.device, dtype=x.dtype)
     leaves = (x.detach().requires_grad_(), w.detach().requires_grad_())
@@ -121,16 +124,20 @@ def _cases(d: int, tokens: int, spec: BenchSpec, methods: dict[str, Callable], d
     x = torch.randn(tokens, d, generator=gen).to(device, dtype)
     w = (torch.randn(d, d, generator=gen) / d**0.5).to(device, dtype)
     for pass_ in PASSES:  # the dense baseline has no mask and no density
-        yield ({"density": float("nan"), "method": "dense", "pass": pass_},
-               _step(methods["dense"], x, w, None, None, pass_))
+        yield (
+            {"density": float("nan"), "method": "dense", "pass": pass_},
+            _step(methods["dense"], x, w, None, None, pass_),
+        )
     for density in spec.densities:
         mask = draw_mask(d, d, density, kind="block", block=spec.block, generator=gen).to(device)
         layout = block_layout(mask, spec.block)
         wm = w * mask  # the layer's invariant: masked weights stored as zeros
         for name in [n for n in methods if n != "dense"]:
             for pass_ in PASSES:
-                yield ({"density": density, "method": name, "pass": pass_},
-                       _step(methods[name], x, wm, mask, layout, pass_))
+                yield (
+                    {"density": density, "method": name, "pass": pass_},
+                    _step(methods[name], x, wm, mask, layout, pass_),
+                )
 
 
 def bench_kernels(spec: BenchSpec, device: torch.device) -> pd.DataFrame:
@@ -151,9 +158,16 @@ def bench_kernels(spec: BenchSpec, device: torch.device) -> pd.DataFrame:
                 for (_, step), case_times, case_loads in zip(cases, times, loads, strict=True):
                     case_times.append(_median_ms(step, device, spec.min_run_time / spec.rounds))
                     case_loads.append(_load_average())
-            rows += [{"d": d, "tokens": tokens, **row, "ms": statistics.median(case_times),
-                      "load_avg_1min": statistics.median(case_loads)}
-                     for (row, _), case_times, case_loads in zip(cases, times, loads, strict=True)]
+            rows += [
+                {
+                    "d": d,
+                    "tokens": tokens,
+                    **row,
+                    "ms": statistics.median(case_times),
+                    "load_avg_1min": statistics.median(case_loads),
+                }
+                for (row, _), case_times, case_loads in zip(cases, times, loads, strict=True)
+            ]
     return _derived_columns(pd.DataFrame(rows), device, dtype, spec.block)
 
 
@@ -188,16 +202,18 @@ def target_checks(frame: pd.DataFrame) -> list[str]:
     if unfused and fused:
         lines.append(f"fused fwd+bwd speedup vs unfused: {unfused / fused:.2f}x (target >= 1.1x)")
     if dense and block and frame["block"].iloc[0] == 64:
-        lines.append(f"block-sparse (density 1/8) speedup vs dense: {dense / block:.2f}x "
-                     "(target >= 4x)")
+        lines.append(
+            f"block-sparse (density 1/8) speedup vs dense: {dense / block:.2f}x (target >= 4x)"
+        )
     return lines
 
 
 def format_table(frame: pd.DataFrame) -> str:
     """Median ms per method (columns), one row per shape, density and pass."""
     shown = frame.assign(density=frame["density"].map(lambda r: "-" if pd.isna(r) else f"{r:g}"))
-    table = shown.pivot_table(index=["d", "tokens", "pass", "density"], columns="method",
-                              values="ms", sort=False)
+    table = shown.pivot_table(
+        index=["d", "tokens", "pass", "density"], columns="method", values="ms", sort=False
+    )
     return table.to_string(float_format=lambda v: f"{v:9.2f}", na_rep="")
 
 
@@ -210,25 +226,30 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
 
     shapes = frame[["d", "tokens"]].drop_duplicates().itertuples(index=False)
     shapes = list(shapes)
-    fig, axes = plt.subplots(len(shapes), len(PASSES), squeeze=False,
-                             figsize=(5 * len(PASSES), 3.2 * len(shapes)))
+    fig, axes = plt.subplots(
+        len(shapes), len(PASSES), squeeze=False, figsize=(5 * len(PASSES), 3.2 * len(shapes))
+    )
     for (d, tokens), row_axes in zip(shapes, axes, strict=True):
         for pass_, ax in zip(PASSES, row_axes, strict=True):
-            part = frame[(frame["d"] == d) & (frame["tokens"] == tokens)
-                         & (frame["pass"] == pass_) & (frame["method"] != "dense")]
+            part = frame[
+                (frame["d"] == d)
+                & (frame["tokens"] == tokens)
+                & (frame["pass"] == pass_)
+                & (frame["method"] != "dense")
+            ]
             for method, rows in part.groupby("method", sort=False):
                 ax.plot(rows["density"], rows["speedup_vs_dense"], marker="o", label=method)
             ax.axhline(1.0, color="grey", lw=0.8, ls="--")
             ax.set_xscale("log", base=2)
             ax.set_xticks(list(part["density"].unique()))
-            ax.set_xticklabels([f"1/{round(1 / r)}" if r < 1 else "1"
-                                for r in part["density"].unique()])
+            ax.set_xticklabels(
+                [f"1/{round(1 / r)}" if r < 1 else "1" for r in part["density"].unique()]
+            )
             ax.set_title(f"d={d}, tokens={tokens}, {pass_}", fontsize=9)
             ax.set_xlabel("density")
             ax.set_ylabel("speed-up vs dense F.linear")
             ax.legend(fontsize=7)
-    fig.suptitle(f"masked linear, {frame['dtype'].iloc[0]}, {frame['device'].iloc[0]}",
-                 fontsize=10)
+    fig.suptitle(f"masked linear, {frame['dtype'].iloc[0]}, {frame['device'].iloc[0]}", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda handle: fig.savefig(handle, dpi=100, format="png"))
@@ -273,29 +294,64 @@ def _densities(text: str) -> tuple[float, ...]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "kernels", help="time the masked-linear kernels against dense and unfused baselines",
+        "kernels",
+        help="time the masked-linear kernels against dense and unfused baselines",
         description="Time the masked-linear kernels against dense F.linear and F.linear(x, W*M).",
     )
-    parser.add_argument("--sizes", type=_positive_ints, default=SIZES, metavar="D,...",
-                        help="layer widths d (default: 1024,4096,8192)")
-    parser.add_argument("--tokens", type=_positive_ints, default=TOKENS, metavar="T,...",
-                        help="rows of x (default: 4096,16384)")
-    parser.add_argument("--densities", type=_densities, default=DENSITIES, metavar="R,...",
-                        help="mask densities (default: 1,1/2,1/4,1/8,1/16)")
-    parser.add_argument("--block", type=int, choices=BLOCK_SIZES, default=64,
-                        help="mask block size (default: 64)")
-    parser.add_argument("--dtype", choices=tuple(DTYPES), default=None,
-                        help="default: bf16 on a GPU, fp32 on a CPU")
-    parser.add_argument("--quick", action="store_true",
-                        help="only d=1024 and 4096 tokens (CPU-sized)")
-    parser.add_argument("--min-run-time", type=float, default=1.0,
-                        help="seconds per CPU case, split over the rounds (default: 1)")
-    parser.add_argument("--rounds", type=_positive_int, default=None,
-                        help="interleaved rounds, median kept (default: 5 on a CPU, 1 on a GPU)")
-    parser.add_argument("--threads", type=_positive_int, default=None,
-                        help="CPU threads for torch (default: torch's own choice)")
-    parser.add_argument("--out", type=Path, default=Path("results/bench"),
-                        help="folder for kernels.parquet and kernels.png (default: results/bench)")
+    parser.add_argument(
+        "--sizes",
+        type=_positive_ints,
+        default=SIZES,
+        metavar="D,...",
+        help="layer widths d (default: 1024,4096,8192)",
+    )
+    parser.add_argument(
+        "--tokens",
+        type=_positive_ints,
+        default=TOKENS,
+        metavar="T,...",
+        help="rows of x (default: 4096,16384)",
+    )
+    parser.add_argument(
+        "--densities",
+        type=_densities,
+        default=DENSITIES,
+        metavar="R,...",
+        help="mask densities (default: 1,1/2,1/4,1/8,1/16)",
+    )
+    parser.add_argument(
+        "--block", type=int, choices=BLOCK_SIZES, default=64, help="mask block size (default: 64)"
+    )
+    parser.add_argument(
+        "--dtype", choices=tuple(DTYPES), default=None, help="default: bf16 on a GPU, fp32 on a CPU"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="only d=1024 and 4096 tokens (CPU-sized)"
+    )
+    parser.add_argument(
+        "--min-run-time",
+        type=float,
+        default=1.0,
+        help="seconds per CPU case, split over the rounds (default: 1)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=None,
+        help="interleaved rounds, median kept (default: 5 on a CPU, 1 on a GPU)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="CPU threads for torch (default: torch's own choice)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/bench"),
+        help="folder for kernels.parquet and kernels.png (default: results/bench)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -306,14 +362,18 @@ def run(args: argparse.Namespace) -> int:
     spec = BenchSpec(
         sizes=QUICK["sizes"] if args.quick else args.sizes,
         tokens=QUICK["tokens"] if args.quick else args.tokens,
-        densities=args.densities, block=args.block, dtype=args.dtype,
+        densities=args.densities,
+        block=args.block,
+        dtype=args.dtype,
         min_run_time=args.min_run_time,
         rounds=args.rounds if args.rounds is not None else (1 if device.type == "cuda" else 5),
     )
     print(f"device: {device_name(device)}; load average {_load_average():.2f}")
     if device.type != "cuda":
-        print("no GPU: timing the torch paths only (Triton kernels need a GPU to be timed; "
-              "GPU figures: unmeasured)")
+        print(
+            "no GPU: timing the torch paths only (Triton kernels need a GPU to be timed; "
+            "GPU figures: unmeasured)"
+        )
     frame = bench_kernels(spec, device)
     print(format_table(frame))
     for line in target_checks(frame):
@@ -323,4 +383,3 @@ def run(args: argparse.Namespace) -> int:
     plot(frame, args.out / "kernels.png")
     print(f"wrote {args.out / 'kernels.parquet'} and {args.out / 'kernels.png'}")
     return 0
-

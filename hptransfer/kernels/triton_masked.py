@@ -54,8 +54,9 @@ def _grouped_tile(pid, num_m, num_n, GROUP_M: tl.constexpr):
 
 
 @triton.jit
-def _accumulate(acc, a_tile, b_tile, keep_tile, offs_k, K,
-                MASK_ON: tl.constexpr, PRECISION: tl.constexpr):
+def _accumulate(
+    acc, a_tile, b_tile, keep_tile, offs_k, K, MASK_ON: tl.constexpr, PRECISION: tl.constexpr
+):
     """``acc += A[m, k] @ B[k, n]`` for the K slice ``offs_k`` that the pointer tiles are at;
     B is masked as it loads when MASK_ON == B."""
     in_k = offs_k < K
@@ -69,12 +70,32 @@ def _accumulate(acc, a_tile, b_tile, keep_tile, offs_k, K,
 
 @triton.jit
 def _masked_matmul_kernel(
-    a_ptr, b_ptr, c_ptr, bias_ptr, mask_ptr, list_ptr, list_idx,
-    M, N, K,
-    stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_mr, stride_mc,
-    HAS_BIAS: tl.constexpr, MASK_ON: tl.constexpr, LAYOUT: tl.constexpr,
+    a_ptr,
+    b_ptr,
+    c_ptr,
+    bias_ptr,
+    mask_ptr,
+    list_ptr,
+    list_idx,
+    M,
+    N,
+    K,
+    stride_am,
+    stride_ak,
+    stride_bk,
+    stride_bn,
+    stride_cm,
+    stride_cn,
+    stride_mr,
+    stride_mc,
+    HAS_BIAS: tl.constexpr,
+    MASK_ON: tl.constexpr,
+    LAYOUT: tl.constexpr,
     PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
 ):
     """``C = A @ B (+ bias)`` with an optional element mask on B or C and an optional layout.
 
@@ -101,8 +122,16 @@ def _masked_matmul_kernel(
     if LAYOUT == K_REDUCE_LIST:
         for i in range(tl.load(list_ptr + pid_n), tl.load(list_ptr + pid_n + 1)):
             k0 = tl.load(list_idx + i).to(tl.int64) * BLOCK_K
-            acc = _accumulate(acc, a_tile + k0 * stride_ak, b_tile + k0 * stride_bk,
-                              keep_tile + k0 * stride_mr, offs_k + k0, K, MASK_ON, PRECISION)
+            acc = _accumulate(
+                acc,
+                a_tile + k0 * stride_ak,
+                b_tile + k0 * stride_bk,
+                keep_tile + k0 * stride_mr,
+                offs_k + k0,
+                K,
+                MASK_ON,
+                PRECISION,
+            )
     else:
         for _ in range(0, tl.cdiv(K, BLOCK_K)):
             acc = _accumulate(acc, a_tile, b_tile, keep_tile, offs_k, K, MASK_ON, PRECISION)
@@ -115,11 +144,15 @@ def _masked_matmul_kernel(
     if HAS_BIAS:
         acc += tl.load(bias_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
     if MASK_ON == K_MASK_C:
-        keep = tl.load(mask_ptr + rows[:, None] * stride_mr + cols[None, :] * stride_mc,
-                       mask=inside, other=0)
+        keep = tl.load(
+            mask_ptr + rows[:, None] * stride_mr + cols[None, :] * stride_mc, mask=inside, other=0
+        )
         acc = tl.where(keep != 0, acc, 0.0)
-    tl.store(c_ptr + rows[:, None] * stride_cm + cols[None, :] * stride_cn,
-             acc.to(c_ptr.dtype.element_ty), mask=inside)
+    tl.store(
+        c_ptr + rows[:, None] * stride_cm + cols[None, :] * stride_cn,
+        acc.to(c_ptr.dtype.element_ty),
+        mask=inside,
+    )
 
 
 # Decided when ``@triton.jit`` ran, i.e. when this module was imported.
@@ -134,16 +167,34 @@ def _gpu_configs(layout: int) -> list[triton.Config]:
     """Candidate tiles (Triton's matmul tutorial plus Hopper-sized ones); the layout fixes
     the tile dimensions that must equal the mask block."""
     if layout == REDUCE_LIST:  # BLOCK_N = BLOCK_K = mask block
-        return [_config(w, s, BLOCK_M=m, GROUP_M=GROUP_M)
-                for m in (64, 128, 256) for w in (4, 8) for s in (3, 4)]
+        return [
+            _config(w, s, BLOCK_M=m, GROUP_M=GROUP_M)
+            for m in (64, 128, 256)
+            for w in (4, 8)
+            for s in (3, 4)
+        ]
     if layout == TILE_LIST:  # BLOCK_M = BLOCK_N = mask block
-        return [_config(w, s, BLOCK_K=k, GROUP_M=GROUP_M)
-                for k in (32, 64, 128) for w in (4, 8) for s in (3, 4)]
-    shapes = [(128, 256, 64, 8, 3), (256, 128, 64, 8, 3), (128, 128, 64, 8, 4),
-              (128, 128, 32, 4, 4), (64, 256, 32, 4, 4), (128, 64, 32, 4, 4),
-              (64, 128, 32, 4, 4), (128, 32, 32, 4, 4), (64, 32, 32, 2, 5), (32, 64, 32, 2, 5)]
-    return [_config(w, s, BLOCK_M=m, BLOCK_N=n, BLOCK_K=k, GROUP_M=GROUP_M)
-            for m, n, k, w, s in shapes]
+        return [
+            _config(w, s, BLOCK_K=k, GROUP_M=GROUP_M)
+            for k in (32, 64, 128)
+            for w in (4, 8)
+            for s in (3, 4)
+        ]
+    shapes = [
+        (128, 256, 64, 8, 3),
+        (256, 128, 64, 8, 3),
+        (128, 128, 64, 8, 4),
+        (128, 128, 32, 4, 4),
+        (64, 256, 32, 4, 4),
+        (128, 64, 32, 4, 4),
+        (64, 128, 32, 4, 4),
+        (128, 32, 32, 4, 4),
+        (64, 32, 32, 2, 5),
+        (32, 64, 32, 2, 5),
+    ]
+    return [
+        _config(w, s, BLOCK_M=m, BLOCK_N=n, BLOCK_K=k, GROUP_M=GROUP_M) for m, n, k, w, s in shapes
+    ]
 
 
 @functools.cache
@@ -187,12 +238,25 @@ def _matmul(
     kernel = _masked_matmul_kernel if INTERPRETED else _tuned(layout)
     tiles = {**_INTERPRETER_TILES, **fixed} if INTERPRETED else fixed
     kernel[grid](
-        a, b, out, bias if bias is not None else out, mask if mask is not None else out,
-        list_ptr, list_idx,
-        M, N, K,
-        *a.stride(), *b.stride(), *out.stride(), *mask_strides,
-        HAS_BIAS=bias is not None, MASK_ON=mask_on, LAYOUT=layout,
-        PRECISION=_precision(a.dtype), **tiles,
+        a,
+        b,
+        out,
+        bias if bias is not None else out,
+        mask if mask is not None else out,
+        list_ptr,
+        list_idx,
+        M,
+        N,
+        K,
+        *a.stride(),
+        *b.stride(),
+        *out.stride(),
+        *mask_strides,
+        HAS_BIAS=bias is not None,
+        MASK_ON=mask_on,
+        LAYOUT=layout,
+        PRECISION=_precision(a.dtype),
+        **tiles,
     )
     return out
 
@@ -211,17 +275,33 @@ def _forward(x2d, weight, mask, bias, layout: BlockLayout | None) -> torch.Tenso
     y = torch.empty(x2d.shape[0], weight.shape[0], device=x2d.device, dtype=x2d.dtype)
     if layout is None:
         return _matmul(x2d, weight.t(), y, bias=bias, mask=mask.t(), mask_on=MASK_B)
-    return _matmul(x2d, weight.t(), y, bias=bias, mask=mask.t(),
-                   mask_on=MASK_NONE if layout.full else MASK_B,
-                   layout=REDUCE_LIST, lists=(layout.row_ptr, layout.row_idx), block=layout.block)
+    return _matmul(
+        x2d,
+        weight.t(),
+        y,
+        bias=bias,
+        mask=mask.t(),
+        mask_on=MASK_NONE if layout.full else MASK_B,
+        layout=REDUCE_LIST,
+        lists=(layout.row_ptr, layout.row_idx),
+        block=layout.block,
+    )
 
 
 def _grad_input(dy, weight, mask, layout: BlockLayout | None) -> torch.Tensor:
     dx = torch.empty(dy.shape[0], weight.shape[1], device=dy.device, dtype=dy.dtype)
     if layout is None:
         return _matmul(dy, weight, dx, mask=mask, mask_on=MASK_B)
-    return _matmul(dy, weight, dx, mask=mask, mask_on=MASK_NONE if layout.full else MASK_B,
-                   layout=REDUCE_LIST, lists=(layout.col_ptr, layout.col_idx), block=layout.block)
+    return _matmul(
+        dy,
+        weight,
+        dx,
+        mask=mask,
+        mask_on=MASK_NONE if layout.full else MASK_B,
+        layout=REDUCE_LIST,
+        lists=(layout.col_ptr, layout.col_idx),
+        block=layout.block,
+    )
 
 
 def _grad_weight(dy, x2d, weight, mask, layout: BlockLayout | None) -> torch.Tensor:
@@ -229,9 +309,16 @@ def _grad_weight(dy, x2d, weight, mask, layout: BlockLayout | None) -> torch.Ten
         dw = torch.empty_like(weight, memory_format=torch.contiguous_format)
         return _matmul(dy.t(), x2d, dw, mask=mask, mask_on=MASK_C)
     dw = torch.zeros_like(weight, memory_format=torch.contiguous_format)  # empty blocks stay 0
-    return _matmul(dy.t(), x2d, dw, mask=mask, mask_on=MASK_NONE if layout.full else MASK_C,
-                   layout=TILE_LIST, lists=(layout.tile_rows, layout.tile_cols),
-                   block=layout.block)
+    return _matmul(
+        dy.t(),
+        x2d,
+        dw,
+        mask=mask,
+        mask_on=MASK_NONE if layout.full else MASK_C,
+        layout=TILE_LIST,
+        lists=(layout.tile_rows, layout.tile_cols),
+        block=layout.block,
+    )
 
 
 class TritonMaskedLinear(torch.autograd.Function):

@@ -38,31 +38,48 @@ JOINT_SPEC = {
     },
 }
 OPTIMUM_LOG2_INIT_STD = -5.3
+# Sweeps over horizons: the optimum falls as log2 η* = -6 − GAMMA·log2(steps / 10).
+GAMMA = 0.25
+TOKENS_PER_STEP = 4 * 8  # batch_size × seq_len of TINY_SPEC
+
+
+def optimum_log2_lr(steps: int) -> float:
+    return OPTIMUM_LOG2_LR - GAMMA * math.log2(steps / TINY_SPEC["train"]["steps"])
 
 
 def tiny_loss(run: RunConfig, joint: bool) -> float:
-    """A parabola in log2 lr; ``joint``: a tilted basin in log2 lr and log2 init_std."""
-    x = math.log2(run.hps.lr) - OPTIMUM_LOG2_LR
+    """A parabola in log2 lr (its minimum moving with the horizon, plus a little seed noise);
+    ``joint``: a tilted basin in log2 lr and log2 init_std."""
+    x = math.log2(run.hps.lr) - optimum_log2_lr(run.train.steps)
     y = math.log2(run.hps.init_std) - OPTIMUM_LOG2_INIT_STD
     tilt = 0.04 * y * y + 0.03 * x * y if joint else 0.0
-    return 3.0 + 0.05 * x * x + tilt + 0.01 * run.seed
+    noise = 0.002 * math.sin(7 * run.seed + 3 * x) if run.train.steps != 10 else 0.0
+    return 3.0 + 0.05 * x * x + tilt + 0.01 * run.seed + noise
 
 
 def write_sweep(
-    root: Path, *, diverged: bool = False, fit: bool = True, joint: bool = False
+    root: Path,
+    *,
+    diverged: bool = False,
+    fit: bool = True,
+    joint: bool = False,
+    horizons: tuple[int, ...] = (),
+    seeds: tuple[int, ...] = (0, 1),
 ) -> Path:
-    """results/tiny/ (or results/joint/) under ``root``: spec.yaml, trials.parquet,
-    curves.parquet, fit.json."""
-    spec = parse_spec(JOINT_SPEC if joint else TINY_SPEC)
+    """results/tiny/ (or results/joint/, or with ``horizons`` results/horizons/) under
+    ``root``: spec.yaml, trials.parquet, curves.parquet, fit.json."""
+    raw = JOINT_SPEC if joint else TINY_SPEC
+    if horizons:
+        raw = {**raw, "name": "horizons", "train": {**raw["train"], "steps": list(horizons)}}
+    spec = parse_spec({**raw, "seeds": list(seeds)})
     store = ResultsStore(root / spec.name)
     store.write_spec(spec.to_yaml())
     trials, curves = [], []
     for run in grid_runs(spec):
-        loss = tiny_loss(run, joint)
-        point = {"step": 10, "tokens": 320, "train_loss": loss, "val_loss": loss}
-        if diverged:
-            point["val_loss"] = math.nan
-        outcome = {**point, "status": "completed", "steps": 10, "diverged": diverged}
+        loss, steps = tiny_loss(run, joint), run.train.steps
+        point = {"step": steps, "tokens": steps * TOKENS_PER_STEP, "train_loss": loss}
+        point["val_loss"] = math.nan if diverged else loss
+        outcome = {**point, "status": "completed", "steps": steps, "diverged": diverged}
         trials.append(trial_row(point_id(run), run, spec.name, spec.hash, outcome))
         curves.append({"trial_id": trials[-1]["trial_id"], **point})
     store.append(trials, curves)
