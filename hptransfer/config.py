@@ -17,6 +17,7 @@ from hptransfer.param.base import BaseHPs, BaseShape, Multipliers, check_density
 from hptransfer.param.rules import parameterization
 
 MODEL_KINDS = ("gpt", "mlp")
+BLOCKS = ("gpt2", "llama")  # GPT blocks: GPT-2's, or LLaMA's (RMSNorm, rotary, SwiGLU)
 KERNELS = ("auto", "torch", "triton")
 MASK_KINDS = ("random", "row_balanced", "block")
 BLOCK_SIZES = (16, 32, 64, 128)  # mask blocks = kernel tiles; tl.dot needs tiles of >= 16
@@ -40,10 +41,13 @@ class ModelConfig:
     data source fills them in when left at ``None``. ``readout_zero_init`` starts the readout
     weight at 0 (μP practice, Tensor Programs V App. D.2; see ``models.roles.Readout``).
     ``mask_seed`` ``None`` (the default) draws the sparse masks from the run's seed, so seeds
-    vary the mask too; an integer fixes one mask for every seed.
+    vary the mask too; an integer fixes one mask for every seed. ``block`` (GPT only):
+    ``gpt2`` or ``llama`` (RMSNorm, rotary positions, SwiGLU FFN of 2/3 the hidden width,
+    no biases).
     """
 
     kind: str = "gpt"
+    block: str = "gpt2"
     width: int = 128
     depth: int = 2
     heads: int = 4
@@ -73,6 +77,15 @@ class ModelConfig:
                 self.width % self.heads == 0,
                 f"model.width ({self.width}) must be divisible by model.heads ({self.heads})",
             )
+        _one_of("model.block", self.block, BLOCKS)
+        if self.block == "llama":
+            require(self.kind == "gpt", "model.block: llama needs model.kind: gpt")
+            require(not self.bias, "model.block: llama has no biases (model.bias: false)")
+            require(
+                self.head_dim % 2 == 0,
+                f"model.block: llama needs an even head size for rotary positions; "
+                f"width {self.width} / heads {self.heads} = {self.head_dim}",
+            )
         check_density("model.density", self.density)
         _one_of("model.mask", self.mask, MASK_KINDS)
         _one_of("model.mask_block", self.mask_block, BLOCK_SIZES)
@@ -99,11 +112,13 @@ class ModelConfig:
         return self.width // self.heads
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain fields for YAML and hashes; ``readout_zero_init`` only when on, so every
-        spec and run written before the option keeps its hash."""
+        """Plain fields for YAML and hashes; ``readout_zero_init`` only when on and ``block``
+        only when not gpt2, so every spec and run written before the options keeps its hash."""
         fields = dataclasses.asdict(self)
         if not self.readout_zero_init:
             del fields["readout_zero_init"]
+        if self.block == "gpt2":
+            del fields["block"]
         return fields
 
     def replace(self, **changes: Any) -> ModelConfig:

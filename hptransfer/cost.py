@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hptransfer.config import RunConfig
+from hptransfer.config import ModelConfig, RunConfig
 from hptransfer.errors import ConfigError, ResultsError
 from hptransfer.models import describe
+from hptransfer.models.llama import swiglu_hidden
 from hptransfer.param import ParamHP, Role
 from hptransfer.sweep.report import format_duration
 
@@ -128,15 +129,26 @@ def _activation_floats(run: RunConfig) -> tuple[int, int]:
     m, tokens = run.model, _tokens(run)
     outputs = m.output_size or 0
     if m.kind == "gpt":
-        hidden = m.ffn_mult * m.width
-        # per block and token: 2 LayerNorm inputs, QKV input, q, k, v, attention output,
-        # projection input, FFN-up input (9·C), GELU input and FFN-down input (2·ffn·C);
+        hidden, per_block = _block_activations(m)
         # then the embedding sum, final norm and readout inputs, logits, log-softmax, dlogits
-        per_token = m.depth * (9 * m.width + 2 * hidden) + 3 * m.width + 3 * outputs
+        per_token = m.depth * per_block + 3 * m.width + 3 * outputs
         return tokens * max(hidden, outputs), tokens * per_token
     # MLP per sample: input, two per layer (linear input, ReLU output), logits ×3
     per_sample = (m.input_size or 0) + 2 * (m.depth + 1) * m.width + 3 * outputs
     return tokens * max(m.width, outputs), tokens * per_sample
+
+
+def _block_activations(m: ModelConfig) -> tuple[int, int]:
+    """(FFN hidden width, floats saved per block and token)."""
+    if m.block == "llama":
+        hidden = swiglu_hidden(m)
+        # 2 RMSNorm inputs, QKV input, q, k, v, rotated q and k, attention output, projection
+        # input, SwiGLU input (11·C); gate and up outputs, SiLU output, down input (4·H)
+        return hidden, 11 * m.width + 4 * hidden
+    hidden = m.ffn_mult * m.width
+    # 2 LayerNorm inputs, QKV input, q, k, v, attention output, projection input, FFN-up
+    # input (9·C); GELU input and FFN-down input (2·ffn·C)
+    return hidden, 9 * m.width + 2 * hidden
 
 
 def _flops_per_step(run: RunConfig, rows: list[ParamHP]) -> float:

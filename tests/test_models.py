@@ -159,7 +159,9 @@ def test_zero_initialised_readout_is_refused_when_tied_and_hashes_as_before_when
     off = tiny_gpt_run()
     assert "readout_zero_init" not in off.model.to_dict()
     assert off.model.to_dict() == {
-        k: v for k, v in dataclasses.asdict(off.model).items() if k != "readout_zero_init"
+        k: v
+        for k, v in dataclasses.asdict(off.model).items()
+        if k not in ("readout_zero_init", "block")  # block: only when not gpt2 (test_llama)
     }
     assert config_hash(off) != config_hash(tiny_gpt_run(readout_zero_init=True))
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from hptransfer.config import (
+    BLOCKS,
     BaseHPs,
     BaseShape,
     DataConfig,
@@ -45,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--lr", type=float, default=2.0**-9, help="base Adam LR η")
     parser.add_argument("--kind", default="gpt", choices=("gpt", "mlp"))
+    parser.add_argument("--block", default="gpt2", choices=BLOCKS, help="GPT block (gpt2)")
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--corpus", default="shakespeare")
@@ -64,6 +66,7 @@ def base_run(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         model=ModelConfig(
             kind=args.kind,
+            block=args.block,
             width=width,
             depth=args.depth,
             heads=args.heads,

@@ -1,5 +1,8 @@
 """A GPT-style decoder: pre-LN blocks, causal attention, sparse hidden linears.
 
+``model.block`` picks the block: ``gpt2`` (LayerNorm, learned positions, GELU FFN) or
+``llama`` (RMSNorm, rotary positions, SwiGLU, no biases; :mod:`.llama`).
+
 The hidden linears (QKV, attention out, FFN up, FFN down) are :class:`MaskedLinear`; embeddings,
 the readout and norms stay dense (SPEC.md). The parameterization enters through three
 forward scales (embedding and readout multipliers, attention logit scale) and the per-parameter
@@ -16,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hptransfer.config import ModelConfig
+from hptransfer.models import llama
 from hptransfer.models.roles import Readout
 from hptransfer.models.sparse import MaskedLinear
 
@@ -98,6 +102,20 @@ class Block(nn.Module):
         return x + self.ffn(self.ln_ffn(x))
 
 
+def _llama_block(cfg: ModelConfig, scale: float | None, seed: int, device) -> nn.Module:
+    return llama.LlamaBlock(
+        cfg,
+        scale,
+        linear=lambda fan_in, fan_out, k: _sparse_linear(cfg, fan_in, fan_out, seed + k, device),
+        residual=lambda fan_in, k: _residual(cfg, fan_in, seed + k, device),
+        device=device,
+    )
+
+
+# block kind -> (builder, sparse layers per block: each takes its own mask seed)
+BLOCKS = {"gpt2": (Block, 4), "llama": (_llama_block, llama.SPARSE_LAYERS)}
+
+
 class GPT(nn.Module):
     """Token ids (B, T) -> logits (B, T, vocab)."""
 
@@ -109,13 +127,18 @@ class GPT(nn.Module):
         self.scales = scales
         vocab = cfg.input_size
         self.tok_emb = _embedding(vocab, cfg.width, device)
-        self.pos_emb = _embedding(cfg.context, cfg.width, device)
-        # Each block's four sparse layers get their own mask seeds.
+        self.pos_emb = None  # LLaMA: positions enter through rotary q and k
+        if cfg.block == "gpt2":
+            self.pos_emb = _embedding(cfg.context, cfg.width, device)
+        block, sparse_layers = BLOCKS[cfg.block]
         self.blocks = nn.ModuleList(
-            Block(cfg, scales.attention, cfg.mask_seed * 1000 + 4 * i, device)
+            block(cfg, scales.attention, cfg.mask_seed * 1000 + sparse_layers * i, device)
             for i in range(cfg.depth)
         )
-        self.ln_f = nn.LayerNorm(cfg.width, bias=cfg.bias, device=device)
+        if cfg.block == "llama":
+            self.ln_f = nn.RMSNorm(cfg.width, device=device)
+        else:
+            self.ln_f = nn.LayerNorm(cfg.width, bias=cfg.bias, device=device)
         self.head = None
         if not cfg.tied_embeddings:
             self.head = Readout(
@@ -127,8 +150,10 @@ class GPT(nn.Module):
             )
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(idx.shape[1], device=idx.device)
-        x = (self.tok_emb(idx) + self.pos_emb(positions)) * self.scales.embedding
+        x = self.tok_emb(idx)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(torch.arange(idx.shape[1], device=idx.device))
+        x = x * self.scales.embedding
         for block in self.blocks:
             x = block(x)
         x = self.ln_f(x)

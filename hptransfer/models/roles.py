@@ -42,7 +42,7 @@ _DENSE_ROLES: tuple[tuple[type[nn.Module], Role], ...] = (
 
 def param_spec(module: nn.Module, param_name: str) -> ParamSpec:
     """The spec of ``module``'s own parameter ``param_name``."""
-    if isinstance(module, nn.LayerNorm):
+    if isinstance(module, (nn.LayerNorm, nn.RMSNorm)):
         return ParamSpec(Role.VECTOR, fill=1.0 if param_name == "weight" else 0.0)
     if param_name == "bias":
         return ParamSpec(Role.VECTOR, fill=0.0)

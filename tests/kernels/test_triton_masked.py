@@ -163,9 +163,10 @@ def test_masked_linear_layer_caches_its_block_layout_until_the_mask_changes():
     )
 
 
-def _train_losses(kernel: str, mask: str, steps: int = 4) -> list[float]:
+def _train_losses(kernel: str, mask: str, block: str = "gpt2", steps: int = 4) -> list[float]:
     model_cfg = ModelConfig(
         kind="gpt",
+        block=block,
         width=64,
         heads=2,
         depth=1,
@@ -191,13 +192,17 @@ def _train_losses(kernel: str, mask: str, steps: int = 4) -> list[float]:
         losses.append(loss.item())
     sparse = [m for m in model.modules() if isinstance(m, MaskedLinear)]
     assert all((m.weight[~m.mask] == 0).all() for m in sparse), "masked weights revived"
+    assert {m.backend() for m in sparse} == {kernel}
     return losses
 
 
-@pytest.mark.parametrize("mask", ["random", "block"])
-def test_sparse_gpt_trains_the_same_with_triton_as_with_torch(mask):
-    torch_losses = _train_losses("torch", mask)
-    triton_losses = _train_losses("triton", mask)
+@pytest.mark.parametrize(
+    ("mask", "block"), [("random", "gpt2"), ("block", "gpt2"), ("random", "llama")]
+)
+def test_sparse_gpt_trains_the_same_with_triton_as_with_torch(mask, block):
+    """Both blocks: every sparse linear (LLaMA's SwiGLU gate, up, down too) on Triton."""
+    torch_losses = _train_losses("torch", mask, block)
+    triton_losses = _train_losses("triton", mask, block)
     assert triton_losses[-1] < triton_losses[0]
     torch.testing.assert_close(triton_losses, torch_losses, rtol=1e-4, atol=1e-4)
 
