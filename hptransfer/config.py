@@ -196,19 +196,36 @@ class RunConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        parameterization(self.parameterization)
-        if self.base.heads == self.model.heads:
-            # One form per base (see BaseShape.heads), so equal runs hash equal.
-            object.__setattr__(self, "base", dataclasses.replace(self.base, heads=None))
+        p = parameterization(self.parameterization)
+        require(
+            not (p.depth_rules and self.model.kind == "mlp"),
+            f"parameterization {self.parameterization}: depth rules need residual blocks, "
+            "and an mlp has none (use model.kind gpt)",
+        )
+        # One form per base and name (see BaseShape.heads), so equal runs hash equal.
+        object.__setattr__(self, "parameterization", p.name)
+        for axis in ("heads", "depth"):
+            if getattr(self.base, axis) == getattr(self.model, axis):
+                object.__setattr__(self, "base", dataclasses.replace(self.base, **{axis: None}))
 
     @property
     def multipliers(self) -> Multipliers:
-        """The run-wide m_d and m_rho (of its sparse layers)."""
-        return self.base.multipliers(self.model.width, self.model.density)
+        """The run-wide m_d, m_rho (of its sparse layers) and m_L."""
+        return self.base.multipliers(self.model.width, self.model.density, self.model.depth)
 
     def retarget(self, **changes: Any) -> RunConfig:
-        """This run with its model changed (``--to``); the base keeps its own head count."""
-        base = dataclasses.replace(self.base, heads=self.base.heads or self.model.heads)
+        """This run with its model changed (``--to``); the base keeps its own head count and
+        depth. An mlp's depth is refused: it has no residual blocks to scale."""
+        require(
+            not ("depth" in changes and self.model.kind == "mlp"),
+            "--to depth: an mlp has no residual blocks, so depth does not transfer "
+            "(depth transfer needs model.kind gpt)",
+        )
+        base = dataclasses.replace(
+            self.base,
+            heads=self.base.heads or self.model.heads,
+            depth=self.base.depth or self.model.depth,
+        )
         return dataclasses.replace(self, model=self.model.replace(**changes), base=base)
 
 

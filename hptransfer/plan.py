@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from hptransfer.config import RunConfig
 from hptransfer.models import describe
+from hptransfer.param import parameterization
 
 
 def shape_label(run: RunConfig) -> str:
@@ -22,12 +23,18 @@ def plan_rows(run: RunConfig) -> list[dict[str, object]]:
 
 
 def plan_header(run: RunConfig) -> str:
-    """The run's parameterization, shape, multipliers and base shape, on one line."""
+    """The run's parameterization, shape, multipliers and base shape, on one line (with m_L
+    and the base depth under depth rules)."""
     m, base = run.multipliers, run.base
+    depth = ""
+    if parameterization(run.parameterization).depth_rules:
+        depth = f", depth {base.depth or run.model.depth}"
     return (
         f"{run.parameterization}: {run.model.kind} {shape_label(run)} "
-        f"(m_d = {m.width:g}, m_rho = {m.density:g}; base width {base.width}, "
-        f"density {base.density:g}, heads {base.heads or run.model.heads})"
+        f"(m_d = {m.width:g}, m_rho = {m.density:g}"
+        + (f", m_L = {m.depth:g}" if depth else "")
+        + f"; base width {base.width}, density {base.density:g}, "
+        f"heads {base.heads or run.model.heads}{depth})"
     )
 
 

@@ -153,11 +153,11 @@ def target_runs(source: Source, request: Request) -> list[RunConfig]:
     from hptransfer.train import complete_run
 
     proxy = source.spec.cells[0]
-    base = source.fit.base_shape(default_heads=proxy.model.heads)
+    base = source.fit.base_shape(default_heads=proxy.model.heads, default_depth=proxy.model.depth)
     batch_size = proxy.data.batch_size if request.batch_size is None else request.batch_size
     template = dataclasses.replace(
         proxy,
-        model=proxy.model.replace(width=base.width, density=base.density),
+        model=proxy.model.replace(width=base.width, density=base.density, depth=base.depth),
         data=dataclasses.replace(proxy.data, batch_size=batch_size),
         train=_train_budget(proxy, request.steps),
         hps=source.fit.base_config(request.parameterization),
@@ -220,12 +220,14 @@ def budget_warning(source: Source, run: RunConfig) -> str | None:
 
 
 def depth_note(source: Source, run: RunConfig) -> str | None:
+    """A note when ``run`` changes depth without depth rules (outside μP/SμPar's theory)."""
     base_depth = source.fit.base.get("depth", source.spec.model.depth)
-    if run.model.depth == base_depth:
+    if run.model.depth == base_depth or parameterization(run.parameterization).depth_rules:
         return None
     return (
-        f"note: depth {run.model.depth} differs from the proxy's {base_depth}; μP/SμPar "
-        "transfer across width and density, depth is outside their theory"
+        f"note: depth {run.model.depth} differs from the proxy's {base_depth}; "
+        f"{run.parameterization} transfers across width and density, depth is outside its "
+        "theory (depth rules: +completep)"
     )
 
 

@@ -175,14 +175,18 @@ class Fit:
     provenance: dict[str, str] = field(default_factory=dict)  # of the process that fitted
     budget: list[dict[str, Any]] = field(default_factory=list)  # η*(D) lines: horizon_fits
 
-    def base_shape(self, default_heads: int | None = None) -> BaseShape:
-        """The shape the base HPs were fitted at; ``default_heads`` when fit.json predates
-        recording the base's heads."""
+    def base_shape(
+        self, default_heads: int | None = None, default_depth: int | None = None
+    ) -> BaseShape:
+        """The shape the base HPs were fitted at; ``default_heads`` and ``default_depth``
+        when fit.json does not record the base's heads or depth."""
         heads = self.base.get("heads", default_heads)
+        depth = self.base.get("depth", default_depth)
         return BaseShape(
             width=int(self.base["width"]),
             density=float(self.base["density"]),
             heads=None if heads is None else int(heads),
+            depth=None if depth is None else int(depth),
         )
 
     def base_config(self, parameterization: str) -> BaseHPs:
@@ -478,11 +482,18 @@ def _drift_row(
 
 def base_shape(trials: pd.DataFrame, spec_base: dict[str, Any] | None) -> dict[str, Any]:
     """The base shape: the trials' base_width/base_density columns, else spec.yaml's ``base``,
-    else the smallest width at the highest density; with the heads its trials had."""
+    else the smallest width at the highest density; with the heads its trials had, and the
+    depth spec.yaml's ``base`` records (a sweep over depth records it)."""
     shape = _base_width_density(trials, spec_base)
     heads = _base_heads(trials, shape)
+    depth = (spec_base or {}).get("depth")
     source = shape.pop("source")
-    return {**shape, **({} if heads is None else {"heads": heads}), "source": source}
+    return {
+        **shape,
+        **({} if heads is None else {"heads": heads}),
+        **({} if depth is None else {"depth": int(depth)}),
+        "source": source,
+    }
 
 
 def _base_width_density(trials: pd.DataFrame, spec_base: dict[str, Any] | None) -> dict[str, Any]:

@@ -29,7 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("spec", nargs="?", help="sweep YAML (model, base shape, HPs)")
     parser.add_argument("--to", default="", help="target, e.g. width=4096,density=0.125")
     parser.add_argument("--json", action="store_true", help="print a JSON list of rows")
-    parser.add_argument("-p", "--parameterization", help=f"one of {', '.join(PARAMETERIZATIONS)}")
+    parser.add_argument(
+        "-p",
+        "--parameterization",
+        help=f"one of {', '.join(PARAMETERIZATIONS)}; +completep[=α] adds depth rules",
+    )
     model = parser.add_argument_group("model (without a spec)")
     model.add_argument("--kind", default="gpt", choices=("gpt", "mlp"))
     model.add_argument("--width", type=int, default=128)
@@ -50,7 +54,10 @@ def base_run(args: argparse.Namespace) -> RunConfig:
         cell = load_spec(args.spec).cells[0]
         base = cell.base
         run = dataclasses.replace(
-            cell, model=cell.model.replace(width=base.width, density=base.density)
+            cell,
+            model=cell.model.replace(
+                width=base.width, density=base.density, depth=base.depth or cell.model.depth
+            ),
         )
     else:
         corpus = "digits" if args.kind == "mlp" else "shakespeare"

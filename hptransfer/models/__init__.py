@@ -6,13 +6,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
 from hptransfer.config import RunConfig
 from hptransfer.models.gpt import GPT, ForwardScales
 from hptransfer.models.mlp import MLP
-from hptransfer.models.roles import InputLayer, Readout, param_spec
+from hptransfer.models.roles import InputLayer, Readout, ResidualBlock, param_spec
 from hptransfer.models.sparse import MaskedLinear, draw_mask
 from hptransfer.param import (
     ParamHP,
@@ -32,6 +34,7 @@ def forward_scales(run: RunConfig) -> ForwardScales:
         embedding=output_multiplier(p, Role.EMBEDDING, run.hps, m),
         readout=output_multiplier(p, Role.READOUT, run.hps, m),
         attention=attention_scale(p, run.model.head_dim, run.base.head_dim(run.model.heads)),
+        residual=p.branch_multiplier(m),
     )
 
 
@@ -51,12 +54,20 @@ def build_model(run: RunConfig, device: torch.device | str = "cpu") -> nn.Module
 
 
 def param_specs(model: nn.Module) -> dict[str, ParamSpec]:
-    """Every parameter's role, claimed exactly once (tied weights appear once)."""
+    """Every parameter's role, claimed exactly once (tied weights appear once); parameters
+    inside a :class:`ResidualBlock` are marked ``block``."""
+    in_blocks = {
+        f"{block_name}.{param_name}"
+        for block_name, block in model.named_modules()
+        if isinstance(block, ResidualBlock)
+        for param_name, _ in block.named_parameters()
+    }
     specs: dict[str, ParamSpec] = {}
     for module_name, module in model.named_modules():
         for param_name, _ in module.named_parameters(recurse=False):
             name = f"{module_name}.{param_name}" if module_name else param_name
-            specs[name] = param_spec(module, param_name)
+            spec = param_spec(module, param_name)
+            specs[name] = dataclasses.replace(spec, block=True) if name in in_blocks else spec
     names = {name for name, _ in model.named_parameters()}
     unclaimed = names - specs.keys()
     if unclaimed:
@@ -68,9 +79,11 @@ def plan_parameters(model: nn.Module, run: RunConfig) -> list[ParamHP]:
     """The resolved HPs of every parameter, in ``named_parameters`` order."""
     p = parameterization(run.parameterization)
     specs = param_specs(model)
-    width = run.model.width
+    width, depth = run.model.width, run.model.depth
     return [
-        resolve(name, tuple(param.shape), specs[name], p, run.hps, run.base, width, run.train)
+        resolve(
+            name, tuple(param.shape), specs[name], p, run.hps, run.base, width, run.train, depth
+        )
         for name, param in model.named_parameters()
     ]
 
@@ -104,6 +117,7 @@ __all__ = [
     "InputLayer",
     "MaskedLinear",
     "Readout",
+    "ResidualBlock",
     "build_model",
     "describe",
     "draw_mask",

@@ -4,9 +4,9 @@
 ``llama`` (RMSNorm, rotary positions, SwiGLU, no biases; :mod:`.llama`).
 
 The hidden linears (QKV, attention out, FFN up, FFN down) are :class:`MaskedLinear`; embeddings,
-the readout and norms stay dense (SPEC.md). The parameterization enters through three
-forward scales (embedding and readout multipliers, attention logit scale) and the per-parameter
-init/LR table that :mod:`hptransfer.param` resolves.
+the readout and norms stay dense (SPEC.md). The parameterization enters through four forward
+scales (embedding and readout multipliers, attention logit scale, residual branch multiplier)
+and the per-parameter init/LR table that :mod:`hptransfer.param` resolves.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch import nn
 
 from hptransfer.config import ModelConfig
 from hptransfer.models import llama
-from hptransfer.models.roles import Readout
+from hptransfer.models.roles import Readout, ResidualBlock
 from hptransfer.models.sparse import MaskedLinear
 
 
@@ -31,6 +31,7 @@ class ForwardScales:
     embedding: float = 1.0
     readout: float = 1.0
     attention: float | None = None  # None: 1/√d_head
+    residual: float = 1.0  # each residual branch's output: m_L^(−α) under depth rules
 
 
 def _sparse_linear(
@@ -89,25 +90,26 @@ class FeedForward(nn.Module):
         return self.down(F.gelu(self.up(x)))
 
 
-class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig, scale: float | None, seed: int, device=None) -> None:
-        super().__init__()
+class Block(ResidualBlock):
+    def __init__(self, cfg: ModelConfig, scales: ForwardScales, seed: int, device=None) -> None:
+        super().__init__(scales.residual)
         self.ln_attn = nn.LayerNorm(cfg.width, bias=cfg.bias, device=device)
-        self.attn = CausalSelfAttention(cfg, scale, seed, device)
+        self.attn = CausalSelfAttention(cfg, scales.attention, seed, device)
         self.ln_ffn = nn.LayerNorm(cfg.width, bias=cfg.bias, device=device)
         self.ffn = FeedForward(cfg, seed + 2, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_attn(x))
-        return x + self.ffn(self.ln_ffn(x))
+        x = self.add(x, self.attn(self.ln_attn(x)))
+        return self.add(x, self.ffn(self.ln_ffn(x)))
 
 
-def _llama_block(cfg: ModelConfig, scale: float | None, seed: int, device) -> nn.Module:
+def _llama_block(cfg: ModelConfig, scales: ForwardScales, seed: int, device) -> nn.Module:
     return llama.LlamaBlock(
         cfg,
-        scale,
+        scales.attention,
         linear=lambda fan_in, fan_out, k: _sparse_linear(cfg, fan_in, fan_out, seed + k, device),
         residual=lambda fan_in, k: _residual(cfg, fan_in, seed + k, device),
+        branch=scales.residual,
         device=device,
     )
 
@@ -132,7 +134,7 @@ class GPT(nn.Module):
             self.pos_emb = _embedding(cfg.context, cfg.width, device)
         block, sparse_layers = BLOCKS[cfg.block]
         self.blocks = nn.ModuleList(
-            block(cfg, scales.attention, cfg.mask_seed * 1000 + sparse_layers * i, device)
+            block(cfg, scales, cfg.mask_seed * 1000 + sparse_layers * i, device)
             for i in range(cfg.depth)
         )
         if cfg.block == "llama":

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hptransfer.config import ModelConfig
+from hptransfer.models.roles import ResidualBlock
 from hptransfer.models.sparse import MaskedLinear
 
 ROPE_BASE = 10_000.0
@@ -80,9 +81,10 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(self.gate(x)) * self.up(x))
 
 
-class LlamaBlock(nn.Module):
-    """Pre-norm: x + attn(rms(x)), then + swiglu(rms(x)). The model passes the builders of
-    its sparse layers (the same as the GPT-2 block's, with their init factors)."""
+class LlamaBlock(ResidualBlock):
+    """Pre-norm: x + attn(rms(x)), then + swiglu(rms(x)), each branch × ``branch`` (the depth
+    rules' m_L^(−α)). The model passes the builders of its sparse layers (the same as the
+    GPT-2 block's, with their init factors)."""
 
     def __init__(
         self,
@@ -90,14 +92,15 @@ class LlamaBlock(nn.Module):
         scale: float | None,
         linear: Linear,
         residual: Residual,
+        branch: float = 1.0,
         device: torch.device | str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(branch)
         self.ln_attn = nn.RMSNorm(cfg.width, device=device)
         self.attn = LlamaAttention(cfg, scale, linear, residual)
         self.ln_ffn = nn.RMSNorm(cfg.width, device=device)
         self.ffn = SwiGLU(cfg, linear, residual)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_attn(x))
-        return x + self.ffn(self.ln_ffn(x))
+        x = self.add(x, self.attn(self.ln_attn(x)))
+        return self.add(x, self.ffn(self.ln_ffn(x)))

@@ -2,11 +2,14 @@
 
 A model says "this is the readout" by building a :class:`Readout`, not by tagging a module;
 :func:`param_spec` maps a layer type to its parameters' :class:`~hptransfer.param.ParamSpec`.
-A new block (e.g. a LLaMA block) declares its roles the same way: by its layer types.
+A new block (e.g. a LLaMA block) declares its roles the same way: by its layer types, and
+subclasses :class:`ResidualBlock`, which marks its parameters as inside a residual block (depth
+rules apply to them) and scales each branch by the depth rules' multiplier.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from hptransfer.models.sparse import MaskedLinear
@@ -26,6 +29,22 @@ class Readout(nn.Linear):
     def __init__(self, in_features: int, out_features: int, *, zero_init: bool = False, **kw):
         super().__init__(in_features, out_features, **kw)
         self.zero_init = zero_init
+
+
+class ResidualBlock(nn.Module):
+    """A block of the residual stream: ``x + residual · branch(x)`` for each of its branches.
+
+    ``residual`` is the depth rules' branch multiplier m_L^(−α) (1 without depth rules).
+    Every parameter inside is a block parameter (:func:`hptransfer.models.param_specs`).
+    """
+
+    def __init__(self, residual: float = 1.0) -> None:
+        super().__init__()
+        self.residual = residual
+
+    def add(self, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        """The residual stream after adding one branch's output."""
+        return x + self.residual * branch
 
 
 class InputLayer(nn.Linear):

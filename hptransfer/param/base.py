@@ -1,9 +1,10 @@
 """The base: the proxy shape the base HPs were tuned at, the base HPs, and the multipliers.
 
-Every scaling rule is a power law in the width multiplier m_d = width / base width and the
-density multiplier m_rho = density / base density; :meth:`BaseShape.multipliers` computes
-them for one layer (each parameter uses its own layer's density). The base also records its
-head count, since μP's attention scale needs the base head size d₀ (SPEC.md).
+Every scaling rule is a power law in the width multiplier m_d = width / base width, the
+density multiplier m_rho = density / base density and the depth multiplier m_L = depth /
+base depth (residual blocks); :meth:`BaseShape.multipliers` computes them for one layer (each
+parameter uses its own layer's density). The base also records its head count, since μP's
+attention scale needs the base head size d₀ (SPEC.md).
 """
 
 from __future__ import annotations
@@ -29,12 +30,23 @@ def check_density(name: str, value: Any) -> None:
     )
 
 
+def check_depth(name: str, value: Any, optional: bool = False) -> None:
+    """A number of residual blocks: a positive integer (or ``None`` when ``optional``)."""
+    require(
+        (optional and value is None)
+        or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
+        f"{name} must be a positive integer; got {value!r}",
+    )
+
+
 @dataclass(frozen=True)
 class Multipliers:
-    """SμPar's width multiplier m_d and density multiplier m_rho."""
+    """SμPar's width multiplier m_d and density multiplier m_rho; CompleteP's depth
+    multiplier m_L."""
 
     width: float = 1.0
     density: float = 1.0
+    depth: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -45,11 +57,14 @@ class BaseShape:
     base has the run's own head count (every sweep: heads are not a sweep axis); a run whose
     heads differ from the base's must name them (:meth:`hptransfer.config.RunConfig.retarget`
     does). ``None`` keeps sweeps' spec and run hashes as they were before heads were recorded.
+    ``depth``: the base's residual blocks, which fix m_L; ``None`` likewise means the run's
+    own depth (m_L = 1).
     """
 
     width: int = 128
     density: float = 1.0
     heads: int | None = None
+    depth: int | None = None
 
     def __post_init__(self) -> None:
         require(isinstance(self.width, int) and self.width >= 1, "base.width must be >= 1")
@@ -58,19 +73,23 @@ class BaseShape:
             self.heads is None or (isinstance(self.heads, int) and self.heads >= 1),
             f"base.heads must be a positive integer; got {self.heads!r}",
         )
+        check_depth("base.depth", self.depth, optional=True)
 
-    def multipliers(self, width: int, density: float = 1.0) -> Multipliers:
-        """m_d and m_rho of a layer of ``density`` in a model of ``width``."""
-        return Multipliers(width=width / self.width, density=density / self.density)
+    def multipliers(
+        self, width: int, density: float = 1.0, depth: int | None = None
+    ) -> Multipliers:
+        """m_d, m_rho and m_L of a layer of ``density`` in a model of ``width`` and ``depth``
+        (``None``: the base's depth)."""
+        m_depth = 1.0 if depth is None or self.depth is None else depth / self.depth
+        return Multipliers(width=width / self.width, density=density / self.density, depth=m_depth)
 
     def head_dim(self, run_heads: int) -> int:
         """The base head size d₀ (``run_heads`` when the base does not record its own)."""
         return max(1, self.width // (self.heads or run_heads))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain fields for YAML and hashes; ``heads`` only when recorded (see above)."""
-        fields = dataclasses.asdict(self)
-        return fields if self.heads is not None else {k: fields[k] for k in ("width", "density")}
+        """Plain fields for YAML and hashes; ``heads`` and ``depth`` only when recorded."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)

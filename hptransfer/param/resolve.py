@@ -2,7 +2,8 @@
 
 A pure step: models declare each parameter's :class:`ParamSpec`; this module turns specs into
 init std, learning rate, forward multiplier, weight decay and Adam ε. The multipliers are the
-parameter's own: m_d from the model's width, m_rho from the density of the parameter's layer.
+parameter's own: m_d from the model's width, m_rho from the density of the parameter's layer,
+m_L from the model's depth (used only inside residual blocks, under depth rules).
 ``plan``, model init and the optimizer all read the same :class:`ParamHP` rows, so they cannot
 disagree.
 """
@@ -34,16 +35,18 @@ class OptimizerSettings(Protocol):
 class ParamSpec:
     """What a model says about one parameter.
 
-    ``init_scale`` is a structural factor on the init std (GPT-2's 1/√(2·n_layer) on residual
-    output projections); ``density`` is the requested density of a sparse layer's weight
-    (m_rho = density / base density), None for a parameter that is never sparse (m_rho = 1);
-    ``fill`` is a constant init (norm gains 1, biases 0) instead of a normal draw.
+    ``init_scale`` is GPT-2's 1/√(2·n_layer) on the init std of residual output projections
+    (dropped under depth rules, SPEC.md); ``density`` is the requested density of a sparse
+    layer's weight (m_rho = density / base density), None for a parameter that is never
+    sparse (m_rho = 1); ``fill`` is a constant init (norm gains 1, biases 0) instead of a
+    normal draw; ``block``: the parameter is inside a residual block (depth rules apply).
     """
 
     role: Role
     density: float | None = None
     init_scale: float = 1.0
     fill: float | None = None
+    block: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,13 @@ class ParamHP:
         }
 
 
-def multipliers(spec: ParamSpec, width: int, base: BaseShape) -> Multipliers:
-    """The parameter's m_d and m_rho: its model's width and its own layer's density."""
-    return base.multipliers(width, base.density if spec.density is None else spec.density)
+def multipliers(
+    spec: ParamSpec, width: int, base: BaseShape, depth: int | None = None
+) -> Multipliers:
+    """The parameter's m_d, m_rho and m_L: its model's width and depth and its own layer's
+    density."""
+    density = base.density if spec.density is None else spec.density
+    return base.multipliers(width, density, depth)
 
 
 def lr_factor(p: Parameterization, role: Role, m: Multipliers, optimizer: str) -> float:
@@ -106,29 +113,37 @@ def resolve(
     base: BaseShape,
     width: int,
     train: OptimizerSettings,
+    depth: int | None = None,
 ) -> ParamHP:
-    """The HPs of parameter ``name`` of a model of ``width`` tuned at ``base``."""
-    m = multipliers(spec, width, base)
+    """The HPs of parameter ``name`` of a model of ``width`` and ``depth`` tuned at ``base``."""
+    m = multipliers(spec, width, base, depth)
     rule = p.rule(spec.role)
     lr_mult = lr_factor(p, spec.role, m, train.optimizer)
-    lr = hps.lr * lr_mult
+    if spec.block and p.depth_rules:
+        init_scale, depth_lr = 1.0, p.block_lr(m)
+        eps = p.block_eps(spec.role, m, train.scale_eps)
+    else:
+        init_scale, depth_lr = spec.init_scale, 1.0
+        eps = p.eps_factor(spec.role, m, train.scale_eps)
     return ParamHP(
         name=name,
         role=spec.role,
         shape=tuple(shape),
         density=1.0 if spec.density is None else spec.density,
-        init_std=hps.init_std * math.sqrt(rule.init_var(m)) * spec.init_scale,
+        init_std=hps.init_std * math.sqrt(rule.init_var(m)) * init_scale,
         fill=spec.fill,
-        lr=lr,
+        lr=hps.lr * lr_mult * depth_lr,
         multiplier=output_multiplier(p, spec.role, hps, m),
         weight_decay=_weight_decay(rule.decay, hps.weight_decay, lr_mult, train.weight_decay_mode),
-        eps=train.eps * (rule.adam_lr(m) if train.scale_eps else 1.0),
+        eps=train.eps * eps,
     )
 
 
 def _weight_decay(decays: bool, wd: float, lr_mult: float, mode: str) -> float:
     """PyTorch decays by lr·wd. ``coupled``: wd as given, so decay shrinks with the group's LR.
-    ``independent``: wd / lr_mult, so lr·wd per step equals η·wd at every width and density."""
+    ``independent``: wd / lr_mult (the width and density LR factor), so lr·wd per step equals
+    η·wd at every width and density. Depth leaves wd alone (CompleteP's table: hidden wd
+    λ·m_d), so lr·wd follows the LR's m_L^(α−1): constant at α = 1."""
     if not decays or wd == 0:
         return 0.0
     return wd if mode == "coupled" else wd / lr_mult

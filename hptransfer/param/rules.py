@@ -1,7 +1,14 @@
-"""SP, μP and SμPar as data: one rule per parameter role (SPEC.md's table lives here only).
+"""SP, μP and SμPar as data: one rule per parameter role (SPEC.md's tables live here only).
 
 Every factor is a power law in the width multiplier m_d and the density multiplier m_rho,
 so a rule is a pair of exponents. Adding a parameterization is adding one table entry.
+
+Depth (CompleteP, SPEC.md "Depth") composes with each entry: ``<name>+completep`` is the
+entry with depth exponent α = 1, ``<name>+completep=<α>`` any α in [0, 1] (0.5: depth-μP;
+0: depth rules off, the entry itself). Its factors are powers of m_L = depth / base depth
+that apply to parameters inside residual blocks (:meth:`Parameterization.block_lr`,
+:meth:`Parameterization.block_eps`) and to each block's output
+(:meth:`Parameterization.branch_multiplier`); width and density rules are unchanged.
 
 Forward multipliers use the multiplier form of μP (Tensor Programs V, Table 9): the readout
 output is scaled by α_out/m_d and its weight keeps a width-independent init and Adam LR.
@@ -15,6 +22,8 @@ and is the only place an unknown name is refused (with a did-you-mean hint).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -64,13 +73,44 @@ class RoleRule:
 
 @dataclass(frozen=True)
 class Parameterization:
+    """Width and density rules per role, and the depth exponent α of CompleteP's rules."""
+
     name: str
     title: str
     rules: Mapping[Role, RoleRule]
     mup_attention: bool  # True: logits qᵀk·√d₀/d_head; False: qᵀk/√d_head
+    depth_alpha: float = 0.0  # 0: no depth rules (GPT-2's residual init, branches × 1)
 
     def rule(self, role: Role) -> RoleRule:
         return self.rules[role]
+
+    @property
+    def depth_rules(self) -> bool:
+        """Whether CompleteP's depth rules are on (α > 0)."""
+        return self.depth_alpha > 0
+
+    def branch_multiplier(self, m: Multipliers) -> float:
+        """Each residual block's output scale m_L^(−α)."""
+        return float(m.depth**-self.depth_alpha)
+
+    def block_lr(self, m: Multipliers) -> float:
+        """Adam LR factor of every parameter inside a residual block: m_L^(α−1) with depth
+        rules on, else 1 (α = 0 is "off", not m_L^(−1))."""
+        return float(m.depth ** (self.depth_alpha - 1)) if self.depth_rules else 1.0
+
+    def block_eps(self, role: Role, m: Multipliers, scale_eps: bool) -> float:
+        """Adam ε factor of a parameter inside a residual block: m_L^(−α), and with
+        ``scale_eps`` its width factor (the hidden LR's 1/(m_d·m_rho); CompleteP's 1/m_d on
+        block norms and biases, which have none without depth rules)."""
+        width = self.eps_factor(role, m, scale_eps)
+        if self.depth_rules and scale_eps and role is Role.VECTOR:
+            width = 1.0 / m.width
+        return width * float(m.depth**-self.depth_alpha)
+
+    def eps_factor(self, role: Role, m: Multipliers, scale_eps: bool) -> float:
+        """Adam ε factor outside residual blocks: the role's Adam LR factor with
+        ``scale_eps``, else 1."""
+        return self.rule(role).adam_lr(m) if scale_eps else 1.0
 
 
 _VECTOR = RoleRule(decay=False)
@@ -118,13 +158,52 @@ SUPAR = Parameterization(
 
 PARAMETERIZATIONS: dict[str, Parameterization] = {p.name: p for p in (SP, MUP, SUPAR)}
 
+COMPLETEP = "completep"  # the depth suffix: ``<name>+completep[=<α>]``
+
 
 def parameterization(name: str) -> Parameterization:
-    """The registered parameterization ``name``; a :class:`ConfigError` with the closest
-    registered name otherwise."""
-    if not isinstance(name, str) or name not in PARAMETERIZATIONS:
+    """The registered parameterization ``name``, with depth rules when it ends in
+    ``+completep[=<α>]``; a :class:`ConfigError` with the closest registered name otherwise."""
+    width_name, plus, depth = name.partition("+") if isinstance(name, str) else (name, "", "")
+    if not isinstance(width_name, str) or width_name not in PARAMETERIZATIONS:
         raise ConfigError(
-            f"unknown parameterization {name!r}{did_you_mean(str(name), PARAMETERIZATIONS)}; "
-            f"expected one of {', '.join(PARAMETERIZATIONS)}"
+            f"unknown parameterization {width_name!r}"
+            f"{did_you_mean(str(width_name), PARAMETERIZATIONS)}; expected one of "
+            f"{', '.join(PARAMETERIZATIONS)}, optionally with +{COMPLETEP} or +{COMPLETEP}=<α>"
         )
-    return PARAMETERIZATIONS[name]
+    entry = PARAMETERIZATIONS[width_name]
+    if not plus:
+        return entry
+    alpha = _depth_alpha(name, depth)
+    if alpha == 0:
+        return entry
+    return dataclasses.replace(
+        entry,
+        name=canonical_name(width_name, alpha),
+        title=f"{entry.title} + CompleteP depth rules (α = {alpha:g})",
+        depth_alpha=alpha,
+    )
+
+
+def canonical_name(width_name: str, alpha: float) -> str:
+    """One spelling per rule set: ``mup``, ``mup+completep`` (α = 1), ``mup+completep=0.5``."""
+    if alpha == 0:
+        return width_name
+    return f"{width_name}+{COMPLETEP}" + ("" if alpha == 1 else f"={alpha:g}")
+
+
+def _depth_alpha(name: str, suffix: str) -> float:
+    """α of a ``completep[=<α>]`` suffix, checked to lie in [0, 1]."""
+    key, eq, raw = suffix.partition("=")
+    if key != COMPLETEP or (eq and not raw):
+        raise ConfigError(
+            f"unknown parameterization {name!r}: the depth suffix is +{COMPLETEP} "
+            f"or +{COMPLETEP}=<α> (α in [0, 1])"
+        )
+    try:
+        alpha = float(raw) if eq else 1.0
+    except ValueError:
+        alpha = math.nan
+    if not 0 <= alpha <= 1:  # NaN too
+        raise ConfigError(f"parameterization {name!r}: depth α must be in [0, 1]; got {raw}")
+    return alpha

@@ -11,7 +11,7 @@ import pandas as pd
 
 from hptransfer.sweep.trials import objective
 
-CELL = ["parameterization", "width", "density"]
+CELL = ["parameterization", "width", "density", "depth"]
 
 
 def format_hp(value: float) -> str:
@@ -53,7 +53,8 @@ class Progress:
             hps = " ".join(f"{name}={format_hp(row[name])}" for name in self.searched)
             print(
                 f"[{self.done:{width}d}/{self.total}] {row['parameterization']:<5} "
-                f"w={row['width']} density={row['density']:g} seed={row['seed']} {hps}  "
+                f"w={row['width']} density={row['density']:g} depth={row['depth']} "
+                f"seed={row['seed']} {hps}  "
                 f"{_outcome(row)}  {_wall(row['wall_s'])}  ETA {format_duration(eta)}",
                 file=self.out,
                 flush=True,
@@ -75,7 +76,7 @@ def _outcome(row: Mapping[str, Any]) -> str:
 
 
 def best_per_cell(trials: pd.DataFrame, searched: Sequence[str]) -> pd.DataFrame:
-    """Per (parameterization, width, density): the HP point with the lowest mean objective
+    """Per (parameterization, width, density, depth): the HP point with the lowest mean objective
     over seeds (diverged runs count with their capped training loss), and whether it lies
     on the edge of the values tried."""
     done = trials[trials["status"] != "error"].copy()

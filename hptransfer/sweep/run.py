@@ -230,7 +230,7 @@ def _run_slice(spec: SweepSpec, store: ResultsStore, execution: Execution) -> No
 
 
 def _run_optuna(spec: SweepSpec, store: ResultsStore, execution: Execution) -> None:
-    """One Optuna study per cell (parameterization × width × density), cells in turn."""
+    """One Optuna study per cell (parameterization × width × density × depth), cells in turn."""
     trials = store.read_trials()
     plans = [plan for cell in spec.cells if (plan := plan_cell(spec, cell, trials)).remaining]
     if plans:

@@ -1,4 +1,4 @@
-"""Optuna search, one study per cell (parameterization × width × density).
+"""Optuna search, one study per cell (parameterization × width × density × depth).
 
 A cell's study is resumed from the store: every stored point whose seeds all finished is
 told to the sampler (with its mean objective over seeds), and only the remaining samples

@@ -149,10 +149,12 @@ class RayOptions:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A whole sweep: the cross product parameterizations × widths × densities × search × seeds.
+    """A whole sweep: the cross product parameterizations × widths × densities × depths ×
+    search × seeds.
 
-    ``model.width``/``model.density`` of the YAML become ``widths``/``densities``; ``model``
-    holds the first of each.
+    ``model.width``/``model.density``/``model.depth`` of the YAML become
+    ``widths``/``densities``/``depths``; ``model`` holds the first of each. Several depths
+    make the first the base depth unless ``base.depth`` says otherwise.
     """
 
     name: str
@@ -171,6 +173,7 @@ class SweepSpec:
     ray: RayOptions = field(default_factory=RayOptions)
     target: TargetConfig | None = None  # how `transfer` trains targets on Ray Train
     horizons: tuple[int, ...] = ()  # train.steps as a list: () is (train.steps,)
+    depths: tuple[int, ...] = ()  # model.depth as a list: () is (model.depth,)
 
     @property
     def steps(self) -> tuple[int, ...]:
@@ -179,11 +182,11 @@ class SweepSpec:
 
     @property
     def cells(self) -> list[RunConfig]:
-        """One run template per (parameterization, width, density, horizon), seed 0, fixed
-        HPs."""
+        """One run template per (parameterization, width, density, depth, horizon), seed 0,
+        fixed HPs."""
         return [
             RunConfig(
-                model=self.model.replace(width=width, density=density),
+                model=self.model.replace(width=width, density=density, depth=depth),
                 data=self.data,
                 train=at_horizon(self.train, steps),
                 hps=self.hps,
@@ -193,6 +196,7 @@ class SweepSpec:
             for parameterization in self.parameterizations
             for width in self.widths
             for density in self.densities
+            for depth in self.depths or (self.model.depth,)
             for steps in self.steps
         ]
 
@@ -200,6 +204,8 @@ class SweepSpec:
         """The normalised spec: every default filled in, plain YAML/JSON types only."""
         model = self.model.to_dict()
         model.update(width=list(self.widths), density=list(self.densities))
+        if len(self.depths) > 1:  # one depth stays an int: specs before the axis keep their hash
+            model["depth"] = list(self.depths)
         search = dataclasses.asdict(self.search)
         search["space"] = {hp.name: hp.to_dict() for hp in self.search.space}
         if self.search.slice is None:
@@ -310,9 +316,11 @@ class _Parser:
                 f"{_describe(name)} is not a usable folder name: use letters, digits, '.', '_' "
                 "and '-' (at most 100, starting with a letter or digit)",
             )
-        model, widths, densities = self.model(root.get("model", {}))
+        model, widths, densities, depths = self.model(root.get("model", {}))
         train, horizons = self.train(root.get("train", {}))
         base_raw = self.mapping("base", root.get("base", {}), _fields(BaseShape))
+        if len(depths) > 1:
+            base_raw = {"depth": depths[0], **base_raw}
         search = self.search(root.get("search"))
         hps_raw = self.mapping("hps", root.get("hps", {}), _fields(BaseHPs))
         self.fixed_hps = tuple(hps_raw)
@@ -328,6 +336,7 @@ class _Parser:
             parameterizations=self.parameterizations(root.get("parameterization", "supar")),
             widths=widths,
             densities=densities,
+            depths=depths if len(depths) > 1 else (),
             search=search,
             seeds=self.distinct("seeds", self.number_list("seeds", root.get("seeds", [0]), int)),
             asha=None if root.get("asha") is None else self.build("asha", AshaSpec, root["asha"]),
@@ -434,8 +443,10 @@ class _Parser:
 
     # -- sections -------------------------------------------------------------------------
 
-    def model(self, raw: Any) -> tuple[ModelConfig, tuple[int, ...], tuple[float, ...]]:
-        """The model template and the swept widths and densities (each checked)."""
+    def model(
+        self, raw: Any
+    ) -> tuple[ModelConfig, tuple[int, ...], tuple[float, ...], tuple[int, ...]]:
+        """The model template and the swept widths, densities and depths (each checked)."""
         section = dict(self.mapping("model", raw, _fields(ModelConfig)))
         widths = self.distinct(
             "model.width", self.number_list("model.width", section.pop("width", 128), int)
@@ -443,11 +454,21 @@ class _Parser:
         densities = self.distinct(
             "model.density", self.number_list("model.density", section.pop("density", 1.0), float)
         )
-        model = self.build("model", ModelConfig, section, width=widths[0], density=densities[0])
+        depths = self.distinct(
+            "model.depth", self.number_list("model.depth", section.pop("depth", 2), int)
+        )
+        model = self.build(
+            "model", ModelConfig, section, width=widths[0], density=densities[0], depth=depths[0]
+        )
         for width in widths:
             for density in densities:
-                self.checked(lambda w=width, d=density: model.replace(width=w, density=d))
-        return model, widths, densities
+                for depth in depths:
+                    self.checked(
+                        lambda w=width, d=density, n=depth: model.replace(
+                            width=w, density=d, depth=n
+                        )
+                    )
+        return model, widths, densities, depths
 
     def train(self, raw: Any) -> tuple[TrainConfig, tuple[int, ...]]:
         """The training template (at the first horizon) and the horizons when ``steps`` is a
