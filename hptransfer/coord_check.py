@@ -1,9 +1,11 @@
-"""The coordinate check: train a few steps at several widths and densities and record, per
-layer and step, the mean |x| of activations, weight gradients and weight updates.
+"""The coordinate check: train a few steps at several widths, densities and depths and
+record, per layer and step, the mean |x| of activations, weight gradients, weight updates and
+output updates (how much one step moves a layer's output on the same batch).
 
 Under a correct parameterization each activation curve is flat in width and in density
-(SPEC.md). Records are long-format rows, one per (parameterization, width, density, seed,
-step, layer, metric), ready for a DataFrame and Parquet.
+(SPEC.md); under depth rules (CompleteP) the residual stream's activations and output updates
+are flat in depth too. Records are long-format rows, one per (parameterization, width,
+density, depth, seed, step, layer, metric), ready for a DataFrame and Parquet.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from hptransfer.store import write_frame
 from hptransfer.store.folder import COORD_CHECK_FILE
 from hptransfer.train import complete_run, loss_fn
 
-METRICS = ("activation", "gradient", "update")
+METRICS = ("activation", "gradient", "update", "output_update")
 _BLOCK_INDEX = re.compile(r"^(blocks|hidden)\.\d+\.?")
 
 
@@ -50,10 +52,10 @@ def probed_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 @contextmanager
-def _record_activations(layers: dict[str, nn.Module], sink: dict[str, float]) -> Iterator[None]:
+def _record_outputs(layers: dict[str, nn.Module], sink: dict[str, torch.Tensor]) -> Iterator[None]:
     def hook(name: str) -> Callable:
         def record(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
-            sink[name] = output.detach().abs().mean().item()
+            sink[name] = output.detach().clone()
 
         return record
 
@@ -85,17 +87,23 @@ def check_run(run: RunConfig) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for step in range(1, run.train.steps + 1):
         x, y = dataset.train_batch(run.data.batch_size, run.data.seq_len, generator)
-        activations: dict[str, float] = {}
-        with _record_activations(layers, activations):
+        outputs: dict[str, torch.Tensor] = {}
+        with _record_outputs(layers, outputs):
             loss = loss_fn(model, x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         before = {name: w.detach().clone() for name, w in weights.items()}
         optimizer.step()
+        after: dict[str, torch.Tensor] = {}
+        with torch.no_grad(), _record_outputs(layers, after):
+            model(x)
         values = {
-            "activation": activations,
+            "activation": {n: out.abs().mean().item() for n, out in outputs.items()},
             "gradient": {n: w.grad.abs().mean().item() for n, w in weights.items()},
             "update": {n: (w.detach() - before[n]).abs().mean().item() for n, w in weights.items()},
+            "output_update": {
+                n: (after[n] - out).abs().mean().item() for n, out in outputs.items()
+            },
         }
         rows.extend(_rows(run, step, values))
     return rows
@@ -108,6 +116,7 @@ def _rows(run: RunConfig, step: int, values: dict[str, dict[str, float]]) -> Ite
                 "parameterization": run.parameterization,
                 "width": run.model.width,
                 "density": run.model.density,
+                "depth": run.model.depth,
                 "seed": run.seed,
                 "step": step,
                 "layer": layer,
@@ -124,8 +133,11 @@ def coord_check_runs(
     densities: Iterable[float],
     seeds: Iterable[int],
     density_width: int,
+    depths: Iterable[int] = (),
 ) -> list[RunConfig]:
-    """Width sweep at density 1 and density sweep at ``density_width``, per parameterization.
+    """Width sweep at density 1 and density sweep at ``density_width``, per parameterization,
+    at the base run's depth; with ``depths``, a depth sweep at the base width and density 1
+    too (the base run's depth is then the base depth of m_L).
 
     Sweep density at a large width: what matters for a sparse layer is its non-zero fan-in
     (density × width); when that is only a handful, finite-size noise dominates the updates.
@@ -135,17 +147,21 @@ def coord_check_runs(
     """
     train = dataclasses.replace(base.train, warmup_steps=0, schedule="constant", grad_clip=None)
     # Heads stay fixed, so d_head grows with width: the case μP's 1/d_head attention is for.
-    shapes = {(w, 1.0) for w in widths} | {(density_width, d) for d in densities}
+    depth = base.model.depth
+    shapes = {(w, 1.0, depth) for w in widths} | {(density_width, d, depth) for d in densities}
+    shapes |= {(base.model.width, 1.0, n) for n in depths}
+    base_shape = dataclasses.replace(base.base, depth=depth)  # m_L = n / depth
     return [
         dataclasses.replace(
             base,
             parameterization=p,
             seed=seed,
             train=train,
-            model=base.model.replace(width=w, density=d),
+            model=base.model.replace(width=w, density=d, depth=n),
+            base=base_shape,
         )
         for p in parameterizations
-        for w, d in sorted(shapes)
+        for w, d, n in sorted(shapes)
         for seed in seeds
     ]
 
@@ -163,14 +179,27 @@ def measure(runs: list[RunConfig], progress: Progress | None = None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def write_report(records: pd.DataFrame, out: Path, density_width: int) -> pd.DataFrame:
-    """Write the records' Parquet and one figure per axis under ``out``; return the largest
-    max/min activation ratio per (parameterization, axis) over layer groups and steps."""
+def write_report(
+    records: pd.DataFrame, out: Path, density_width: int, base_width: int, base_depth: int
+) -> pd.DataFrame:
+    """Write the records' Parquet and one figure per axis under ``out`` (for depth, also one
+    of the output updates); return the largest max/min ratio per (parameterization, axis)
+    over layer groups and steps: of activations, and for depth of output updates too."""
     out.mkdir(parents=True, exist_ok=True)
     write_frame(out / COORD_CHECK_FILE, records)
-    table = activation_table(records)
-    slices = {"width": {"density": 1.0}, "density": {"width": density_width}}
-    for axis, fixed in slices.items():
-        plot_coord_check(table, axis, fixed, out / f"coord_check_{axis}.png")
-    summary = pd.concat([spread(table, axis, fixed) for axis, fixed in slices.items()])
-    return summary.groupby(["parameterization", "axis"])["spread"].max().unstack()
+    slices = {
+        "width": {"density": 1.0, "depth": base_depth},
+        "density": {"width": density_width, "depth": base_depth},
+    }
+    if records["depth"].nunique() > 1:
+        slices["depth"] = {"width": base_width, "density": 1.0}
+    summaries = []
+    for metric in ("activation", "output_update"):
+        table = activation_table(records, metric)
+        for axis, fixed in slices.items():
+            if metric == "activation" or axis == "depth":
+                name = axis if metric == "activation" else f"{axis}_{metric}"
+                plot_coord_check(table, axis, fixed, out / f"coord_check_{name}.png", metric)
+                summaries.append(spread(table, axis, fixed).assign(axis=name))
+    summary = pd.concat(summaries)
+    return summary.groupby(["parameterization", "axis"], sort=False)["spread"].max().unstack()

@@ -1,5 +1,6 @@
 """The coordinate check, run for real: SμPar keeps activations flat in width and density;
-SP and μP let them fall with density (SPEC.md, the paper's Fig. 5)."""
+SP and μP let them fall with density (SPEC.md, the paper's Fig. 5); CompleteP keeps the
+residual stream's activations and output updates flat in depth, μP lets them grow."""
 
 import dataclasses
 
@@ -98,6 +99,36 @@ def test_sp_not_flat_in_width(activations):
     assert worst(activations, "sp", "width", HIDDEN) > 1.5
 
 
+@pytest.fixture(scope="module")
+def depth_tables() -> dict[str, pd.DataFrame]:
+    """μP and CompleteP over depths 2 → 16 at width 64: activation and output-update tables."""
+    run = tiny_gpt_run(width=64, depth=2, heads=4, context=32)
+    run = dataclasses.replace(
+        run,
+        data=dataclasses.replace(run.data, seq_len=32),
+        train=dataclasses.replace(run.train, steps=4),
+        hps=dataclasses.replace(run.hps, lr=2**-7, weight_decay=0.0),
+    )
+    runs = coord_check_runs(run, ["mup", "mup+completep"], [64], [1.0], [0], 64, depths=[2, 16])
+    records = pd.DataFrame([row for r in runs for row in check_run(r)])
+    return {m: activation_table(records, m) for m in ("activation", "output_update")}
+
+
+def depth_spread(table: pd.DataFrame, p: str, step: int) -> float:
+    """max/min over depths of the residual stream (each block's output), at ``step``."""
+    rows = spread(table, "depth", {"width": 64, "density": 1.0})
+    return rows[(rows.parameterization == p) & (rows.group == "blocks") & (rows.step == step)][
+        "spread"
+    ].item()
+
+
+@pytest.mark.parametrize("metric", ["activation", "output_update"])
+def test_completep_flat_in_depth_and_mup_not(depth_tables, metric):
+    table = depth_tables[metric]
+    assert depth_spread(table, "mup+completep", step=4) <= 1.3
+    assert depth_spread(table, "mup", step=4) > 2.0
+
+
 def test_layer_group():
     assert layer_group("blocks.3.attn.qkv") == "attn.qkv"
     assert layer_group("blocks.12") == "blocks"
@@ -143,10 +174,35 @@ def test_cli_writes_long_parquet_and_figures(tmp_path, capsys):
         "metric",
         "value",
     } <= set(records.columns)
-    assert set(records.metric) == {"activation", "gradient", "update"}
+    assert set(records.metric) == {"activation", "gradient", "update", "output_update"}
     assert (tmp_path / "coord_check_width.png").stat().st_size > 0
     assert (tmp_path / "coord_check_density.png").stat().st_size > 0
     assert "supar" in capsys.readouterr().out
+
+
+def test_cli_depth_sweep_writes_its_figures(tmp_path, capsys):
+    args = ["--widths", "32", "--densities", "1", "--steps", "1", "--seeds", "0"]
+    args += ["--corpus", "synthetic", "--seq-len", "16", "--heads", "2", "--depths", "1,2"]
+    assert main(["coord-check", *args, "-p", "mup+completep", "--out", str(tmp_path)]) == 0
+    records = pd.read_parquet(tmp_path / "coord_check.parquet")
+    assert sorted(records.depth.unique()) == [1, 2]
+    for name in ("depth", "depth_output_update"):
+        assert (tmp_path / f"coord_check_{name}.png").stat().st_size > 0
+    assert "depth_output_update" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--depths", "0,2"], "--depths must be a positive integer; got 0"),
+        (["--depths", "2,x"], "--depths must be positive integers"),
+        (["--kind", "mlp", "--depths", "2,4"], "an mlp has no residual blocks"),
+    ],
+)
+def test_cli_rejects_bad_depths(capsys, args, message):
+    assert main(["coord-check", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
 
 
 def test_cli_rejects_unknown_parameterization(capsys):

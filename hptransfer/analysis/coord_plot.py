@@ -1,4 +1,5 @@
-"""The coordinate-check figure: mean |activation| per layer group against width and density."""
+"""The coordinate-check figure: mean |activation| (or |output update|) per layer group against
+width, density or depth."""
 
 from __future__ import annotations
 
@@ -7,20 +8,18 @@ from pathlib import Path
 import pandas as pd
 
 
-def activation_table(records: pd.DataFrame) -> pd.DataFrame:
-    """Mean |activation| per (parameterization, width, density, group, step), over seeds and
-    the blocks of a group."""
-    acts = records[records["metric"] == "activation"]
-    keys = ["parameterization", "width", "density", "group", "step"]
-    return acts.groupby(keys, as_index=False)["value"].mean()
+def activation_table(records: pd.DataFrame, metric: str = "activation") -> pd.DataFrame:
+    """Mean ``metric`` per (parameterization, width, density, depth, group, step), over seeds
+    and the blocks of a group (records without a depth column: one depth)."""
+    acts = records[records["metric"] == metric]
+    keys = ["parameterization", "width", "density", "depth", "group", "step"]
+    return acts.groupby([k for k in keys if k in acts], as_index=False)["value"].mean()
 
 
 def spread(table: pd.DataFrame, axis: str, fixed: dict[str, float]) -> pd.DataFrame:
-    """max/min of the activation size along ``axis`` (width or density), per
-    (parameterization, group, step), on the slice where the other axis is ``fixed``."""
-    selected = table
-    for column, value in fixed.items():
-        selected = selected[selected[column] == value]
+    """max/min of the activation size along ``axis`` (width, density or depth), per
+    (parameterization, group, step), on the slice where the other axes are ``fixed``."""
+    selected = _slice(table, fixed)
     stats = selected.groupby(["parameterization", "group", "step"])["value"]
     # A group that is exactly 0 everywhere (a zero-initialised readout's logits at step 1) is flat.
     ratio = (stats.max() / stats.min()).where(stats.max() > 0, 1.0)
@@ -29,7 +28,21 @@ def spread(table: pd.DataFrame, axis: str, fixed: dict[str, float]) -> pd.DataFr
     return out
 
 
-def plot_coord_check(table: pd.DataFrame, axis: str, fixed: dict[str, float], path: Path) -> None:
+def _slice(table: pd.DataFrame, fixed: dict[str, float]) -> pd.DataFrame:
+    """The rows where each ``fixed`` column has its value (columns the table lacks: all)."""
+    for column, value in fixed.items():
+        if column in table:
+            table = table[table[column] == value]
+    return table
+
+
+def plot_coord_check(
+    table: pd.DataFrame,
+    axis: str,
+    fixed: dict[str, float],
+    path: Path,
+    metric: str = "activation",
+) -> None:
     """One row per parameterization, one panel per layer group, x = ``axis`` (log2),
     one line per step."""
     import matplotlib
@@ -39,9 +52,7 @@ def plot_coord_check(table: pd.DataFrame, axis: str, fixed: dict[str, float], pa
 
     from hptransfer.analysis.plots import write_figure
 
-    selected = table[table["value"] > 0]  # log axis: a zero readout's step-1 logits are 0
-    for column, value in fixed.items():
-        selected = selected[selected[column] == value]
+    selected = _slice(table[table["value"] > 0], fixed)  # log axis: 0 (zero readout) dropped
     params = list(dict.fromkeys(selected["parameterization"]))
     groups = list(dict.fromkeys(selected["group"]))
     fig, axes = plt.subplots(
@@ -73,10 +84,11 @@ def plot_coord_check(table: pd.DataFrame, axis: str, fixed: dict[str, float], pa
             if row == len(params) - 1:
                 ax.set_xlabel(axis)
             if col == 0:
-                ax.set_ylabel("mean |activation|")
+                ax.set_ylabel(f"mean |{metric.replace('_', ' ')}|")
     axes[0][-1].legend(fontsize=6, loc="best")
     where = ", ".join(f"{k} {v:g}" for k, v in fixed.items())
-    fig.suptitle(f"Coordinate check: activation size vs {axis} ({where}); flat = correct")
+    what = metric.replace("_", " ")
+    fig.suptitle(f"Coordinate check: {what} size vs {axis} ({where}); flat = correct")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     write_figure(fig, path, dpi=72)

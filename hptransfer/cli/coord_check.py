@@ -1,4 +1,4 @@
-"""``hptransfer coord-check``: is activation size flat in width and density?"""
+"""``hptransfer coord-check``: is activation size flat in width, density and depth?"""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from hptransfer.config import (
     TrainConfig,
     parse_fraction,
 )
+from hptransfer.errors import ConfigError
 from hptransfer.param import PARAMETERIZATIONS, parameterization
+from hptransfer.param.base import check_depth
 from hptransfer.store.folder import COORD_CHECK_FILE
 
 
@@ -31,9 +33,10 @@ def _fractions(text: str) -> list[float]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "coord-check",
-        help="train a few steps at several widths/densities; record activation sizes",
-        description="Width sweep at density 1 and density sweep at the base width; writes "
-        "long-format Parquet and figures (flat lines = a correct parameterization).",
+        help="train a few steps at several widths/densities/depths; record activation sizes",
+        description="Width sweep at density 1 and density sweep at the largest width; with "
+        "--depths, a depth sweep at the base width; writes long-format Parquet and figures "
+        "(flat lines = a correct parameterization).",
     )
     parser.add_argument("-p", "--parameterizations", default=",".join(PARAMETERIZATIONS))
     parser.add_argument(
@@ -47,7 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float, default=2.0**-9, help="base Adam LR η")
     parser.add_argument("--kind", default="gpt", choices=("gpt", "mlp"))
     parser.add_argument("--block", default="gpt2", choices=BLOCKS, help="GPT block (gpt2)")
-    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--depth", type=int, default=2, help="residual blocks (hidden layers)")
+    parser.add_argument(
+        "--depths",
+        help="a depth sweep at the base width, e.g. 2,4,8,16; its first is the base depth "
+        "and the depth of the width and density sweeps (replaces --depth)",
+    )
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--corpus", default="shakespeare")
     parser.add_argument("--batch-size", type=int, default=4)
@@ -61,14 +69,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def base_run(args: argparse.Namespace) -> RunConfig:
+def base_run(args: argparse.Namespace, depth: int) -> RunConfig:
     width = _ints(args.widths)[0]
     return RunConfig(
         model=ModelConfig(
             kind=args.kind,
             block=args.block,
             width=width,
-            depth=args.depth,
+            depth=depth,
             heads=args.heads,
             context=args.seq_len,
             readout_zero_init=args.readout_zero_init,
@@ -87,27 +95,43 @@ def run(args: argparse.Namespace) -> int:
     for p in params:
         parameterization(p)
     widths = _ints(args.widths)
+    depths = _depths(args.depths) if args.depths else []
+    if depths and args.kind == "mlp":
+        raise ConfigError("--depths: an mlp has no residual blocks (a depth sweep needs a gpt)")
+    base = base_run(args, depths[0] if depths else args.depth)
     runs = coord_check_runs(
-        base_run(args),
+        base,
         params,
         widths,
         _fractions(args.densities),
         _ints(args.seeds),
         density_width=max(widths),
+        depths=depths,
     )
     records = measure(runs, _show_progress)
     print(file=sys.stderr)
-    worst = write_report(records, args.out, density_width=max(widths))
-    print("largest max/min activation ratio over layer groups and steps (1 = flat):")
+    worst = write_report(records, args.out, max(widths), widths[0], base.model.depth)
+    print("largest max/min ratio over layer groups and steps (1 = flat):")
     print(worst.round(2).to_string())
-    print(f"wrote {args.out}/{COORD_CHECK_FILE} and coord_check_{{width,density}}.png")
+    print(f"wrote {args.out}/{COORD_CHECK_FILE} and coord_check_*.png")
     return 0
+
+
+def _depths(text: str) -> list[int]:
+    """``--depths``: positive integers, one line of error otherwise."""
+    try:
+        depths = _ints(text)
+    except ValueError:
+        raise ConfigError(f"--depths must be positive integers, e.g. 2,4,8; got {text!r}") from None
+    for depth in depths:
+        check_depth("--depths", depth)
+    return depths
 
 
 def _show_progress(i: int, n: int, run: RunConfig) -> None:
     print(
         f"\r[{i}/{n}] {run.parameterization} width {run.model.width} density "
-        f"{run.model.density:g} seed {run.seed}   ",
+        f"{run.model.density:g} depth {run.model.depth} seed {run.seed}   ",
         end="",
         file=sys.stderr,
         flush=True,
