@@ -136,8 +136,9 @@ def test_base_shape_differs_from_todays_only_by_the_residual_init():
 @pytest.mark.parametrize(
     ("p", "branch"), [("mup", 1.0), ("mup+completep", 0.25), ("mup+completep=0.5", 0.5)]
 )
-def test_each_block_branch_is_scaled_by_m_l_to_the_minus_alpha(p, branch):
-    run = deep_run(p, depth=8)
+@pytest.mark.parametrize("block_kind", ["gpt2", "llama"])
+def test_each_block_branch_is_scaled_by_m_l_to_the_minus_alpha(p, branch, block_kind):
+    run = deep_run(p, depth=8, block=block_kind)
     model = build_model(run)
     assert forward_scales(run).residual == branch
     assert [block.residual for block in model.blocks] == [branch] * 8
@@ -148,11 +149,12 @@ def test_each_block_branch_is_scaled_by_m_l_to_the_minus_alpha(p, branch):
         assert torch.allclose(block(x), expected, rtol=0, atol=1e-6)
 
 
-def test_block_parameters_are_marked():
-    specs = param_specs(build_model(deep_run("mup+completep"), device="meta"))
+@pytest.mark.parametrize("block_kind", ["gpt2", "llama"])
+def test_block_parameters_are_marked(block_kind):
+    specs = param_specs(build_model(deep_run("mup+completep", block=block_kind), device="meta"))
     marked = {name for name, spec in specs.items() if spec.block}
     assert marked == {name for name in specs if name.startswith("blocks.")}
-    assert {"tok_emb.weight", "pos_emb.weight", "ln_f.weight", "head.weight"} <= specs.keys()
+    assert {"tok_emb.weight", "ln_f.weight", "head.weight"} <= specs.keys() - marked
 
 
 def test_names_are_canonical_and_recorded():
