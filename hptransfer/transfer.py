@@ -26,7 +26,7 @@ from hptransfer.analysis.fit import Fit, latest_fit, load_fit, usable_mask
 from hptransfer.analysis.paired import PairedDifference, losses_by_seed, paired_difference
 from hptransfer.analysis.regret import OFFSETS as REGRET_OFFSETS
 from hptransfer.analysis.results import read_trials
-from hptransfer.config import BaseHPs, RunConfig, TrainConfig
+from hptransfer.config import BaseHPs, DataConfig, RunConfig, TrainConfig
 from hptransfer.errors import ConfigError, ResultsError
 from hptransfer.param import parameterization
 from hptransfer.store.folder import (
@@ -129,6 +129,8 @@ class Request:
     steps: int | None = None
     batch_size: int | None = None
     regret: bool = False
+    data: str | None = None  # a token folder for the targets (default: the proxy's data)
+    allow_data_change: bool = False
 
     def __post_init__(self) -> None:
         for name in (self.parameterization, *self.compare):
@@ -155,10 +157,16 @@ def target_runs(source: Source, request: Request) -> list[RunConfig]:
     proxy = source.spec.cells[0]
     base = source.fit.base_shape(default_heads=proxy.model.heads, default_depth=proxy.model.depth)
     batch_size = proxy.data.batch_size if request.batch_size is None else request.batch_size
+    data = proxy.data
+    model = proxy.model.replace(width=base.width, density=base.density, depth=base.depth)
+    if request.data is not None:  # sized by the targets' own vocabulary
+        data = dataclasses.replace(data, corpus="tokens", path=request.data)
+        model = model.replace(input_size=None, output_size=None)
+    check_data(source.fit, data, request.allow_data_change)
     template = dataclasses.replace(
         proxy,
-        model=proxy.model.replace(width=base.width, density=base.density, depth=base.depth),
-        data=dataclasses.replace(proxy.data, batch_size=batch_size),
+        model=model,
+        data=dataclasses.replace(data, batch_size=batch_size),
         train=_train_budget(proxy, request.steps),
         hps=source.fit.base_config(request.parameterization),
         base=base,
@@ -174,6 +182,28 @@ def target_runs(source: Source, request: Request) -> list[RunConfig]:
         for seed in request.seeds
     ]
     return [complete_run(run, dataset) for run in runs]
+
+
+def check_data(fit: Fit, data: DataConfig, allow_change: bool) -> str | None:
+    """Refuse target data tokenized otherwise than the proxy's (fit.json's ``data``), unless
+    ``allow_change``; then return the warning line. None when they match, or when the fit
+    predates recording its data."""
+    from hptransfer.data.tokens import data_identity, describe_identity, same_tokens
+
+    if not fit.data:
+        return None
+    target = data_identity(data.corpus, data.path)
+    if same_tokens(fit.data, target):
+        return None
+    what = (
+        f"the targets' data {describe_identity(target)} differ from the proxy's "
+        f"{describe_identity(fit.data)} (fit.json)"
+    )
+    if not allow_change:
+        raise ConfigError(
+            f"{what}: the base HPs were tuned on other tokens; --allow-data-change to train anyway"
+        )
+    return f"warning: {what}; trained anyway (--allow-data-change)"
 
 
 def _lr_times(template: RunConfig, octaves: float) -> BaseHPs:

@@ -56,14 +56,18 @@ key says log2)::
                                   "loss", "n_points", "n_fitted"}},
      "budget": [{<group axes>, "hp": "lr", "gamma", "ci95": [lo, hi] | null, "intercept",
                  "cov", "residual_octaves", "n_located",
-                 "horizons": [{"steps", "tokens", "log2", "flag", "ci95_log2", "n_seeds"}]}]}
+                 "horizons": [{"steps", "tokens", "log2", "flag", "ci95_log2", "n_seeds"}]}],
+     "data": {"corpus": str, ["vocab_size": int,] ["tokenizer": {"name": str,
+              ["vocab_size": int, "sha256": str]}]}}
+            # the proxy's data (hptransfer.data.tokens.data_identity): transfer refuses a
+            # target tokenized otherwise unless --allow-data-change
 
 Sweeps over several horizons (``train.steps: [..]``): the horizon (``max_steps``) is a group
 axis, so every horizon has its own optima; ``base_hps`` and ``joint`` are those at the
 longest horizon (``horizon``), and ``budget`` holds per group the line log2 η*(D) = intercept
 − gamma·log2 D through the LR optima (:mod:`hptransfer.analysis.horizon`), what
 ``budget_rule: fitted`` extrapolates. Absent keys (``budget``, ``horizon.batch``) read as
-empty.
+empty, as does ``data`` (fits made before it was recorded: transfer cannot check the data).
 
 Version 1 (no ``provenance``) is read with an empty one; a newer version is refused in one
 line, and never overwritten by ``write_fit``.
@@ -102,7 +106,7 @@ from hptransfer.analysis.horizon import HorizonGrid, fit_horizon
 from hptransfer.analysis.joint import JointOptimum, locate_joint
 from hptransfer.analysis.optimum import CLIFF, estimate
 from hptransfer.config import BaseHPs, BaseShape
-from hptransfer.errors import ConfigError, FormatVersionError, ResultsError
+from hptransfer.errors import ConfigError, DataError, FormatVersionError, ResultsError
 from hptransfer.store import write_text
 from hptransfer.store.folder import (
     CURVES_FILE,
@@ -174,6 +178,9 @@ class Fit:
     joint: dict[str, dict[str, Any]] = field(default_factory=dict)
     provenance: dict[str, str] = field(default_factory=dict)  # of the process that fitted
     budget: list[dict[str, Any]] = field(default_factory=list)  # η*(D) lines: horizon_fits
+    # the proxy's data: corpus, vocabulary, tokenizer (hptransfer.data.tokens.data_identity);
+    # empty in fits made before it was recorded
+    data: dict[str, Any] = field(default_factory=dict)
 
     def base_shape(
         self, default_heads: int | None = None, default_depth: int | None = None
@@ -213,6 +220,7 @@ class Fit:
             "drift": _records(self.drift),
             "joint": self.joint,
             "budget": self.budget,
+            "data": self.data,
         }
 
     @classmethod
@@ -229,6 +237,7 @@ class Fit:
             joint=doc.get("joint", {}),
             provenance=doc.get("provenance", {}),  # absent in version 1
             budget=doc.get("budget", []),  # absent before horizon sweeps
+            data=doc.get("data", {}),  # absent before data identities were recorded
         )
 
 
@@ -617,8 +626,10 @@ def fit_trials(
     spec_base: dict[str, Any] | None = None,
     settings: FitSettings | None = None,
     batch: int | None = None,
+    data: dict[str, Any] | None = None,
 ) -> Fit:
-    """The full fit of one sweep's trials table (``batch``: the proxy's, from spec.yaml)."""
+    """The full fit of one sweep's trials table (``batch``: the proxy's, from spec.yaml;
+    ``data``: its data identity, recorded for ``transfer``)."""
     settings = settings or FitSettings()
     if trials.empty:
         raise ResultsError(f"sweep {sweep!r} has no trials yet: run `hptransfer sweep` first")
@@ -650,6 +661,7 @@ def fit_trials(
         joint={param: _joint_record(opt) for param, opt in joint.items()},
         provenance=provenance.process_fields(),
         budget=horizon_fits(trials, optima, settings),
+        data=data or {},
     )
 
 
@@ -718,8 +730,27 @@ def fit_sweep(sweep_dir: Path, settings: FitSettings | None = None) -> Fit:
     """Fit the sweep stored in ``sweep_dir`` (trials.parquet, optional spec.yaml)."""
     sweep_dir, settings = Path(sweep_dir), settings or FitSettings()
     trials = read_fit_trials(sweep_dir, settings)
-    batch = results.read_spec_section(sweep_dir, "data").get("batch_size")
-    return fit_trials(trials, sweep_dir.name, results.read_spec_base(sweep_dir), settings, batch)
+    data = results.read_spec_section(sweep_dir, "data")
+    return fit_trials(
+        trials,
+        sweep_dir.name,
+        results.read_spec_base(sweep_dir),
+        settings,
+        data.get("batch_size"),
+        _data_identity(data),
+    )
+
+
+def _data_identity(data: dict[str, Any]) -> dict[str, Any]:
+    """The proxy data's identity from spec.yaml's data section (a token folder's meta.json
+    read now); only the corpus when the folder cannot be read here."""
+    from hptransfer.data.tokens import data_identity
+
+    corpus = data.get("corpus", "shakespeare")
+    try:
+        return data_identity(corpus, data.get("path"))
+    except DataError:
+        return {"corpus": corpus}
 
 
 # ---------------------------------------------------------------------------- summaries

@@ -72,6 +72,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "best of that grid, into results/<sweep>/regret.parquet",
     )
     parser.add_argument(
+        "--data",
+        help="token folder the targets train on (default: the proxy's data); it must be "
+        "tokenized like the proxy's (fit.json records how)",
+    )
+    parser.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help="train even if the targets' data are tokenized otherwise than the proxy's",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="print the plan and the estimate; train nothing"
     )
     _register_target(parser)
@@ -111,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     execution = _execution(args, source)
     target = _target(args, source, runs, execution)
     print(tr.source_summary(source, request.parameterization))
-    for line in (*tr.flag_warnings(source.fit, request.parameterization), *_notes(source, runs)):
+    notes = _notes(source, runs, request)
+    for line in (*tr.flag_warnings(source.fit, request.parameterization), *notes):
         print(line)
     estimates = _print_plans(
         tr.transferred(runs, source, request), execution.resources.cpus_per_trial, target
@@ -190,6 +201,8 @@ def _request(args: argparse.Namespace, source: Source) -> Request:
         steps=args.steps,
         batch_size=args.batch_size,
         regret=args.regret,
+        data=args.data,
+        allow_data_change=args.allow_data_change,
     )
 
 
@@ -207,10 +220,14 @@ def _execution(args: argparse.Namespace, source: Source) -> Execution:
     return Execution(resources=resources, address=address, verbose=args.verbose)
 
 
-def _notes(source: Source, runs: list[RunConfig]) -> list[str]:
-    from hptransfer.transfer import budget_warning, depth_note
+def _notes(source: Source, runs: list[RunConfig], request: Request) -> list[str]:
+    from hptransfer.transfer import budget_warning, check_data, depth_note
 
-    notes = [budget_warning(source, runs[0]), *(depth_note(source, run) for run in runs)]
+    notes = [
+        check_data(source.fit, runs[0].data, request.allow_data_change),
+        budget_warning(source, runs[0]),
+        *(depth_note(source, run) for run in runs),
+    ]
     return list(dict.fromkeys(note for note in notes if note))
 
 

@@ -9,15 +9,14 @@ set for the MLP. Everything is offline.
 from __future__ import annotations
 
 import functools
-from typing import Protocol
-
-import torch
+from typing import TYPE_CHECKING, Protocol
 
 from hptransfer.config import DataConfig
-from hptransfer.data import sources
-from hptransfer.data.datasets import ClassificationDataset, TokenDataset
 
-__all__ = ["ClassificationDataset", "DataConfig", "Dataset", "TokenDataset", "load_dataset"]
+if TYPE_CHECKING:  # torch is imported with the sources, so data.tokens stays light (fit)
+    import torch
+
+__all__ = ["DataConfig", "Dataset", "load_dataset"]
 
 
 class Dataset(Protocol):
@@ -48,6 +47,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
 
     A text source too short for ``cfg.seq_len`` is rejected here rather than mid-training.
     """
+    from hptransfer.data.datasets import TokenDataset
+
     dataset = _load_source(cfg.corpus, cfg.path)
     if isinstance(dataset, TokenDataset):
         dataset.check_seq_len(cfg.seq_len)
@@ -57,6 +58,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
 @functools.lru_cache(maxsize=8)
 def _load_source(corpus: str, path: str | None) -> Dataset:
     # Shared by configs that differ only in batch shape, so each source is read once.
+    from hptransfer.data import sources
+
     if corpus == "shakespeare":
         return sources.shakespeare_dataset()
     if corpus == "text":

@@ -57,6 +57,43 @@ class TokenMeta:
         return {"vocab_size": self.vocab_size, "tokenizer": self.tokenizer}
 
 
+BYTE_CORPORA = ("shakespeare", "text")  # UTF-8 bytes: vocabulary 256
+
+
+def data_identity(corpus: str, path: str | None) -> dict[str, Any]:
+    """What proxy and target must share: the corpus kind, vocabulary and tokenizer (name and
+    sha256 for a token folder, from its meta.json). Not the documents themselves: a target
+    may train on other text tokenized the same way.
+
+    Reads only meta.json; raises :class:`DataError` if a token folder's is unusable.
+    """
+    if corpus == "tokens":
+        assert path is not None  # DataConfig requires it
+        return {"corpus": corpus, **read_meta(Path(path)).identity()}
+    if corpus in BYTE_CORPORA:
+        return {"corpus": corpus, "vocab_size": 256, "tokenizer": {"name": "bytes"}}
+    return {"corpus": corpus}
+
+
+def same_tokens(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two :func:`data_identity` records tokenize alike (a byte corpus and a
+    ``bytes`` token folder do; sha256 compared when both record one)."""
+    ta, tb = a.get("tokenizer") or {}, b.get("tokenizer") or {}
+    if (ta.get("name"), a.get("vocab_size")) != (tb.get("name"), b.get("vocab_size")):
+        return False
+    if not ta and a.get("corpus") != b.get("corpus"):  # digits, synthetic: no tokenizer
+        return False
+    return ta.get("sha256") is None or tb.get("sha256") is None or ta["sha256"] == tb["sha256"]
+
+
+def describe_identity(identity: dict[str, Any]) -> str:
+    """``tokens (bpe:4096, vocabulary 4096)``."""
+    tokenizer = (identity.get("tokenizer") or {}).get("name")
+    if tokenizer is None:
+        return str(identity.get("corpus"))
+    return f"{identity.get('corpus')} ({tokenizer}, vocabulary {identity.get('vocab_size')})"
+
+
 def bin_path(folder: Path, split: str) -> Path:
     return folder / f"{split}.bin"
 
