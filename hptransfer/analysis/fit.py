@@ -492,10 +492,13 @@ def _drift_row(
 def base_shape(trials: pd.DataFrame, spec_base: dict[str, Any] | None) -> dict[str, Any]:
     """The base shape: the trials' base_width/base_density columns, else spec.yaml's ``base``,
     else the smallest width at the highest density; with the heads its trials had, and the
-    depth spec.yaml's ``base`` records (a sweep over depth records it)."""
+    depth spec.yaml's ``base`` records (a sweep over depth records it), else the smallest of
+    several (a merged depth study)."""
     shape = _base_width_density(trials, spec_base)
     heads = _base_heads(trials, shape)
     depth = (spec_base or {}).get("depth")
+    if depth is None and "depth" in trials and trials["depth"].nunique() > 1:
+        depth = trials["depth"].min()
     source = shape.pop("source")
     return {
         **shape,

@@ -245,3 +245,18 @@ def test_a_joint_sweeps_slice_seeds_do_not_flatten_the_other_hps() -> None:
     sigma = optima.loc["init_std"]
     assert sigma["n_seeds"] == 1 and sigma["flag"] == "ok"
     assert abs(sigma["log2"] + 6) < 0.5
+
+
+def test_base_depth_from_spec_yaml_else_the_smallest_of_several(tmp_path: Path) -> None:
+    one = make_trials(parameterizations=("supar",), widths=(64,), densities=(1.0,))
+    deep = pd.concat(
+        [one.assign(depth=2), one.assign(depth=8, val_loss=one["val_loss"] + 1)], ignore_index=True
+    )
+    sweep = write_sweep(tmp_path / "s", deep, base={"width": 64, "depth": 8}, curves=False)
+    fit = fit_sweep(sweep, FAST)
+    assert fit.base["depth"] == 8 and fit.base_shape().depth == 8
+    at_base = fit.optima.query("depth == 8")
+    assert fit.base_hps["supar"]["lr"].value == at_base["value"].item()
+    merged = fit_trials(deep, "merged", None, FAST)
+    assert merged.base["depth"] == 2 and merged.base_shape().depth == 2
+    assert "depth" not in fit_trials(one.assign(depth=2), "flat", None, FAST).base
