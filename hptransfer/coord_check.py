@@ -182,17 +182,17 @@ def measure(runs: list[RunConfig], progress: Progress | None = None) -> pd.DataF
 def write_report(
     records: pd.DataFrame, out: Path, density_width: int, base_width: int, base_depth: int
 ) -> pd.DataFrame:
-    """Write the records' Parquet and one figure per axis under ``out`` (for depth, also one
-    of the output updates); return the largest max/min ratio per (parameterization, axis)
-    over layer groups and steps: of activations, and for depth of output updates too."""
+    """Write the records' Parquet and one figure per axis swept under ``out`` (for depth,
+    also one of the output updates); return the largest max/min ratio per (parameterization,
+    axis) over layer groups and steps: of activations, and for depth of output updates too."""
     out.mkdir(parents=True, exist_ok=True)
     write_frame(out / COORD_CHECK_FILE, records)
     slices = {
         "width": {"density": 1.0, "depth": base_depth},
         "density": {"width": density_width, "depth": base_depth},
+        "depth": {"width": base_width, "density": 1.0},
     }
-    if records["depth"].nunique() > 1:
-        slices["depth"] = {"width": base_width, "density": 1.0}
+    slices = {axis: fixed for axis, fixed in slices.items() if records[axis].nunique() > 1}
     summaries = []
     for metric in ("activation", "output_update"):
         table = activation_table(records, metric)

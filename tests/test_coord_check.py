@@ -186,9 +186,10 @@ def test_cli_depth_sweep_writes_its_figures(tmp_path, capsys):
     assert main(["coord-check", *args, "-p", "mup+completep", "--out", str(tmp_path)]) == 0
     records = pd.read_parquet(tmp_path / "coord_check.parquet")
     assert sorted(records.depth.unique()) == [1, 2]
-    for name in ("depth", "depth_output_update"):
-        assert (tmp_path / f"coord_check_{name}.png").stat().st_size > 0
-    assert "depth_output_update" in capsys.readouterr().out
+    figures = sorted(path.name for path in tmp_path.glob("*.png"))
+    assert figures == ["coord_check_depth.png", "coord_check_depth_output_update.png"]
+    assert all((tmp_path / name).stat().st_size > 0 for name in figures)
+    assert "depth_output_update" in capsys.readouterr().out  # one width, one density: no axes
 
 
 @pytest.mark.parametrize(
