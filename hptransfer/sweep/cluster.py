@@ -12,9 +12,11 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +66,8 @@ def ray_session(directory: Path, execution: Execution) -> Iterator[int]:
     configure_env()
     import ray
 
-    temp_dir = _init_ray(directory, execution)
+    with _own_sigterm_handler():
+        temp_dir = _init_ray(directory, execution)
     # A failed trial's traceback goes to the store's error column, not to the terminal.
     tune_logger = logging.getLogger("ray.tune")
     tune_level = tune_logger.level
@@ -76,6 +79,20 @@ def ray_session(directory: Path, execution: Execution) -> Iterator[int]:
         tune_logger.setLevel(tune_level)
         if temp_dir is not None and not execution.verbose:
             shutil.rmtree(temp_dir, ignore_errors=True)  # ~1 MB of logs per start
+
+
+@contextlib.contextmanager
+def _own_sigterm_handler() -> Iterator[None]:
+    """Keep this process's SIGTERM handler across ``ray.init``: Ray's core installs a crash
+    handler that turns `kill PID` into an abort with a stack dump."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, handler if handler is not None else signal.SIG_DFL)
 
 
 def _init_ray(directory: Path, execution: Execution) -> Path | None:

@@ -141,10 +141,12 @@ def test_killed_runs_leave_no_ray_state_behind(resumed):
     assert resumed["ray_files"] == []
 
 
-def test_ctrl_c_stops_at_once_with_exit_130_and_the_sweep_resumes():
-    """Ctrl-C (SIGINT to the terminal's process group) mid-sweep: exit 130 and one line that
-    says how to resume; the runs stored so far stay, and re-running finishes the sweep."""
-    with faultkit.short_root("hc") as root:
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+def test_an_interrupt_stops_at_once_with_exit_130_and_the_sweep_resumes(how: str):
+    """Ctrl-C (SIGINT to the terminal's process group) or `kill PID` (SIGTERM to the driver)
+    mid-sweep: exit 130 and one line that says how to resume; the runs stored so far stay,
+    and re-running finishes the sweep."""
+    with faultkit.short_root(f"hc-{how}") as root:
         spec = faultkit.write_yaml(root / "spec.yaml", faultkit.SPEC)
         command = faultkit.cli("sweep", str(spec), "--results", str(root / "results"))
         trials = root / "results" / faultkit.SPEC["name"] / "trials.parquet"
@@ -153,7 +155,10 @@ def test_ctrl_c_stops_at_once_with_exit_130_and_the_sweep_resumes():
             faultkit.wait_until(
                 lambda: faultkit.stored_rows(trials) >= 1, proc, faultkit.SWEEP_TIMEOUT_S, "a run"
             )
-            os.killpg(proc.pid, signal.SIGINT)
+            if how == "ctrl-c":
+                os.killpg(proc.pid, signal.SIGINT)
+            else:
+                os.kill(proc.pid, signal.SIGTERM)
             _, err = proc.communicate(timeout=60)
         finally:
             faultkit.kill_tree(proc)
