@@ -17,18 +17,30 @@ available is refused; its per-parameter table comes from :mod:`hptransfer.plan`.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from hptransfer.analysis.fit import Fit, latest_fit, load_fit, usable_mask
+from hptransfer.analysis.horizon import MIN_HORIZONS, HorizonFit
 from hptransfer.analysis.paired import PairedDifference, losses_by_seed, paired_difference
 from hptransfer.analysis.regret import OFFSETS as REGRET_OFFSETS
 from hptransfer.analysis.results import read_trials
-from hptransfer.config import BaseHPs, DataConfig, RunConfig, TrainConfig
+from hptransfer.budget import Horizon, Target, at_horizon, budgeted, factors_line
+from hptransfer.config import BaseHPs, DataConfig, RunConfig
 from hptransfer.errors import ConfigError, ResultsError
 from hptransfer.param import parameterization
+from hptransfer.param.rules import (
+    BUDGET_NONE,
+    BUDGET_RULES,
+    COMPLETEDP,
+    FITTED,
+    BudgetRule,
+    budget_rule_name,
+    fitted_rule,
+)
 from hptransfer.store.folder import (
     FIT_FILE,
     SPEC_FILE,
@@ -60,6 +72,31 @@ class Source:
     def proxy_steps(self) -> int:
         """The horizon the base HPs were fitted at."""
         return int(self.fit.horizon["steps"] or self.spec.train.steps)
+
+    @property
+    def proxy_horizon(self) -> Horizon:
+        """The proxy's budget: its steps and batch (fit.json's, else the spec's)."""
+        batch = self.fit.horizon.get("batch") or self.spec.data.batch_size
+        row_tokens = self.spec.data.seq_len if self.spec.model.kind == "gpt" else 1
+        return Horizon(self.proxy_steps, int(batch), row_tokens)
+
+    def horizon_line(self, parameterization: str) -> HorizonFit:
+        """fit.json's η*(D) line of ``parameterization`` at the base shape; a one-line error
+        when the sweep has fewer than :data:`MIN_HORIZONS` horizons."""
+        base = self.fit.base_shape()
+        for row in self.fit.budget:
+            at_base = row["width"] == base.width and row["density"] == base.density
+            if row["parameterization"] == parameterization and at_base:
+                if len(row["horizons"]) >= MIN_HORIZONS:
+                    return HorizonFit.from_json(row)
+                return self._too_few_horizons(len(row["horizons"]))
+        return self._too_few_horizons(1)
+
+    def _too_few_horizons(self, found: int) -> typing.NoReturn:
+        raise ConfigError(
+            f"budget rule fitted needs a proxy sweep over at least {MIN_HORIZONS} horizons "
+            f"(train.steps: [..]); sweep {self.fit.sweep!r} has {found} at the base shape"
+        )
 
 
 def load_source(path: Path | None, results_root: Path = Path("results")) -> Source:
@@ -120,9 +157,11 @@ def _interval(ci95: tuple[float, float] | None) -> str:
 
 @dataclass(frozen=True)
 class Request:
-    """What to train: targets (``--to`` overrides), parameterizations, seeds, budget overrides."""
+    """What to train: targets (``--to``: shapes and budgets), parameterizations, seeds, the
+    default budget (``steps``, ``batch_size``: of every target that names none) and the
+    budget rule that moves the base HPs to each target's budget."""
 
-    targets: list[dict[str, int | float]]
+    targets: list[Target]
     parameterization: str
     compare: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (0,)
@@ -131,12 +170,17 @@ class Request:
     regret: bool = False
     data: str | None = None  # a token folder for the targets (default: the proxy's data)
     allow_data_change: bool = False
+    budget_rule: str = COMPLETEDP.name
 
     def __post_init__(self) -> None:
         for name in (self.parameterization, *self.compare):
             parameterization(name)
+        budget_rule_name(self.budget_rule)
         if not self.seeds:
             raise ConfigError("--seeds is empty; expected e.g. 0,1")
+        for flag, value in (("--steps", self.steps), ("--batch-size", self.batch_size)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{flag} must be >= 1; got {value}")
 
     @property
     def baselines(self) -> tuple[str, ...]:
@@ -147,16 +191,34 @@ class Request:
         """The transferred one first, then the baselines."""
         return (self.parameterization, *self.baselines)
 
+    def budgets(self) -> list[Target]:
+        """The targets with the default budget where they name none."""
+        return [t.with_default_budget(self.steps, self.batch_size) for t in self.targets]
+
 
 def target_runs(source: Source, request: Request) -> list[RunConfig]:
     """Every run: target × parameterization × seed, all with the transferred base HPs; with
-    ``request.regret`` also the LR grid around the transferred η (:data:`REGRET_OFFSETS`)."""
+    ``request.regret`` also the LR grid around each target's transferred η
+    (:data:`REGRET_OFFSETS`)."""
+    offsets = REGRET_OFFSETS if request.regret else (0.0,)
+    return [
+        dataclasses.replace(target, parameterization=p, seed=seed, hps=_lr_times(target.hps, k))
+        for target in planned_targets(source, request)
+        for p in request.parameterizations
+        for k in offsets
+        for seed in request.seeds
+    ]
+
+
+def planned_targets(source: Source, request: Request) -> list[RunConfig]:
+    """One run per target: its shape and budget, the base HPs moved to that budget, under the
+    transferred parameterization, seed 0 (complete: data sizes filled in)."""
     from hptransfer.data import load_dataset
     from hptransfer.train import complete_run
 
     proxy = source.spec.cells[0]
     base = source.fit.base_shape(default_heads=proxy.model.heads, default_depth=proxy.model.depth)
-    batch_size = proxy.data.batch_size if request.batch_size is None else request.batch_size
+    horizon = source.proxy_horizon
     data = proxy.data
     model = proxy.model.replace(width=base.width, density=base.density, depth=base.depth)
     if request.data is not None:  # sized by the targets' own vocabulary
@@ -166,22 +228,17 @@ def target_runs(source: Source, request: Request) -> list[RunConfig]:
     template = dataclasses.replace(
         proxy,
         model=model,
-        data=dataclasses.replace(data, batch_size=batch_size),
-        train=_train_budget(proxy, request.steps),
+        data=data,
+        train=at_horizon(proxy.train, horizon.steps),
         hps=source.fit.base_config(request.parameterization),
         base=base,
     )
     dataset = load_dataset(template.data)
-    targets = [_target_run(template, target) for target in request.targets]
-    offsets = REGRET_OFFSETS if request.regret else (0.0,)
-    runs = [
-        dataclasses.replace(target, parameterization=p, seed=seed, hps=_lr_times(template, k))
-        for target in targets
-        for p in request.parameterizations
-        for k in offsets
-        for seed in request.seeds
+    rule, line = budget_rule(source, request)
+    return [
+        complete_run(_target_run(template, target, horizon, rule, line), dataset)
+        for target in request.budgets()
     ]
-    return [complete_run(run, dataset) for run in runs]
 
 
 def check_data(fit: Fit, data: DataConfig, allow_change: bool) -> str | None:
@@ -206,47 +263,81 @@ def check_data(fit: Fit, data: DataConfig, allow_change: bool) -> str | None:
     return f"warning: {what}; trained anyway (--allow-data-change)"
 
 
-def _lr_times(template: RunConfig, octaves: float) -> BaseHPs:
-    """The template's base HPs with η × 2^octaves."""
-    return dataclasses.replace(template.hps, lr=template.hps.lr * 2.0**octaves)
+def budget_rule(source: Source, request: Request) -> tuple[BudgetRule, HorizonFit | None]:
+    """The budget rule of the request; for ``fitted``, the rule of the η*(D) line of the
+    sweep's base shape and that line (:func:`Source.horizon_line`)."""
+    if request.budget_rule != FITTED:
+        rule = BUDGET_RULES[request.budget_rule]
+        assert rule is not None
+        return rule, None
+    line = source.horizon_line(request.parameterization)
+    if any(t.batch not in (None, source.proxy_horizon.batch) for t in request.budgets()):
+        raise ConfigError(
+            "budget rule fitted moves η with the horizon only (no batch-size fit yet): give "
+            "the targets the proxy's batch, or use --budget-rule completedp"
+        )
+    return fitted_rule(line.gamma), line
 
 
 def transferred(runs: list[RunConfig], source: Source, request: Request) -> list[RunConfig]:
-    """The runs at the transferred η itself (all of them without ``--regret``)."""
-    lr = source.fit.base_config(request.parameterization).lr
-    return [run for run in runs if run.hps.lr == lr]
+    """The runs at their target's transferred η itself (all of them without ``--regret``)."""
+    lrs = transferred_lrs(runs, source, request)
+    return [run for run, lr in zip(runs, lrs, strict=True) if run.hps.lr == lr]
 
 
-def _target_run(template: RunConfig, target: dict[str, int | float]) -> RunConfig:
-    label = ",".join(f"{k}={v:g}" for k, v in target.items())
+def transferred_lrs(runs: list[RunConfig], source: Source, request: Request) -> list[float]:
+    """Per run, its target's transferred η (the regret grid's centre)."""
+    targets = planned_targets(source, request)
+
+    def key(run: RunConfig) -> tuple:
+        return run.model, run.train, run.data
+
+    lrs = {key(target): target.hps.lr for target in targets}
+    return [lrs[key(run)] for run in runs]
+
+
+def _lr_times(hps: BaseHPs, octaves: float) -> BaseHPs:
+    """``hps`` with η × 2^octaves."""
+    return dataclasses.replace(hps, lr=hps.lr * 2.0**octaves)
+
+
+def _target_run(
+    template: RunConfig,
+    target: Target,
+    proxy: Horizon,
+    rule: BudgetRule,
+    line: HorizonFit | None,
+) -> RunConfig:
+    """The template at ``target``'s shape and budget; with a fitted ``line``, η starts from
+    the line's value at the proxy's tokens (the rule moves it from there)."""
     try:
-        return template.retarget(**target)
+        run = template.retarget(**target.shape)
     except ConfigError as exc:
-        raise ConfigError(f"--to {label}: {exc}") from None
+        raise ConfigError(f"--to {target.label}: {exc}") from None
+    if line is not None and target.has_budget:
+        lr = 2.0 ** line.log2_at(proxy.tokens)
+        run = dataclasses.replace(run, hps=dataclasses.replace(run.hps, lr=lr))
+    return budgeted(run, proxy, target, rule)
 
 
-def _train_budget(proxy: RunConfig, steps: int | None) -> TrainConfig:
-    """The proxy's training budget; with other ``steps``, warmup keeps its fraction."""
-    train = proxy.train
-    if steps is None or steps == train.steps:
-        return train
-    if steps < 1:
-        raise ConfigError(f"--steps must be >= 1; got {steps}")
-    warmup = min(steps, round(train.warmup_steps * steps / train.steps))
-    return dataclasses.replace(train, steps=steps, warmup_steps=warmup)
-
-
-def budget_warning(source: Source, run: RunConfig) -> str | None:
-    """The loud line when the target's steps or batch size differ from the proxy's."""
-    proxy_batch = source.spec.data.batch_size
-    if run.train.steps == source.proxy_steps and run.data.batch_size == proxy_batch:
-        return None
-    return (
-        f"WARNING: the target trains {run.train.steps} steps × batch {run.data.batch_size} but "
-        f"the base HPs were fitted at {source.proxy_steps} steps × batch {proxy_batch}: "
-        "μP/SμPar do not transfer across steps, batch size or schedule, so these HPs may "
-        "be off the target's optimum"
-    )
+def budget_notes(source: Source, request: Request, runs: list[RunConfig]) -> list[str]:
+    """Each target budget's line (m_D, m_B, the rule's factors), and the loud warning when a
+    budget differs from the proxy's with no rule to move the HPs."""
+    proxy = source.proxy_horizon
+    rule, _ = budget_rule(source, request)
+    notes = []
+    for run in runs:
+        horizon = Horizon(run.train.steps, run.data.batch_size, proxy.row_tokens)
+        if horizon == proxy:
+            continue
+        notes.append(factors_line(rule, proxy, horizon))
+        if rule.name == BUDGET_NONE.name:
+            notes.append(
+                f"WARNING: the target trains {horizon.describe()} but the base HPs were "
+                f"fitted at {proxy.describe()}: μP/SμPar do not transfer across steps or "
+                "batch size, and budget rule none leaves them as they are"
+            )
+    return list(dict.fromkeys(notes))
 
 
 def depth_note(source: Source, run: RunConfig) -> str | None:

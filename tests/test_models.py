@@ -206,7 +206,7 @@ def test_mup_attention_keeps_base_head_size_when_heads_change(to, d_head):
 
     base = tiny_gpt_run(width=128, heads=4, depth=1, input_size=64, output_size=64)
     base = dataclasses.replace(base, parameterization="mup", base=BaseShape(width=128))
-    target = target_run(base, to)
+    target, _ = target_run(base, to)
     assert (target.model.head_dim, target.base.heads) == (d_head, 4)
     assert attention_logit_scale(target) == pytest.approx(32**0.5 / d_head)
     # The same width reached without changing heads: d₀ is still the base's 32.

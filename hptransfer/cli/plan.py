@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 
+from hptransfer.budget import Horizon, budgeted, factors_line
 from hptransfer.cli.targets import parse_target
 from hptransfer.config import (
     BaseHPs,
@@ -15,7 +16,9 @@ from hptransfer.config import (
     RunConfig,
 )
 from hptransfer.data.sources import IO_SIZES, io_sizes
+from hptransfer.errors import ConfigError
 from hptransfer.param import PARAMETERIZATIONS
+from hptransfer.param.rules import BUDGET_RULES, COMPLETEDP
 from hptransfer.plan import format_table, plan_header, plan_rows
 
 
@@ -27,7 +30,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--to changes width/density/depth/heads (no weights are built).",
     )
     parser.add_argument("spec", nargs="?", help="sweep YAML (model, base shape, HPs)")
-    parser.add_argument("--to", default="", help="target, e.g. width=4096,density=0.125")
+    parser.add_argument(
+        "--to",
+        default="",
+        help="target, e.g. width=4096,density=0.125; with a budget: ...,tokens=N (or "
+        "steps=N),batch=B",
+    )
+    parser.add_argument(
+        "--budget-rule",
+        choices=tuple(BUDGET_RULES),
+        default=COMPLETEDP.name,
+        help="how the base HPs move to the target's budget (default completedp; fitted needs "
+        "a fit: see transfer --dry-run)",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON list of rows")
     parser.add_argument(
         "-p",
@@ -85,16 +100,35 @@ def base_run(args: argparse.Namespace) -> RunConfig:
     return dataclasses.replace(run, model=model)
 
 
-def target_run(run: RunConfig, to: str) -> RunConfig:
-    return run.retarget(**parse_target(to)) if to else run
+def target_run(run: RunConfig, to: str, rule: str = COMPLETEDP.name) -> tuple[RunConfig, str]:
+    """The proxy run moved to ``--to``'s shape and budget, and the budget's line (or "")."""
+    if not to:
+        return run, ""
+    target = parse_target(to)
+    reshaped = run.retarget(**target.shape)
+    if not target.has_budget:
+        return reshaped, ""
+    rules = BUDGET_RULES[rule]
+    if rules is None:  # fitted
+        raise ConfigError(
+            "plan --budget-rule fitted needs a fitted sweep: use `hptransfer transfer --from "
+            "<sweep> --to ... --budget-rule fitted --dry-run`"
+        )
+    row_tokens = run.data.seq_len if run.model.kind == "gpt" else 1
+    proxy = Horizon(run.train.steps, run.data.batch_size, row_tokens)
+    moved = budgeted(reshaped, proxy, target, rules)
+    horizon = Horizon(moved.train.steps, moved.data.batch_size, row_tokens)
+    return moved, factors_line(rules, proxy, horizon)
 
 
 def run(args: argparse.Namespace) -> int:
-    target = target_run(base_run(args), args.to)
+    target, budget = target_run(base_run(args), args.to, args.budget_rule)
     rows = plan_rows(target)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
     print(plan_header(target))
+    if budget:
+        print(budget)
     print(format_table(rows))
     return 0

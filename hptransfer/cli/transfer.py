@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hptransfer.errors import ConfigError
+from hptransfer.param.rules import BUDGET_RULES, COMPLETEDP
 from hptransfer.plan import format_table, plan_header, plan_rows, shape_label
 from hptransfer.store.folder import TRANSFER_CURVES_FILE, TRANSFER_FILE
 
@@ -29,13 +30,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a wide/sparse target with the base HPs fitted on the proxy sweep",
         description="Compute the target's per-parameter HPs from fit.json's base HPs, print the "
         "plan and a cost estimate, then train the target (and --compare baselines) on Ray into "
-        "results/<sweep>/transfer.parquet. Steps, batch size and schedule are the proxy's.",
+        "results/<sweep>/transfer.parquet. A target trains for its own budget (--to ...,"
+        "tokens=N or steps=N, batch=B; default: the proxy's), the base HPs moved to it by "
+        "--budget-rule; warmup keeps its fraction of the run.",
     )
     parser.add_argument(
         "--to",
         required=True,
-        help="target(s): key=value,... with keys width, density, depth, heads; several "
-        "separated by ';', e.g. 'width=4096,density=0.125;width=1024,density=0.5'",
+        help="target(s): key=value,... with keys width, density, depth, heads and the budget "
+        "keys tokens (or steps) and batch; several separated by ';', e.g. "
+        "'width=4096,density=0.125,tokens=2000000000,batch=64;width=1024,density=0.5'",
     )
     parser.add_argument(
         "--from",
@@ -51,9 +55,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--compare", default="", help="baselines trained with the same base HPs, e.g. sp,mup"
     )
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
-    parser.add_argument("--steps", type=int, help="override the proxy's steps (breaks transfer)")
     parser.add_argument(
-        "--batch-size", type=int, help="override the proxy's batch size (breaks transfer)"
+        "--steps", type=int, help="steps of every target whose --to names no tokens or steps"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, help="batch of every target whose --to names no batch"
+    )
+    parser.add_argument(
+        "--budget-rule",
+        choices=tuple(BUDGET_RULES),
+        default=COMPLETEDP.name,
+        help="how the base HPs move to a target's budget: completedp (default; Complete(d)P's "
+        "closed form: η and weight decay × √(m_B/m_D), ε × √(m_D/m_B), 1 − β × m_B/m_D), "
+        "fitted (η from fit.json's η*(D) line of a sweep over >= 3 horizons), none",
     )
     parser.add_argument(
         "--cpus",
@@ -121,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
     execution = _execution(args, source)
     target = _target(args, source, runs, execution)
     print(tr.source_summary(source, request.parameterization))
-    notes = _notes(source, runs, request)
-    for line in (*tr.flag_warnings(source.fit, request.parameterization), *notes):
+    warnings = tr.flag_warnings(source.fit, request.parameterization)
+    for line in (*warnings, *_notes(source, request, runs)):
         print(line)
     estimates = _print_plans(
         tr.transferred(runs, source, request), execution.resources.cpus_per_trial, target
@@ -138,19 +152,23 @@ def run(args: argparse.Namespace) -> int:
     resources = dataclasses.replace(execution.resources, max_concurrent=concurrent)
     execution = dataclasses.replace(execution, resources=resources)
     rows = tr.run_transfer(source, runs, execution, target=target, restart=args.restart)
-    lr = source.fit.base_config(request.parameterization).lr
-    at_lr = rows[rows["lr"].eq(lr)]
+    rows = rows.assign(transferred_lr=tr.transferred_lrs(runs, source, request))
+    at_lr = rows[rows["lr"].eq(rows["transferred_lr"])]
     print(format_table(tr.gain_rows(at_lr, request.parameterization, request.baselines)))
     print(f"stored in {destination} (curves: {TRANSFER_CURVES_FILE})")
     if request.regret:
-        _report_regret(rows, lr, source)
+        _report_regret(rows, source)
     return _failures(rows, destination)
 
 
-def _report_regret(rows: pd.DataFrame, lr: float, source: Source) -> None:
+def _report_regret(rows: pd.DataFrame, source: Source) -> None:
+    """The regret of each target against the grid around its own transferred η."""
+    import pandas as pd
+
     from hptransfer.analysis.regret import regret_summary, regret_table, write_regret
 
-    table = regret_table(rows, lr, source.fit.metric)
+    parts = rows.groupby("transferred_lr", sort=False)
+    table = pd.concat([regret_table(part, lr, source.fit.metric) for lr, part in parts])
     print("\ntransfer regret (transferred η against the best of η × 2^(-1 … 1) at the target):")
     print(regret_summary(table).to_string(index=False))
     print(f"stored in {write_regret(table, source.sweep_dir)}")
@@ -179,7 +197,8 @@ def _target(
             flags[key] = getattr(args, flag)  # per run = per worker on Ray Train
     target = TargetConfig.from_dict({**base, **flags})
     check_resources(target, execution)
-    target.micro_batches(runs[0].data.batch_size)
+    for batch in dict.fromkeys(run.data.batch_size for run in runs):
+        target.micro_batches(batch)
     return target
 
 
@@ -203,6 +222,7 @@ def _request(args: argparse.Namespace, source: Source) -> Request:
         regret=args.regret,
         data=args.data,
         allow_data_change=args.allow_data_change,
+        budget_rule=args.budget_rule,
     )
 
 
@@ -220,12 +240,12 @@ def _execution(args: argparse.Namespace, source: Source) -> Execution:
     return Execution(resources=resources, address=address, verbose=args.verbose)
 
 
-def _notes(source: Source, runs: list[RunConfig], request: Request) -> list[str]:
-    from hptransfer.transfer import budget_warning, check_data, depth_note
+def _notes(source: Source, request: Request, runs: list[RunConfig]) -> list[str]:
+    from hptransfer.transfer import budget_notes, check_data, depth_note
 
     notes = [
         check_data(source.fit, runs[0].data, request.allow_data_change),
-        budget_warning(source, runs[0]),
+        *budget_notes(source, request, runs),
         *(depth_note(source, run) for run in runs),
     ]
     return list(dict.fromkeys(note for note in notes if note))

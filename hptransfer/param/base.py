@@ -116,3 +116,12 @@ class BaseHPs:
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@dataclass(frozen=True)
+class BudgetMultipliers:
+    """The training budget against the proxy's: m_D = tokens / proxy tokens (the horizon),
+    m_B = batch / proxy batch (rows per step)."""
+
+    tokens: float = 1.0
+    batch: float = 1.0

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from hptransfer.errors import ConfigError, did_you_mean
-from hptransfer.param.base import Multipliers
+from hptransfer.param.base import BudgetMultipliers, Multipliers
 
 
 class Role(str, Enum):
@@ -207,3 +207,70 @@ def _depth_alpha(name: str, suffix: str) -> float:
     if not 0 <= alpha <= 1:  # NaN too
         raise ConfigError(f"parameterization {name!r}: depth α must be in [0, 1]; got {raw}")
     return alpha
+
+
+# ---------------------------------------------------------------------------- the budget
+
+
+@dataclass(frozen=True)
+class BudgetScaling:
+    """The factor ``m_D ** tokens * m_B ** batch``."""
+
+    tokens: float = 0.0
+    batch: float = 0.0
+
+    def __call__(self, m: BudgetMultipliers) -> float:
+        return float(m.tokens**self.tokens * m.batch**self.batch)
+
+
+FIXED = BudgetScaling()
+
+
+@dataclass(frozen=True)
+class BudgetRule:
+    """How the base HPs move with the training budget (SPEC.md "Depth", last point): factors
+    in (m_D, m_B) on η, on weight decay, on Adam's ε, and on 1 − β of both Adam moments.
+    They apply to every parameter alike, on top of the width, density (and depth) rules."""
+
+    name: str
+    title: str
+    lr: BudgetScaling = FIXED
+    weight_decay: BudgetScaling = FIXED
+    eps: BudgetScaling = FIXED
+    one_minus_beta: BudgetScaling = FIXED
+
+
+_SQRT_B_OVER_D = BudgetScaling(tokens=-0.5, batch=0.5)
+
+BUDGET_NONE = BudgetRule("none", "the proxy's HPs at any budget (μP/SμPar say nothing of it)")
+COMPLETEDP = BudgetRule(
+    "completedp",
+    "Complete(d)P's closed form (Mlodozeniec et al., arXiv 2512.22382)",
+    lr=_SQRT_B_OVER_D,
+    weight_decay=_SQRT_B_OVER_D,  # η·λ ∝ m_B/m_D: AdamW's timescale a fixed fraction of the run
+    eps=BudgetScaling(tokens=0.5, batch=-0.5),
+    one_minus_beta=BudgetScaling(tokens=-1.0, batch=1.0),
+)
+FITTED = "fitted"  # η from fit.json's η*(D) line (:func:`fitted_rule`); nothing else moves
+BUDGET_RULES: dict[str, BudgetRule | None] = {
+    BUDGET_NONE.name: BUDGET_NONE,
+    COMPLETEDP.name: COMPLETEDP,
+    FITTED: None,
+}
+
+
+def fitted_rule(gamma: float) -> BudgetRule:
+    """The measured rule η ∝ m_D^(−γ) (γ from a sweep over horizons); ε, β and weight decay
+    stay."""
+    return BudgetRule(FITTED, f"η*(D) ∝ D^-γ fitted on proxy sweeps (γ = {gamma:.3g})",
+                      lr=BudgetScaling(tokens=-gamma))  # fmt: skip
+
+
+def budget_rule_name(name: str) -> str:
+    """``name`` if it is a registered budget rule; a :class:`ConfigError` otherwise."""
+    if name not in BUDGET_RULES:
+        raise ConfigError(
+            f"unknown budget rule {name!r}{did_you_mean(str(name), BUDGET_RULES)}; "
+            f"expected one of {', '.join(BUDGET_RULES)}"
+        )
+    return name

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from hptransfer.analysis.joint import needed_points
+from hptransfer.budget import at_horizon
 from hptransfer.config import (
     BaseHPs,
     BaseShape,
@@ -244,15 +245,6 @@ class SweepSpec:
         """Stable hash of what the sweep computes (resources and Ray address excluded)."""
         content = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_KEYS}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def at_horizon(train: TrainConfig, steps: int) -> TrainConfig:
-    """``train`` for a run of ``steps``: warmup keeps its fraction of the run (the cosine or
-    linear decay spans the whole run already)."""
-    if steps == train.steps:
-        return train
-    warmup = min(steps, round(train.warmup_steps * steps / train.steps))
-    return dataclasses.replace(train, steps=steps, warmup_steps=warmup)
 
 
 def load_spec(path: str | Path) -> SweepSpec:

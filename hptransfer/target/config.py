@@ -1,7 +1,8 @@
 """How a target trains: workers, strategy, precision, checkpoints (the spec's ``target:``).
 
 None of it changes what is computed, up to floating-point reassociation: the global batch is
-the run's, split evenly across workers and, inside a worker, into micro-batches.
+the run's (the target's batch, by default the proxy's), split evenly across workers and,
+inside a worker, into micro-batches.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class TargetConfig:
         if global_batch % self.workers:
             raise ConfigError(
                 f"the batch size ({global_batch}) must be divisible by the workers "
-                f"({self.workers}): each worker takes an equal share of the proxy's batch"
+                f"({self.workers}): each worker takes an equal share of the target's batch"
             )
         share = global_batch // self.workers
         micro = self.micro_batch or share

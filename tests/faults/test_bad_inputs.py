@@ -211,7 +211,9 @@ CASES: dict[str, Case] = {
     "transfer-steps-zero": Case(
         lambda ctx: ctx.transfer("--steps", "0"), ("--steps must be >= 1",)
     ),
-    "transfer-batch-zero": Case(lambda ctx: ctx.transfer("--batch-size", "0"), ("batch_size",)),
+    "transfer-batch-zero": Case(
+        lambda ctx: ctx.transfer("--batch-size", "0"), ("--batch-size must be >= 1",)
+    ),
     "transfer-parameterization": Case(lambda ctx: ctx.transfer("-p", "supr"), ("'supr'",)),
     # -- --to -----------------------------------------------------------------------------
     "to-empty": Case(lambda ctx: ctx.transfer(to=""), ("empty --to spec",)),
@@ -410,8 +412,10 @@ def test_random_to_strings_parse_or_fail_in_one_line(text):
             return
     assert parsed
     for target in parsed:
-        assert set(target) <= set(TARGET_KEYS)
-        for key, value in target.items():
+        budget = {"tokens": target.tokens, "steps": target.steps, "batch": target.batch}
+        given = {**target.shape, **{k: v for k, v in budget.items() if v is not None}}
+        assert set(given) <= set(TARGET_KEYS)
+        for key, value in given.items():
             if key == "density":
                 assert 0 < value <= 1 and math.isfinite(value)
             else:

@@ -84,6 +84,7 @@ def test_other_budget_is_said_loudly_once(sweep_dir: Path, capsys) -> None:
     code, out, _ = transfer(
         capsys, "--from", str(sweep_dir), "--to", "width=64;width=32,density=0.5",
         "--steps", "5", "--batch-size", "2", "--compare", "sp", "--dry-run",
+        "--budget-rule", "none",
     )  # fmt: skip
     assert code == 0
     warnings = [line for line in out.splitlines() if line.startswith("WARNING")]
