@@ -29,8 +29,9 @@ def plan_header(run: RunConfig) -> str:
     depth = ""
     if parameterization(run.parameterization).depth_rules:
         depth = f", depth {base.depth or run.model.depth}"
+    kind = f"{run.model.kind} ({run.model.block} block)" if run.model.kind == "gpt" else "mlp"
     return (
-        f"{run.parameterization}: {run.model.kind} {shape_label(run)} "
+        f"{run.parameterization}: {kind} {shape_label(run)} "
         f"(m_d = {m.width:g}, m_rho = {m.density:g}"
         + (f", m_L = {m.depth:g}" if depth else "")
         + f"; base width {base.width}, density {base.density:g}, "

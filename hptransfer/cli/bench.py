@@ -11,6 +11,7 @@ BENCHMARKS = (
     "hptransfer.bench.train",
     "hptransfer.bench.sweep",
     "hptransfer.bench.target",
+    "hptransfer.bench.prepare",
 )
 
 

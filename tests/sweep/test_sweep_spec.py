@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
 import subprocess
@@ -280,10 +281,29 @@ def test_error_names_file(tmp_path):
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
-def test_examples_are_valid(path):
+def test_examples_are_valid(path, tmp_path):
     spec = load_spec(path)
     assert spec.name == path.stem
-    check_runs(spec.cells)  # data loads and fits each model
+    cells = spec.cells
+    if spec.data.corpus == "tokens" and not Path(spec.data.path).exists():
+        # made by `data prepare` (the spec says how), not committed: a stand-in folder
+        stand_in = str(_token_folder(tmp_path / "tokens"))
+        cells = [
+            dataclasses.replace(c, data=dataclasses.replace(c.data, path=stand_in)) for c in cells
+        ]
+    check_runs(cells)  # data loads and fits each model
+
+
+def _token_folder(folder: Path, vocab: int = 4096) -> Path:
+    import json
+
+    import numpy as np
+
+    folder.mkdir()
+    for split in ("train", "val"):
+        (np.arange(5000) % vocab).astype("<u2").tofile(folder / f"{split}.bin")
+    (folder / "meta.json").write_text(json.dumps({"vocab_size": vocab, "dtype": "uint16"}))
+    return folder
 
 
 def test_examples_exist():
