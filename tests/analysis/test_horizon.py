@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from hptransfer.analysis.fit import load_fit
-from hptransfer.analysis.horizon import HorizonFit, line
+from hptransfer.analysis.horizon import (
+    HorizonFit,
+    HorizonGrid,
+    fit_horizon,
+    holdout_table,
+    line,
+    markdown,
+)
 from tests.transfer.fitted_sweep import GAMMA, TOKENS_PER_STEP, optimum_log2_lr, write_sweep
 
 HORIZONS = (10, 30, 90)
@@ -56,3 +63,33 @@ def test_base_hps_are_the_longest_horizons_and_optima_are_per_horizon(fit):
 def test_a_one_horizon_sweep_has_no_budget_lines(tmp_path: Path):
     fit = load_fit(write_sweep(tmp_path))
     assert fit.budget == [] and "max_steps" not in fit.optima
+
+
+def test_a_one_seed_horizon_borrows_the_others_noise():
+    rng = np.random.default_rng(0)
+    x = np.arange(-9.0, -3.0, 0.5)
+
+    def grid(steps: int, seeds: int, optimum: float) -> HorizonGrid:
+        losses = 3 + 0.05 * (x - optimum) ** 2 + 0.003 * rng.standard_normal((seeds, len(x)))
+        return HorizonGrid({}, steps, steps * 32, optimum, "ok", None, x, losses)
+
+    grids = [grid(10, 3, -6.0), grid(30, 3, -6.4), grid(90, 1, -6.8)]
+    fitted = fit_horizon(grids, 1.25, 0.05, 200, np.random.default_rng(1))
+    assert fitted.gamma == pytest.approx(0.8 / math.log2(9))
+    lo, hi = fitted.ci95
+    assert lo < fitted.gamma < hi and fitted.n_located > 150
+    ones = [grid(10, 1, -6.0), grid(30, 1, -6.4), grid(90, 1, -6.8)]
+    alone = fit_horizon(ones, 1.25, 0.05, 50, np.random.default_rng(1))
+    assert alone.ci95 is None and alone.cov is None
+
+
+def test_holdout_table_scores_both_rules_at_a_longer_horizon(fit, tmp_path: Path):
+    held_out = load_fit(write_sweep(tmp_path, horizons=(270,), seeds=(0, 1, 2)))
+    table = holdout_table(fit, held_out).set_index("parameterization")
+    assert set(table.index) == {"sp", "supar"}
+    row = table.loc["supar"]
+    assert row["measured_log2"] == pytest.approx(optimum_log2_lr(270), abs=0.1)
+    assert row["fitted_error"] == pytest.approx(0, abs=0.15)
+    completedp = optimum_log2_lr(90) - 0.5 * math.log2(3)
+    assert row["completedp_error"] == pytest.approx(completedp - optimum_log2_lr(270), abs=0.15)
+    assert "| 1 | 0.25 [" in markdown(table.reset_index())
