@@ -149,7 +149,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training budget and optimizer. Not transferable by μP/SμPar: proxy and target share it."""
+    """Training budget and optimizer. μP/SμPar do not transfer across it; a target with its own
+    budget moves the base HPs by a budget rule (:mod:`hptransfer.budget`)."""
 
     steps: int = 200
     warmup_steps: int = 0

@@ -807,6 +807,26 @@ def _power_of_two(log2: float) -> str:
     return f"2^{log2:.3g}"
 
 
+def budget_summary(fit: Fit) -> pd.DataFrame:
+    """fit.json's η*(D) lines as a readable table: γ, its interval, the horizons' optima."""
+    rows = []
+    for line in fit.budget:
+        ci = line["ci95"]
+        optima = ", ".join(f"{h['steps']}: 2^{h['log2']:.2f}" for h in line["horizons"])
+        rows.append(
+            {
+                "parameterization": line["parameterization"],
+                "width": line.get("width"),
+                "density": line.get("density"),
+                "gamma": round(line["gamma"], 3),
+                "ci95": "-" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
+                "off_line": f"{line['residual_octaves']:.2f} oct",
+                "optimum by steps": optima,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def _stable(optima: pd.DataFrame) -> list[tuple[float, float]]:
     return list(zip(optima["stable_lo"], optima["stable_hi"], strict=True))
 

@@ -60,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from hptransfer.analysis.fit import (
         FitSettings,
+        budget_summary,
         drift_summary,
         fit_sweep,
         joint_summary,
@@ -86,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     for param, joint in fit.joint.items():
         print(f"\njoint optimum of {param} at the base shape (loss {joint['loss']:.4f}):")
         print(joint_summary(joint).to_string(index=False))
+    if fit.budget:
+        print("\nthe LR optimum over the horizon: log2 η*(D) = a − γ·log2 D (budget rule fitted):")
+        print(budget_summary(fit).to_string(index=False))
     _print_comparison(sweep_dir, fit)
     for note in fit_notes(fit, sweep_dir):
         print(f"\nnote: {note}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +94,14 @@ def test_holdout_table_scores_both_rules_at_a_longer_horizon(fit, tmp_path: Path
     completedp = optimum_log2_lr(90) - 0.5 * math.log2(3)
     assert row["completedp_error"] == pytest.approx(completedp - optimum_log2_lr(270), abs=0.15)
     assert "| 1 | 0.25 [" in markdown(table.reset_index())
+
+
+def test_fit_cli_prints_gamma_per_group(tmp_path: Path, capsys):
+    from hptransfer.cli.main import main
+
+    sweep = write_sweep(tmp_path, horizons=HORIZONS, seeds=(0, 1, 2), fit=False)
+    assert main(["fit", str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "log2 η*(D) = a − γ·log2 D" in out
+    assert re.search(r"supar +16 +1\.0 +0\.2[3-7]\d* +\[0\.\d+, 0\.\d+\]", out), out
+    assert re.search(r"10: 2\^-6\.0\d, 30: 2\^-6\.4\d, 90: 2\^-6\.[78]\d", out), out
