@@ -41,12 +41,12 @@ from hptransfer.param.rules import (
     budget_rule_name,
     fitted_rule,
 )
+from hptransfer.store import ResultsStore
 from hptransfer.store.folder import (
     FIT_FILE,
     SPEC_FILE,
     TRANSFER_CURVES_FILE,
     TRANSFER_FILE,
-    TRIALS_FILE,
 )
 from hptransfer.sweep import Execution, SweepSpec, load_spec, run_trials
 from hptransfer.sweep.report import format_hp
@@ -103,7 +103,7 @@ def load_source(path: Path | None, results_root: Path = Path("results")) -> Sour
     """The sweep at ``path`` (its folder or fit.json), else the one with the latest fit."""
     path = Path(path) if path is not None else latest_fit(results_root)
     sweep_dir = path.parent if path.name == FIT_FILE else path
-    if not (sweep_dir / TRIALS_FILE).is_file():
+    if not ResultsStore(sweep_dir).exists():
         raise ResultsError(
             f"no sweep results in {sweep_dir}: run `hptransfer sweep` then `hptransfer fit` first"
         )
@@ -366,7 +366,6 @@ def run_transfer(
     """Train the runs not stored yet; the stored rows of ``runs``, in order. With
     ``target``, each run trains on Ray Train (:mod:`hptransfer.target`), else as a Tune trial."""
     if target is not None:
-        from hptransfer.store import ResultsStore
         from hptransfer.target import train_targets
 
         store = ResultsStore(

@@ -50,4 +50,4 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
     assert "commit none (not a git checkout)" in _run(hptransfer, "--version", cwd=work, env=env)
     (work / "tiny.yaml").write_text(TINY)  # the shipped Shakespeare corpus
     out = _run(hptransfer, "sweep", "tiny.yaml", cwd=work, env=env)
-    assert "(4 runs)" in out and (work / "results" / "tiny" / "trials.parquet").is_file()
+    assert "(4 runs, 4 trained)" in out and (work / "results" / "tiny" / "trials.parquet").is_file()

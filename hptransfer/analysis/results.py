@@ -15,8 +15,15 @@ import pandas as pd
 
 from hptransfer.config import BaseHPs
 from hptransfer.errors import ResultsError
-from hptransfer.store import read_frame
-from hptransfer.store.folder import CURVES_FILE, RESULTS_ROOT, SPEC_FILE, TRIALS_FILE, latest
+from hptransfer.store import ResultsStore, read_frame
+from hptransfer.store.folder import (
+    CURVES_FILE,
+    RESULTS_ROOT,
+    SPEC_FILE,
+    TRIALS_FILE,
+    latest,
+    parts_folder,
+)
 
 HP_NAMES = BaseHPs.names()
 # Columns that define a group of trials (the HP grid is fitted within each group).
@@ -37,8 +44,9 @@ CURVE_COLUMNS = ("trial_id", "step")
 
 
 def latest_sweep(root: Path = RESULTS_ROOT) -> Path:
-    """The sweep folder under ``root`` whose trials.parquet was modified last."""
-    table = latest(root, TRIALS_FILE)
+    """The sweep folder under ``root`` whose trials were stored last."""
+    found = [p for name in (TRIALS_FILE, parts_folder(TRIALS_FILE)) if (p := latest(root, name))]
+    table = max(found, key=lambda p: p.stat().st_mtime, default=None)
     if table is None:
         raise ResultsError(
             f"no sweep results under {root}/ (no */{TRIALS_FILE}): run `hptransfer sweep` first"
@@ -52,14 +60,26 @@ def read_table(path: Path, required: Sequence[str]) -> pd.DataFrame:
 
 
 def read_trials(sweep_dir: Path) -> pd.DataFrame:
-    """The sweep's trials table (one row per trial)."""
-    return read_table(Path(sweep_dir) / TRIALS_FILE, TRIAL_COLUMNS)
+    """The sweep's trials table (one row per trial), its uncompacted parts included."""
+    store = ResultsStore(sweep_dir)
+    if not store.trials_parts.is_dir():
+        return read_table(store.trials_path, TRIAL_COLUMNS)
+    return _checked(store.read_trials(), TRIAL_COLUMNS, store.trials_path)
 
 
 def read_curves(sweep_dir: Path, name: str = CURVES_FILE) -> pd.DataFrame | None:
-    """A curves table (one row per trial and step), or None when the file does not exist."""
-    path = Path(sweep_dir) / name
-    return read_table(path, CURVE_COLUMNS) if path.exists() else None
+    """A curves table (one row per trial and step), or None when there is none."""
+    store = ResultsStore(sweep_dir, curves_file=name)
+    if store.curves_parts.is_dir():
+        return _checked(store.read_all_curves(), CURVE_COLUMNS, store.curves_path)
+    return read_table(store.curves_path, CURVE_COLUMNS) if store.curves_path.exists() else None
+
+
+def _checked(frame: pd.DataFrame, required: Sequence[str], path: Path) -> pd.DataFrame:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ResultsError(f"{path} lacks column(s) {', '.join(missing)}")
+    return frame
 
 
 def read_spec_section(sweep_dir: Path, section: str) -> dict[str, Any]:

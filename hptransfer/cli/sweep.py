@@ -85,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"results: {where} and {CURVES_FILE} ({outcome.finished} runs)")
+    print(
+        f"results: {where} and {CURVES_FILE} ({outcome.finished} runs, {outcome.trained} trained)"
+    )
     return 0
 
 

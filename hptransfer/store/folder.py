@@ -4,6 +4,8 @@ A sweep folder ``results/<sweep>/`` holds:
 
 - ``trials.parquet``: one row per training run (schema :data:`hptransfer.store.TRIALS`);
 - ``curves.parquet``: one row per run and logged step (:data:`hptransfer.store.CURVES`);
+- ``trials.parts/``, ``curves.parts/``: runs stored since the tables were last compacted,
+  one Parquet part file per append (:func:`parts_folder`);
 - ``spec.yaml``: the normalised sweep spec (a merged study has ``sources.json`` instead);
 - ``fit.json``: the fitted optima (:mod:`hptransfer.analysis.fit`);
 - ``transfer.parquet`` and ``transfer_curves.parquet``: runs transferred from the sweep;
@@ -35,6 +37,18 @@ LOCK_FILE = "sweep.lock"
 PLOTS_DIR = "plots"
 RAY_DIR = "ray"
 COORD_CHECK_FILE = "coord_check.parquet"
+
+
+PART_SUFFIX = ".parts"
+
+
+def parts_folder(table_file: str) -> str:
+    """The folder of a table's part files: ``trials.parquet`` -> ``trials.parts``."""
+    return table_file.removesuffix(".parquet") + PART_SUFFIX
+
+
+def part_file(number: int) -> str:
+    return f"part-{number:08d}.parquet"
 
 
 def latest(root: Path, name: str) -> Path | None:

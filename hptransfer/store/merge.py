@@ -82,7 +82,7 @@ def _check_folders(sources: list[Path], target: Path) -> None:
     if not sources:
         raise ConfigError("give at least one sweep folder to merge")
     for source in sources:
-        if not (source / TRIALS_FILE).is_file():
+        if not ResultsStore(source).exists():
             raise ResultsError(f"{source}/{TRIALS_FILE} not found: is {source} a sweep folder?")
         if source.resolve() == target.resolve():
             raise ConfigError(f"{target} is also a source: merge into another folder")

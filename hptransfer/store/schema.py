@@ -4,9 +4,10 @@ polars). One row per training run in ``trials.parquet``; one row per evaluation 
 
 Every table carries its format's version in the Parquet schema metadata
 (``hptransfer.schema_version``). Version 1 (no key: tables written before versioning) lacks
-the provenance columns and ``val_loss_se``; it is read by :func:`upgrade`, which adds them
-as nulls in memory (the file is rewritten in the current version only when runs are added to
-it). A table from a newer hptransfer is refused with one line.
+the provenance columns and ``val_loss_se``, version 2 lacks ``run_key`` and ``same_as``; they
+are read by :func:`upgrade`, which adds the missing columns as nulls in memory (the file
+is rewritten in the current version only when runs are added to it). A table from a newer
+hptransfer is refused with one line.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import pyarrow as pa
 from hptransfer.errors import FormatVersionError, ResultsError
 from hptransfer.provenance import FIELDS as PROVENANCE_COLUMNS
 
-# Version 2: provenance columns and val_loss_se in trials tables (version 1: neither).
-SCHEMA_VERSION = 2
+# Version 3: ``run_key`` and ``same_as`` in trials tables. Version 2: provenance columns and
+# val_loss_se (version 1: neither).
+SCHEMA_VERSION = 3
 VERSION_KEY = b"hptransfer.schema_version"
 VERSION_METADATA = {VERSION_KEY: str(SCHEMA_VERSION).encode()}
 
@@ -27,6 +29,9 @@ TRIALS = pa.schema(
     [
         ("trial_id", pa.string()),
         ("point_id", pa.string()),  # the HP point: the trial's config without its seed
+        # what determines the trained model (sweep.trials.run_key): runs with equal keys are
+        # trained once
+        ("run_key", pa.string()),
         ("sweep", pa.string()),
         ("spec_hash", pa.string()),
         ("parameterization", pa.string()),
@@ -51,6 +56,9 @@ TRIALS = pa.schema(
         # "completed" (its whole budget, or diverged: see ``diverged``), "early_stopped" (by
         # ASHA: losses are the last reported), "error" (see ``error``; re-run on resume)
         ("status", pa.string()),
+        # "" for a run trained as itself; else the trial_id of the run that trained the same
+        # model (same run_key), whose results this row repeats
+        ("same_as", pa.string()),
         ("wall_s", pa.float64()),
         ("kernel", pa.string()),  # the masked-matmul path the run used (torch, triton, dense)
         *((name, pa.string()) for name in PROVENANCE_COLUMNS),

@@ -19,7 +19,7 @@ from ray.tune.stopper import Stopper
 from hptransfer.store import ResultsStore
 from hptransfer.sweep.report import Progress
 from hptransfer.sweep.trainable import SUMMARY_FIELDS
-from hptransfer.sweep.trials import Job, trial_row
+from hptransfer.sweep.trials import Job, trial_row, twin_row
 
 CURVE_KEYS = ("step", "tokens", "train_loss", "val_loss")
 ERROR_CHARS = 4000
@@ -99,11 +99,13 @@ class Recorder(Callback):
             if outcome is None:
                 continue
             row = trial_row(job.point_id, run, self.sweep, self.spec_hash, outcome)
-            rows.append(row)
-            points += [
-                {"trial_id": row["trial_id"], **{k: p[k] for k in CURVE_KEYS}}
-                for p in curves.get(index, [])
-            ]
+            twins = [twin_row(row, twin, self.sweep, self.spec_hash) for twin in job.twins]
+            for stored in (row, *twins):
+                rows.append(stored)
+                points += [
+                    {"trial_id": stored["trial_id"], **{k: p[k] for k in CURVE_KEYS}}
+                    for p in curves.get(index, [])
+                ]
         if rows and self.failure is None:
             try:
                 self.store.append(rows, points)

@@ -55,10 +55,15 @@ class Progress:
                 f"[{self.done:{width}d}/{self.total}] {row['parameterization']:<5} "
                 f"w={row['width']} density={row['density']:g} depth={row['depth']} "
                 f"seed={row['seed']} {hps}  "
-                f"{_outcome(row)}  {_wall(row['wall_s'])}  ETA {format_duration(eta)}",
+                f"{_outcome(row)}  {_trained(row)}  ETA {format_duration(eta)}",
                 file=self.out,
                 flush=True,
             )
+
+
+def _trained(row: Mapping[str, Any]) -> str:
+    """How long the run trained, or which stored run it repeats (same model)."""
+    return f"same as {row['same_as']}" if row.get("same_as") else _wall(row["wall_s"])
 
 
 def _wall(seconds: float) -> str:

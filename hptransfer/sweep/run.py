@@ -45,9 +45,12 @@ from hptransfer.sweep.trials import (
     Job,
     grid_runs,
     jobs_for_runs,
+    merge_twins,
     point_id,
+    run_key,
     slice_runs,
     trial_id,
+    twin_row,
 )
 
 
@@ -63,6 +66,12 @@ class SweepOutcome:
     @property
     def finished(self) -> int:
         return int((self.trials["status"] != "error").sum())
+
+    @property
+    def trained(self) -> int:
+        """Finished runs trained as themselves (the rest repeat a twin's model: ``same_as``)."""
+        stored = self.trials[self.trials["status"] != "error"]
+        return int(stored["same_as"].fillna("").eq("").sum())
 
     @property
     def failed(self) -> int:
@@ -171,17 +180,66 @@ def _run_grid(spec: SweepSpec, store: ResultsStore, execution: Execution) -> Non
 def _train_pending(
     jobs: Sequence[Job], store: ResultsStore, execution: Execution, **recording: Any
 ) -> None:
-    """Train the jobs not yet stored (one Ray session, started only if there are any)."""
+    """Train the jobs not yet stored (one Ray session, started only if there are any): each
+    distinct model once (:func:`merge_twins`), and none whose model is stored already."""
     pending = _pending(jobs, store)
+    pending = _store_twins_of_stored(pending, jobs, store, **recording)
     if pending:
         with ray_session(store.directory, execution) as slots:
-            _fit_jobs(pending, store, execution, slots, **recording)
+            _fit_jobs(merge_twins(pending), store, execution, slots, **recording)
 
 
 def _pending(jobs: Sequence[Job], store: ResultsStore) -> list[Job]:
     trials = store.read_trials()
     done = set(trials.loc[trials["status"] != "error", "trial_id"])
     return [job for job in jobs if not set(job.trial_ids) <= done]
+
+
+def _store_twins_of_stored(
+    pending: list[Job],
+    planned: Sequence[Job],
+    store: ResultsStore,
+    *,
+    sweep: str,
+    spec_hash: str,
+    **_: Any,
+) -> list[Job]:
+    """Store each pending single run whose model is stored already (a twin added by
+    ``--extend``, or one whose twins were stored before it); return the other jobs."""
+    trials = store.read_trials()
+    trials = trials[trials["status"] != "error"]
+    if trials.empty or not pending:
+        return pending
+    # Rows written before run keys were stored: the key of the planned run of that id.
+    planned_keys = {
+        trial_id(job.point_id, run.seed): run_key(run)
+        for job in planned
+        if len(job.runs) == 1
+        for run in job.runs
+    }
+    keys = trials["run_key"].fillna(trials["trial_id"].map(planned_keys))
+    donors = {key: row for key, row in zip(keys, trials.to_dict("records"), strict=True) if key}
+    rows, rest = [], []
+    for job in pending:
+        donor = donors.get(run_key(job.runs[0])) if len(job.runs) == 1 else None
+        if donor is None:
+            rest.append(job)
+        else:
+            donor = {**donor, "run_key": run_key(job.runs[0])}
+            rows.append(twin_row(donor, job.runs[0], sweep, spec_hash))
+    if rows:
+        store.append(rows, _twin_curves(store, rows))
+    return rest
+
+
+def _twin_curves(store: ResultsStore, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stored curve points of the runs that ``rows`` repeat, under the rows' ids."""
+    curves = store.read_curves()
+    points = []
+    for row in rows:
+        mine = curves[curves["trial_id"] == row["same_as"]]
+        points += mine.assign(trial_id=row["trial_id"]).to_dict("records")
+    return points
 
 
 def _fit_jobs(
@@ -200,7 +258,7 @@ def _fit_jobs(
     from hptransfer.sweep.recorder import Recorder
 
     scheduler = _scheduler(asha, jobs[0].runs[0].train.steps)
-    progress = Progress(sum(len(job.runs) for job in jobs), searched, execution.out)
+    progress = Progress(sum(len(job.trial_ids) for job in jobs), searched, execution.out)
     recorder = Recorder(
         store,
         lambda trial: jobs[trial.config["job"]],

@@ -3,12 +3,19 @@
 A *job* is one Ray trial: one HP point, trained for one seed (grid) or for every seed in
 turn (Optuna, which scores the point by its mean over seeds). Each run of a job becomes one
 row of ``trials.parquet`` with ``trial_id = f"{point_id}-s{seed}"``.
+
+Two ids, two questions: ``trial_id`` names what was asked for (the whole configuration,
+parameterization included), :func:`run_key` what gets trained (the resolved model and its
+per-parameter HPs, data, budget, seed). At the base shape SP, μP and SμPar ask for different
+runs that train the same model: one is trained, the others are its *twins*, stored with the
+same results and ``same_as`` naming the trained one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import hashlib
 import itertools
 import json
@@ -27,16 +34,30 @@ from hptransfer.sweep.spec import SweepSpec
 DIVERGED_CAP = 1e6  # objective of a run that diverged to NaN/inf
 
 
+# The columns of a trials row that say which run was asked for; the rest are its outcome.
+CONFIG_COLUMNS = (
+    "trial_id", "point_id", "run_key", "sweep", "spec_hash", "parameterization", "model",
+    "width", "depth", "heads", "density", "base_width", "base_density", "corpus", "optimizer",
+    "seed", *HP_COLUMNS, "max_steps",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Job:
-    """One Ray trial: ``runs`` trained one after another, stored under ``trial_ids``."""
+    """One Ray trial: ``runs`` trained one after another, stored under ``trial_ids``.
+
+    ``twins``: runs that train the same model as a single-run job's run (same
+    :func:`run_key`), not trained themselves but stored with its results.
+    """
 
     point_id: str
     runs: tuple[RunConfig, ...]
+    twins: tuple[RunConfig, ...] = ()
 
     @property
     def trial_ids(self) -> tuple[str, ...]:
-        return tuple(trial_id(self.point_id, run.seed) for run in self.runs)
+        own = tuple(trial_id(self.point_id, run.seed) for run in self.runs)
+        return own + tuple(trial_id(point_id(run), run.seed) for run in self.twins)
 
 
 def trial_id(point_id: str, seed: int) -> str:
@@ -55,6 +76,30 @@ def point_id(run: RunConfig) -> str:
     return config_hash(dataclasses.replace(run, seed=0))
 
 
+@functools.lru_cache(maxsize=4096)
+def run_key(run: RunConfig) -> str:
+    """Hash of what determines the trained model: the model shape (data-derived sizes filled
+    in), each parameter's resolved init std, LR, multiplier, weight decay and ε, the forward
+    scales, the data, the training budget and the seed. The parameterization, base shape and
+    base HPs enter only through what they resolve to, so runs with equal keys train
+    bit-identical models."""
+    from hptransfer.data import load_dataset
+    from hptransfer.models import describe, forward_scales
+    from hptransfer.train import complete_run
+
+    run = complete_run(run, load_dataset(run.data))
+    content = {
+        "model": run.model.to_dict(),
+        "data": dataclasses.asdict(run.data),
+        "train": dataclasses.asdict(run.train),
+        "seed": run.seed,
+        "scales": dataclasses.asdict(forward_scales(run)),
+        "params": [dataclasses.asdict(param) for param in describe(run)],
+    }
+    text = json.dumps(content, sort_keys=True, default=str)  # floats as repr: exact
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def with_hps(run: RunConfig, hps: Mapping[str, float], seed: int | None = None) -> RunConfig:
     seed = run.seed if seed is None else seed
     return dataclasses.replace(run, hps=dataclasses.replace(run.hps, **hps), seed=seed)
@@ -64,6 +109,24 @@ def jobs_for_runs(runs: Sequence[RunConfig]) -> list[Job]:
     """One single-run job per run, keyed by its configuration (duplicates dropped)."""
     jobs = {trial_id(point_id(run), run.seed): Job(point_id(run), (run,)) for run in runs}
     return list(jobs.values())
+
+
+def merge_twins(jobs: Sequence[Job]) -> list[Job]:
+    """Single-run jobs that train the same model (equal :func:`run_key`) as one job: the
+    first is trained, the others are its twins. Multi-run jobs are kept as they are."""
+    merged: dict[str, Job] = {}
+    kept: list[Job] = []
+    for job in jobs:
+        if len(job.runs) != 1 or job.twins:
+            kept.append(job)
+            continue
+        key = run_key(job.runs[0])
+        first = merged.get(key)
+        if first is None:
+            merged[key] = job
+        else:
+            merged[key] = dataclasses.replace(first, twins=(*first.twins, job.runs[0]))
+    return kept + list(merged.values())
 
 
 def grid_runs(spec: SweepSpec) -> list[RunConfig]:
@@ -134,6 +197,15 @@ def objective(val_loss: float, train_loss: float, diverged: bool) -> float:
     return min(train_loss, DIVERGED_CAP) if math.isfinite(train_loss) else DIVERGED_CAP
 
 
+def twin_row(row: Mapping[str, Any], run: RunConfig, sweep: str, spec_hash: str) -> dict[str, Any]:
+    """The row of ``run``, a twin of the run stored as ``row``: ``row``'s outcome (metrics,
+    status, provenance) under ``run``'s configuration, ``same_as`` naming the trained run."""
+    asked = trial_row(point_id(run), run, sweep, spec_hash, {"status": row["status"]})
+    assert asked["run_key"] == row["run_key"], "a twin must train the same model"
+    same_as = row.get("same_as") or row["trial_id"]
+    return {**row, **{name: asked[name] for name in CONFIG_COLUMNS}, "same_as": same_as}
+
+
 def trial_row(
     point: str, run: RunConfig, sweep: str, spec_hash: str, outcome: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -145,6 +217,7 @@ def trial_row(
     return {
         "trial_id": trial_id(point, run.seed),
         "point_id": point,
+        "run_key": run_key(run),
         "sweep": sweep,
         "spec_hash": spec_hash,
         "parameterization": run.parameterization,
@@ -167,6 +240,7 @@ def trial_row(
         "val_loss_se": float(outcome.get("val_loss_se", math.nan)),
         "diverged": bool(outcome.get("diverged", False)),
         "status": outcome["status"],
+        "same_as": "",
         "wall_s": float(outcome.get("wall_s", math.nan)),
         "kernel": str(outcome.get("kernel", "")),
         **{name: str(outcome.get(name, origin[name])) for name in provenance.FIELDS},

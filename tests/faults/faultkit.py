@@ -165,11 +165,11 @@ def _zombie(pid: int) -> bool:
 
 
 def stored_trials(path: Path) -> pd.DataFrame:
-    """A trials.parquet that a running sweep may replace meanwhile (empty if not there yet):
-    read through one handle, like the store does."""
-    with contextlib.suppress(FileNotFoundError), open(path, "rb") as handle:
-        return pd.read_parquet(handle)
-    return pd.DataFrame()
+    """The trials a running (or killed) sweep stored in ``path``'s table and its part files
+    (empty if none yet), read through the store as every reader does."""
+    from hptransfer.store import ResultsStore
+
+    return ResultsStore(path.parent, trials_file=path.name).read_trials()
 
 
 def stored_rows(path: Path) -> int:

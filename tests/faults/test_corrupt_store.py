@@ -34,7 +34,8 @@ def stored(directory: Path, runs: int = 6) -> ResultsStore:
         outcome = {"status": "completed", "val_loss": 3.0 + index / 7, "train_loss": 3.1,
                    "steps": 100, "tokens": 3200, "wall_s": 1.0, "kernel": "dense"}  # fmt: skip
         rows.append(trial_row(point_id(run), run, spec.name, spec.hash, outcome))
-    store.append(rows, [])
+    with store.lock():
+        store.append(rows, [])
     return store
 
 

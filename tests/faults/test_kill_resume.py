@@ -57,7 +57,7 @@ def kill_at_random(command: list[str], trials: Path, rng: random.Random) -> list
             assert proc.poll() is None, f"the sweep ended before kill {len(kills) + 1} ({SEED=})"
         finally:
             faultkit.kill_tree(proc)
-        stored = pd.read_parquet(trials) if trials.exists() else pd.DataFrame({"trial_id": []})
+        stored = faultkit.stored_trials(trials)
         kills.append({**plan, "stored": stored})
     return kills
 
@@ -167,7 +167,7 @@ def test_an_interrupt_stops_at_once_with_exit_130_and_the_sweep_resumes(how: str
             f"hptransfer: interrupted; the finished runs are stored in {root / 'results'}/"
             f"{faultkit.SPEC['name']}: re-run the same command to resume"
         ]
-        stored = set(pd.read_parquet(trials)["trial_id"])
+        stored = set(faultkit.stored_trials(trials)["trial_id"])
         assert 1 <= len(stored) < RUNS
         done = subprocess.run(command, cwd=faultkit.REPO, capture_output=True, timeout=300)
         assert done.returncode == 0, done.stderr

@@ -15,7 +15,9 @@ from hptransfer.store.merge import merge_sweeps
 
 
 def sweep(path, rows: list[dict]) -> None:
-    ResultsStore(path).append(rows, [p for row in rows for p in curve(row["trial_id"])])
+    store = ResultsStore(path)
+    with store.lock():
+        store.append(rows, [p for row in rows for p in curve(row["trial_id"])])
 
 
 def lr_row(trial_id: str, parameterization: str, lr: float, seed: int, **extra) -> dict:

@@ -26,6 +26,7 @@ from hptransfer.sweep.spec import SPEC_VERSION
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "results"
 CURRENT = FIXTURES / f"v{SCHEMA_VERSION}" / "tiny"
 LEGACY = FIXTURES / "v1" / "supar_width256"
+VERSION_2 = FIXTURES / "v2" / "tiny"
 
 
 def _written_now(tmp_path: Path) -> Path:
@@ -68,9 +69,21 @@ def test_version_1_is_migrated_in_memory(tmp_path: Path) -> None:
     store = ResultsStore(folder)
     first = pa.Table.from_pandas(trials.head(1), preserve_index=False).to_pylist()[0]
     row = {**first, "trial_id": "new-s0", "torch_version": "x"}
-    store.append([row], [])
+    with store.lock():
+        store.append([row], [])
     assert table_version(pq.read_schema(folder / "trials.parquet")) == SCHEMA_VERSION
     assert len(store.read_trials()) == 21
+
+
+def test_version_2_reads_without_run_keys_or_twins() -> None:
+    assert table_version(pq.read_schema(VERSION_2 / "trials.parquet")) == 2
+    trials = ResultsStore(VERSION_2).read_trials()
+    assert list(trials.columns) == TRIALS.names and len(trials) == 28
+    assert trials[["run_key", "same_as"]].isna().all().all()
+    current = ResultsStore(CURRENT).read_trials()
+    assert trials["trial_id"].tolist() == current["trial_id"].tolist()
+    assert (current["same_as"] == "").all() and current["run_key"].str.len().eq(16).all()
+    assert len(read_trials(VERSION_2)) == 28 and load_fit(VERSION_2).base_hps
 
 
 def test_spec_version_1_fixes_the_mask_when_mask_seed_is_absent() -> None:

@@ -1,4 +1,5 @@
-"""The Parquet store: flat plain-typed tables, upserts by trial_id, atomic replacement."""
+"""The Parquet store: flat plain-typed tables, upserts by trial_id, atomic replacement, an
+append that writes only its own rows (part files), compaction that a crash cannot spoil."""
 
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ def test_append_then_upsert_never_duplicates(tmp_path):
 def test_plain_types_readable_by_pyarrow_and_pandas(tmp_path):
     store = ResultsStore(tmp_path)
     row = trial("a-s0", val_loss=math.nan)
-    store.append([row], curve("a-s0"))
+    with store.lock():  # released: the parts are compacted into trials.parquet
+        store.append([row], curve("a-s0"))
     table = pq.read_table(store.trials_path)
     assert table.schema.equals(TRIALS)
     plain = (pa.types.is_string, pa.types.is_int64, pa.types.is_float64, pa.types.is_boolean)
@@ -69,14 +71,14 @@ def test_plain_types_readable_by_pyarrow_and_pandas(tmp_path):
 def test_curves_of_unrecorded_trials_are_ignored(tmp_path, monkeypatch):
     store = ResultsStore(tmp_path)
     store.append([trial("a-s0")], curve("a-s0"))
-    real_upsert = store._upsert
+    real_write = store._write_part
 
-    def crash_on_trials(path, schema, rows, ids):
-        if schema is TRIALS:
+    def crash_on_trials(folder, number, schema, rows, ids):
+        if folder == store.trials_parts:
             raise KeyboardInterrupt  # killed between the curves write and the trials write
-        real_upsert(path, schema, rows, ids)
+        real_write(folder, number, schema, rows, ids)
 
-    monkeypatch.setattr(store, "_upsert", crash_on_trials)
+    monkeypatch.setattr(store, "_write_part", crash_on_trials)
     with pytest.raises(KeyboardInterrupt):
         store.append([trial("b-s0")], curve("b-s0"))
     assert set(store.read_curves()["trial_id"]) == {"a-s0"}
@@ -85,7 +87,8 @@ def test_curves_of_unrecorded_trials_are_ignored(tmp_path, monkeypatch):
 
 def test_failed_write_keeps_previous_file_and_no_temp(tmp_path, monkeypatch):
     store = ResultsStore(tmp_path)
-    store.append([trial("a-s0")], [])
+    with store.lock():
+        store.append([trial("a-s0")], [])
     before = store.trials_path.read_bytes()
 
     def half_write(table, handle, **_):
@@ -96,7 +99,8 @@ def test_failed_write_keeps_previous_file_and_no_temp(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         store.append([trial("b-s0")], [])
     assert store.trials_path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+    assert [p.name for p in tmp_path.rglob("*.tmp")] == []
+    assert list(store.read_trials()["trial_id"]) == ["a-s0"]
 
 
 def test_corrupt_or_foreign_file_is_a_results_error(tmp_path):

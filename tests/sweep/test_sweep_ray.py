@@ -23,7 +23,7 @@ import yaml
 from conftest import tiny_spec
 
 from hptransfer.cli.main import main
-from hptransfer.store import CURVES, TRIALS
+from hptransfer.store import CURVES, TRIALS, ResultsStore
 from hptransfer.sweep import load_spec, parse_spec
 from hptransfer.sweep.cluster import TUNE_NAME, ray_temp_dir, ray_working_dir
 from hptransfer.sweep.trials import grid_runs, point_id, trial_id
@@ -59,10 +59,9 @@ def wait_for_rows(path: Path, proc: subprocess.Popen, at_least: int, timeout: fl
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the sweep exited before it could be killed"
-        if path.exists():
-            rows = len(pd.read_parquet(path))
-            if rows >= at_least:
-                return rows
+        rows = len(ResultsStore(path.parent).read_trials())
+        if rows >= at_least:
+            return rows
         time.sleep(0.1)
     raise TimeoutError(f"fewer than {at_least} trials stored in {timeout} s")
 
@@ -87,7 +86,7 @@ def resumed(tmp_path_factory) -> dict[str, Any]:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # Ray's processes die with the driver anyway
-    before = pd.read_parquet(trials_path)  # valid Parquet right after SIGKILL
+    before = ResultsStore(trials_path.parent).read_trials()  # valid tables right after SIGKILL
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     return {
         "stored_at_kill": stored,

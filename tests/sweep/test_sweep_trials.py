@@ -65,7 +65,8 @@ def test_optuna_plan_counts_only_complete_points(tmp_path):
             point = f"{key}-n{number:04d}"
             rows.append(trial_row(point, run, "s", spec.hash, outcome(2 + lr, status)))
     store = ResultsStore(tmp_path)
-    store.append(rows, [])
+    with store.lock():
+        store.append(rows, [])
     plan = plan_cell(spec, cell, store.read_trials())
     assert plan.finished == [({"lr": 0.01}, 2.01)]  # mean over both seeds
     assert plan.remaining == 4 and plan.next_sample == 3

@@ -82,7 +82,8 @@ def write_sweep(
         outcome = {**point, "status": "completed", "steps": steps, "diverged": diverged}
         trials.append(trial_row(point_id(run), run, spec.name, spec.hash, outcome))
         curves.append({"trial_id": trials[-1]["trial_id"], **point})
-    store.append(trials, curves)
+    with store.lock():
+        store.append(trials, curves)
     if fit:
         write_fit(fit_sweep(store.directory), store.directory)
     return store.directory
