@@ -6,6 +6,8 @@ A sweep folder ``results/<sweep>/`` holds:
 - ``curves.parquet``: one row per run and logged step (:data:`hptransfer.store.CURVES`);
 - ``trials.parts/``, ``curves.parts/``: runs stored since the tables were last compacted,
   one Parquet part file per append (:func:`parts_folder`);
+- ``optuna.journal``: an Optuna search's studies (Optuna's JournalStorage; one per cell),
+  unless ``search.storage`` names a database;
 - ``spec.yaml``: the normalised sweep spec (a merged study has ``sources.json`` instead);
 - ``fit.json``: the fitted optima (:mod:`hptransfer.analysis.fit`);
 - ``transfer.parquet`` and ``transfer_curves.parquet``: runs transferred from the sweep;
@@ -27,6 +29,7 @@ RESULTS_ROOT = Path("results")
 TRIALS_FILE = "trials.parquet"
 CURVES_FILE = "curves.parquet"
 SPEC_FILE = "spec.yaml"
+OPTUNA_JOURNAL_FILE = "optuna.journal"
 SOURCES_FILE = "sources.json"
 FIT_FILE = "fit.json"
 TRANSFER_FILE = "transfer.parquet"

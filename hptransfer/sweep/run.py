@@ -32,7 +32,13 @@ from hptransfer.sweep.cluster import (
     ray_working_dir,
 )
 from hptransfer.sweep.report import Progress, best_per_cell, format_summary
-from hptransfer.sweep.search import CellPlan, optuna_searcher, plan_cell
+from hptransfer.sweep.search import (
+    CellPlan,
+    open_study,
+    optuna_searcher,
+    plan_cell,
+    study_storage,
+)
 from hptransfer.sweep.spec import UNHASHED_KEYS, AshaSpec, SweepSpec, diff_keys, parse_spec
 
 if TYPE_CHECKING:
@@ -292,12 +298,20 @@ def _run_optuna(spec: SweepSpec, store: ResultsStore, execution: Execution) -> N
     trials = store.read_trials()
     plans = [plan for cell in spec.cells if (plan := plan_cell(spec, cell, trials)).remaining]
     if plans:
+        storage = study_storage(spec, store.directory)
+        for plan in plans:  # a storage or study that cannot be used fails before Ray starts
+            open_study(spec, plan, storage)
         with ray_session(store.directory, execution) as slots:
-            _fit_optuna(spec, plans, store, execution, slots)
+            _fit_optuna(spec, plans, storage, store, execution, slots)
 
 
 def _fit_optuna(
-    spec: SweepSpec, plans: list[CellPlan], store: ResultsStore, execution: Execution, slots: int
+    spec: SweepSpec,
+    plans: list[CellPlan],
+    storage: Any,
+    store: ResultsStore,
+    execution: Execution,
+    slots: int,
 ) -> None:
     from hptransfer.sweep.recorder import Recorder
 
@@ -313,7 +327,7 @@ def _fit_optuna(
             progress=progress,
             asha=scheduler,
         )
-        searcher = optuna_searcher(spec, plan.finished, execution.verbose)
+        searcher = optuna_searcher(spec, plan, storage, execution.verbose)
         fit = TuneFit((plan.template,), recorder, store, {}, searcher, plan.remaining, scheduler)
         _fit(fit, execution, slots)
 

@@ -112,6 +112,9 @@ class SearchSpec:
     num_samples: int = 16
     seed: int = 0
     slice: SliceSpec | None = None
+    # Optuna's study storage: None, a JournalStorage file in the sweep's folder; else an RDB
+    # URL (postgresql://user@host/db, sqlite:///path). Where, not what: never hashed.
+    storage: str | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -209,6 +212,8 @@ class SweepSpec:
             model["depth"] = list(self.depths)
         search = dataclasses.asdict(self.search)
         search["space"] = {hp.name: hp.to_dict() for hp in self.search.space}
+        if self.search.storage is None:
+            del search["storage"]  # absent unless given, like slice
         if self.search.slice is None:
             del search["slice"]  # absent, as before slices existed: old sweeps keep their hash
         else:
@@ -244,6 +249,7 @@ class SweepSpec:
     def hash(self) -> str:
         """Stable hash of what the sweep computes (resources and Ray address excluded)."""
         content = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_KEYS}
+        content["search"].pop("storage", None)
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -475,7 +481,7 @@ class _Parser:
         return train, horizons if isinstance(steps, list) and len(horizons) > 1 else ()
 
     def search(self, raw: Any) -> SearchSpec:
-        keys = ("algorithm", "space", "sampler", "num_samples", "seed", "slice")
+        keys = ("algorithm", "space", "sampler", "num_samples", "seed", "slice", "storage")
         section = self.mapping("search", raw if raw is not None else {}, keys)
         space_raw = self.mapping("search.space", section.get("space") or {}, BaseHPs.names())
         if not space_raw:
@@ -495,6 +501,12 @@ class _Parser:
             self.fail("search.num_samples", "must be >= 1")
         if not 0 <= search.seed < 2**32:  # numpy's seed range, which Optuna's samplers use
             self.fail("search.seed", f"must be in [0, 2^32); got {search.seed}")
+        if search.storage is not None and "://" not in search.storage:
+            self.fail(
+                "search.storage",
+                f"{search.storage!r} is not a database URL (e.g. postgresql://user@host/db); "
+                "leave it out for a journal file in the sweep's folder",
+            )
         return search
 
     def slice(self, raw: Any, space: tuple[HPRange, ...]) -> SliceSpec:
