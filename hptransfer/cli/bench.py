@@ -10,6 +10,7 @@ BENCHMARKS = (
     "hptransfer.bench.kernels",
     "hptransfer.bench.train",
     "hptransfer.bench.sweep",
+    "hptransfer.bench.many",
     "hptransfer.bench.target",
     "hptransfer.bench.prepare",
 )

@@ -42,6 +42,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "keep the stored runs and train only the new ones",
     )
     parser.add_argument(
+        "--reuse",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FOLDER",
+        help="another sweep's folder (repeatable): a run whose model is stored there is "
+        "copied from it (same_as), not trained",
+    )
+    parser.add_argument(
         "--auto-extend",
         action="store_true",
         help="while a fitted optimum sits on the edge of a log2_range grid, add a step past "
@@ -96,7 +105,14 @@ def _run(spec: SweepSpec, args: argparse.Namespace, execution: Execution) -> Swe
     from hptransfer.sweep import run_sweep
 
     if not args.auto_extend:
-        return run_sweep(spec, args.results, execution=execution, new=args.new, extend=args.extend)
+        return run_sweep(
+            spec,
+            args.results,
+            execution=execution,
+            new=args.new,
+            extend=args.extend,
+            reuse=args.reuse,
+        )
     from hptransfer.store import ResultsStore
     from hptransfer.sweep.extend import auto_extend, covering
 
@@ -104,7 +120,11 @@ def _run(spec: SweepSpec, args: argparse.Namespace, execution: Execution) -> Swe
 
     def once(grown: SweepSpec) -> pd.DataFrame:
         new = args.new and not outcomes
-        outcomes.append(run_sweep(grown, args.results, execution=execution, new=new, extend=True))
+        outcomes.append(
+            run_sweep(
+                grown, args.results, execution=execution, new=new, extend=True, reuse=args.reuse
+            )
+        )
         return outcomes[-1].trials
 
     stored = None if args.new else ResultsStore(Path(args.results) / spec.name).read_spec()

@@ -53,11 +53,10 @@ from hptransfer.sweep.trials import (
     jobs_for_runs,
     merge_twins,
     point_id,
-    run_key,
     slice_runs,
     trial_id,
-    twin_row,
 )
+from hptransfer.sweep.twins import check_reuse, store_twins_of_stored
 
 
 @dataclass(frozen=True)
@@ -94,17 +93,20 @@ def run_sweep(
     execution: Execution | None = None,
     new: bool = False,
     extend: bool = False,
+    reuse: Sequence[Path] = (),
 ) -> SweepOutcome:
     """Run (or resume) ``spec`` into ``results_root/<name>/``; print progress and a summary.
 
     Raises ConfigError if that folder holds a different spec, unless ``new``, which first
     moves the old folder aside to ``<name>.replaced-<UTC time>``, or ``extend`` and the spec
     is a grid that still plans every stored run (more values, cells or seeds): those runs
-    are kept and only the new ones trained.
+    are kept and only the new ones trained. A grid run whose model is stored in one of the
+    ``reuse`` folders is copied from there, not trained.
     """
     execution = execution or Execution(resources=spec.resources, address=spec.ray.address)
     check_execution(execution)
     directory = Path(results_root) / spec.name
+    check_reuse(reuse, directory)
     if new and directory.exists():
         move_aside(directory, execution.out)
     store = ResultsStore(directory)
@@ -115,11 +117,11 @@ def run_sweep(
         check_runs(spec.cells)
         store.write_spec(spec.to_yaml())
         if spec.search.algorithm == "grid":
-            _run_grid(spec, store, execution)
+            _run_grid(spec, store, execution, reuse)
         else:
             _run_optuna(spec, store, execution)
         if spec.search.slice is not None:
-            _run_slice(spec, store, execution)
+            _run_slice(spec, store, execution, reuse)
         trials = store.read_trials()
     best = best_per_cell(trials, spec.search.names)
     summary = format_summary(best, spec.search.names)
@@ -171,11 +173,14 @@ def check_runs(runs: Sequence[RunConfig]) -> None:
 # -- the two algorithms -------------------------------------------------------------------
 
 
-def _run_grid(spec: SweepSpec, store: ResultsStore, execution: Execution) -> None:
+def _run_grid(
+    spec: SweepSpec, store: ResultsStore, execution: Execution, reuse: Sequence[Path]
+) -> None:
     _train_pending(
         jobs_for_runs(grid_runs(spec)),
         store,
         execution,
+        reuse,
         sweep=spec.name,
         spec_hash=spec.hash,
         asha=spec.asha,
@@ -184,12 +189,18 @@ def _run_grid(spec: SweepSpec, store: ResultsStore, execution: Execution) -> Non
 
 
 def _train_pending(
-    jobs: Sequence[Job], store: ResultsStore, execution: Execution, **recording: Any
+    jobs: Sequence[Job],
+    store: ResultsStore,
+    execution: Execution,
+    reuse: Sequence[Path] = (),
+    **recording: Any,
 ) -> None:
     """Train the jobs not yet stored (one Ray session, started only if there are any): each
-    distinct model once (:func:`merge_twins`), and none whose model is stored already."""
+    distinct model once (:func:`merge_twins`), and none whose model is stored already, here
+    or in the ``reuse`` folders (:mod:`hptransfer.sweep.twins`)."""
     pending = _pending(jobs, store)
-    pending = _store_twins_of_stored(pending, jobs, store, **recording)
+    ids = {"sweep": recording["sweep"], "spec_hash": recording["spec_hash"]}
+    pending = store_twins_of_stored(pending, jobs, store, reuse, **ids)
     if pending:
         with ray_session(store.directory, execution) as slots:
             _fit_jobs(merge_twins(pending), store, execution, slots, **recording)
@@ -199,53 +210,6 @@ def _pending(jobs: Sequence[Job], store: ResultsStore) -> list[Job]:
     trials = store.read_trials()
     done = set(trials.loc[trials["status"] != "error", "trial_id"])
     return [job for job in jobs if not set(job.trial_ids) <= done]
-
-
-def _store_twins_of_stored(
-    pending: list[Job],
-    planned: Sequence[Job],
-    store: ResultsStore,
-    *,
-    sweep: str,
-    spec_hash: str,
-    **_: Any,
-) -> list[Job]:
-    """Store each pending single run whose model is stored already (a twin added by
-    ``--extend``, or one whose twins were stored before it); return the other jobs."""
-    trials = store.read_trials()
-    trials = trials[trials["status"] != "error"]
-    if trials.empty or not pending:
-        return pending
-    # Rows written before run keys were stored: the key of the planned run of that id.
-    planned_keys = {
-        trial_id(job.point_id, run.seed): run_key(run)
-        for job in planned
-        if len(job.runs) == 1
-        for run in job.runs
-    }
-    keys = trials["run_key"].fillna(trials["trial_id"].map(planned_keys))
-    donors = {key: row for key, row in zip(keys, trials.to_dict("records"), strict=True) if key}
-    rows, rest = [], []
-    for job in pending:
-        donor = donors.get(run_key(job.runs[0])) if len(job.runs) == 1 else None
-        if donor is None:
-            rest.append(job)
-        else:
-            donor = {**donor, "run_key": run_key(job.runs[0])}
-            rows.append(twin_row(donor, job.runs[0], sweep, spec_hash))
-    if rows:
-        store.append(rows, _twin_curves(store, rows))
-    return rest
-
-
-def _twin_curves(store: ResultsStore, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The stored curve points of the runs that ``rows`` repeat, under the rows' ids."""
-    curves = store.read_curves()
-    points = []
-    for row in rows:
-        mine = curves[curves["trial_id"] == row["same_as"]]
-        points += mine.assign(trial_id=row["trial_id"]).to_dict("records")
-    return points
 
 
 def _fit_jobs(
@@ -277,7 +241,9 @@ def _fit_jobs(
     _fit(TuneFit(tuple(jobs), recorder, store, param_space, scheduler=scheduler), execution, slots)
 
 
-def _run_slice(spec: SweepSpec, store: ResultsStore, execution: Execution) -> None:
+def _run_slice(
+    spec: SweepSpec, store: ResultsStore, execution: Execution, reuse: Sequence[Path]
+) -> None:
     """The finer slice of ``spec.search.slice.hp`` at each cell's best searched point."""
     trials = store.read_trials()
     runs = [run for cell in spec.cells for run in slice_runs(spec, cell, trials)]
@@ -286,6 +252,7 @@ def _run_slice(spec: SweepSpec, store: ResultsStore, execution: Execution) -> No
             jobs_for_runs(runs),
             store,
             execution,
+            reuse,
             sweep=spec.name,
             spec_hash=spec.hash,
             asha=None,

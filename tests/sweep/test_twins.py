@@ -108,3 +108,20 @@ def test_twins_are_trained_once_and_extend_copies_stored_models(counted, capsys)
     sizes = curves.groupby("trial_id").size()
     assert all(sizes[tid] == sizes[row["same_as"]] for tid, row in twins.iterrows())
     assert main(args) == 0 and _attempts(root) == 6  # resumed: nothing trained again
+    # another sweep of the study (μP alone) reuses the models stored in the first: none trained
+    other = {**grown, "name": "other", "parameterization": "mup"}
+    path.write_text(yaml.safe_dump(other))
+    reuse = ["--reuse", str(root / "results" / "tiny")]
+    assert main(["sweep", str(path), "--results", str(root / "results"), *reuse]) == 0
+    assert _attempts(root) == 6 and "(4 runs, 0 trained)" in capsys.readouterr().out
+    copied = ResultsStore(root / "results" / "other").read_trials()
+    assert copied["same_as"].str.startswith("tiny/").all()
+    assert set(copied["same_as"].str.removeprefix("tiny/")) <= set(trials.index)
+
+
+def test_reuse_of_a_folder_without_runs_is_one_line(tmp_path, write_spec, capsys):
+    path = write_spec(tiny_spec())
+    code = main(["sweep", str(path), "--results", str(tmp_path / "r"), "--reuse", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--reuse" in err
+    assert not (tmp_path / "r").exists()
