@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import yaml
 
 from hptransfer.errors import ConfigError, ResultsError
-from hptransfer.store import ResultsStore
+from hptransfer.store import TRIALS, ResultsStore
 from hptransfer.sweep.trials import Job, grid_runs, point_id, run_key, trial_id, twin_row
 
 
@@ -88,7 +89,8 @@ def _donors(store: ResultsStore, planned: Sequence[Job], reuse: Sequence[Path]) 
         trials = source.read_trials()
         trials = trials[trials["status"] != "error"]
         keys = trials["run_key"].fillna(trials["trial_id"].map(keys_of))
-        for key, row in zip(keys, trials.to_dict("records"), strict=True):
+        rows = pa.Table.from_pandas(trials, schema=TRIALS, preserve_index=False).to_pylist()
+        for key, row in zip(keys, rows, strict=True):  # nulls as None, not NaN
             if isinstance(key, str) and key:
                 donors.setdefault(key, Donor(row, source, label))  # the own folder first
     return donors
