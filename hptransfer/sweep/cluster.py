@@ -55,6 +55,9 @@ def configure_env() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the store is our log
+    # A sweep resumes from the store, never through Tuner.restore: Tune's periodic experiment
+    # checkpoints (pickled searcher and trials, up to 5% of the wall time) buy nothing.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(10**9))
     # Ctrl-C stops the sweep at once (finished runs are already stored), instead of Tune's
     # graceful stop that ends with advice to resume through Tuner.restore.
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")

@@ -43,3 +43,26 @@ def test_tiny_bench_writes_parquet(tmp_path, capsys):
     table = pd.read_parquet(tmp_path / "sweep.parquet")
     assert set(table["method"]) == {"optuna_loop", "ray_tune"} and len(table) == 2
     assert "target not measured" in capsys.readouterr().out
+
+
+def test_many_tiny_runs_are_distinct_and_the_summary_says_what_was_met():
+    from hptransfer.bench import many
+    from hptransfer.sweep.trials import point_id
+
+    assert len({point_id(run) for run in many.tiny_runs(50)}) == 50
+    row = {"trials": 1000, "concurrency": 2, "stored_rows": 1000, "stored_once": True,
+           "wall_s": 300.0, "startup_s": 10.0, "train_s": 40.0, "overhead_per_trial_s": 0.54,
+           "rss_start_mb": 400.0, "rss_growth_mb": 250.0, "load_average": 1.0,
+           "cpus": 2}  # fmt: skip
+    lines = many.summary_lines(pd.DataFrame([row]))
+    assert "exactly once: yes" in lines[0] and "540 ms per trial" in lines[1]
+    assert "250 MB (target < 200: MISSED)" in lines[2]
+
+
+@pytest.mark.slow
+def test_many_tiny_trials_are_each_stored_once(tmp_path, capsys):
+    from hptransfer.cli.main import main
+
+    assert main(["bench", "many", "--trials", "6", "--out", str(tmp_path)]) == 0
+    table = pd.read_parquet(tmp_path / "many.parquet")
+    assert table["stored_once"].all() and (tmp_path / "many.png").is_file()
