@@ -13,16 +13,30 @@ if TYPE_CHECKING:
     from hptransfer.analysis.fit import Fit
 
 
+def local_folder(text: str) -> Path:
+    """argparse type of a results folder: object storage URIs are refused in one line."""
+    from hptransfer.errors import ConfigError
+    from hptransfer.store.folder import local_folder as checked
+
+    try:
+        return checked(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     """The sweep folder argument shared by ``fit`` and ``plot``."""
     parser.add_argument(
         "sweep",
         nargs="?",
-        type=Path,
+        type=local_folder,
         help="results/<sweep> folder (default: the latest sweep under --results)",
     )
     parser.add_argument(
-        "--results", type=Path, default=Path("results"), help="results root (default: results)"
+        "--results",
+        type=local_folder,
+        default=Path("results"),
+        help="results root (default: results)",
     )
 
 

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hptransfer.cli.fit import local_folder
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -26,7 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="attach to a running Ray cluster (host:port); default: the spec's ray.address, "
         "$RAY_ADDRESS, else an embedded local Ray",
     )
-    parser.add_argument("--results", default="results", help="results root (default: results)")
+    parser.add_argument(
+        "--results",
+        type=local_folder,
+        default=Path("results"),
+        help="results root (default: results)",
+    )
     parser.add_argument(
         "--max-concurrent", type=int, help="trials at a time (default: CPUs / cpus_per_trial)"
     )

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hptransfer.cli.fit import local_folder
 from hptransfer.errors import ConfigError
 from hptransfer.param.rules import BUDGET_RULES, COMPLETEDP
 from hptransfer.plan import format_table, plan_header, plan_rows, shape_label
@@ -44,10 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--from",
         dest="source",
-        type=Path,
+        type=local_folder,
         help="results/<sweep> folder or its fit.json (default: the latest fit under --results)",
     )
-    parser.add_argument("--results", type=Path, default=Path("results"), help="results root")
+    parser.add_argument(
+        "--results", type=local_folder, default=Path("results"), help="results root"
+    )
     parser.add_argument(
         "-p", "--parameterization", help="the one transferred (default: supar if fitted)"
     )

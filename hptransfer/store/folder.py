@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hptransfer.errors import ConfigError
+
 RESULTS_ROOT = Path("results")
 TRIALS_FILE = "trials.parquet"
 CURVES_FILE = "curves.parquet"
@@ -52,6 +54,18 @@ def parts_folder(table_file: str) -> str:
 
 def part_file(number: int) -> str:
     return f"part-{number:08d}.parquet"
+
+
+def local_folder(text: str) -> Path:
+    """A results folder on this machine's file system (a shared disk included). Object
+    storage URIs (``s3://``, ``gs://``) are refused in one line: not supported yet."""
+    scheme, sep, _ = text.partition("://")
+    if sep and scheme:
+        raise ConfigError(
+            f"{text}: results on object storage ({scheme}://) are not supported yet; use a "
+            "local or shared-disk folder"
+        )
+    return Path(text)
 
 
 def latest(root: Path, name: str) -> Path | None:
