@@ -159,7 +159,11 @@ class ResultsStore:
             handle.write(f"pid {os.getpid()} on {socket.gethostname()} (since {since})")
             handle.flush()
             try:
-                yield
+                try:
+                    yield
+                except KeyboardInterrupt:  # Ctrl-C, kill: what is stored is whole, keep it so
+                    self.compact()
+                    raise
                 self.compact()  # a finished writer leaves plain tables behind
             finally:
                 handle.truncate(0)
