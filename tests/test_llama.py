@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from hptransfer.analysis.coord_plot import activation_table, spread
+from hptransfer.cli.main import main
 from hptransfer.config import BaseShape, ModelConfig, RunConfig
 from hptransfer.coord_check import check_run, coord_check_runs
 from hptransfer.cost import estimate
@@ -155,3 +157,9 @@ def test_coordinate_check_supar_flat_in_density_and_width_sp_not(activations):
     assert _worst(activations, "supar", "density", HIDDEN) <= 1.25
     assert _worst(activations, "supar", "width", HIDDEN) <= 1.25
     assert _worst(activations, "sp", "density", HIDDEN) > 2  # SP's activations fall
+
+
+def test_plan_cli_block_flag(capsys):
+    assert main(["plan", "--json", "--block", "llama", "--width", "64"]) == 0
+    names = {row["name"] for row in json.loads(capsys.readouterr().out)}
+    assert "blocks.0.ffn.gate.weight" in names and "pos_emb.weight" not in names

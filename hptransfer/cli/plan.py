@@ -9,6 +9,7 @@ import json
 from hptransfer.budget import Horizon, budgeted, factors_line
 from hptransfer.cli.targets import parse_target
 from hptransfer.config import (
+    BLOCKS,
     BaseHPs,
     BaseShape,
     DataConfig,
@@ -52,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model = parser.add_argument_group("model (without a spec)")
     model.add_argument("--kind", default="gpt", choices=("gpt", "mlp"))
     model.add_argument("--width", type=int, default=128)
+    model.add_argument("--block", default="gpt2", choices=BLOCKS, help="GPT block (gpt2)")
     model.add_argument("--depth", type=int, default=2)
     model.add_argument("--heads", type=int, default=4)
     model.add_argument("--context", type=int, default=128)
@@ -80,6 +82,7 @@ def base_run(args: argparse.Namespace) -> RunConfig:
         run = RunConfig(
             model=ModelConfig(
                 kind=args.kind,
+                block=args.block,
                 width=args.width,
                 depth=args.depth,
                 heads=args.heads,
