@@ -186,7 +186,7 @@ def _stable_mask(values: pd.Series, optima: pd.DataFrame) -> np.ndarray:
 def _mark_optima(ax: Axes, optima: pd.DataFrame, color: Any) -> None:
     for row in optima.itertuples():
         err = None
-        if not np.isnan(row.ci95_lo):
+        if pd.notna(row.ci95_lo):  # None in fit.json when a fit has no interval (1 seed)
             err = [[row.value - row.ci95_lo], [row.ci95_hi - row.value]]
         face = color if row.flag == "ok" else "none"
         ax.errorbar(

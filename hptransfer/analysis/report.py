@@ -76,7 +76,7 @@ def _order(name: str) -> tuple[int, float]:
 
 def _cell(row: pd.Series) -> str:
     text = f"2^{row.log2:.2f} (2^{row.argmin_log2:g})"
-    if not math.isnan(row.ci95_lo):
+    if pd.notna(row.ci95_lo):  # None in fit.json when a fit has no interval (1 seed)
         lo, hi = math.log2(row.ci95_lo), math.log2(row.ci95_hi)
         text += " " + interval(lo, hi, row.ci95_cut, "{:.1f}")
     return text if row.flag == "ok" else f"{text} *{row.flag}*"

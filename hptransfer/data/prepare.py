@@ -7,7 +7,8 @@ document is never cut in two), and is tokenized by one of:
 - ``bytes``: its UTF-8 bytes (vocabulary 256, the byte-level corpora's tokens);
 - ``bpe:<vocab>``: a byte-level BPE that Hugging Face ``tokenizers`` trains here, offline, on
   the train split (``<|endoftext|>`` ends every document);
-- a ``tokenizer.json`` file (loaded, never fetched from a hub).
+- a ``tokenizer.json`` file (loaded, never fetched from a hub; ``<|endoftext|>`` ends every
+  document if its vocabulary has that token).
 
 Memory stays bounded: documents are read, tokenized and appended to ``train.bin`` /
 ``val.bin`` a batch at a time (BPE training streams too, keeping word counts). Everything is
