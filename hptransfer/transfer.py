@@ -127,7 +127,8 @@ def source_summary(source: Source, parameterization: str) -> str:
     )
     return (
         f"transfer from sweep {fit.sweep} ({source.sweep_dir / FIT_FILE}: {fit.metric} at "
-        f"{source.proxy_steps} steps, base shape width {base.width}, density {base.density:g})\n"
+        f"{source.proxy_steps} steps, base shape width {base.width}, density {base.density:g}"
+        f"{'' if base.depth is None else f', depth {base.depth}'})\n"
         f"base HPs of {parameterization} (baselines use the same): {hps}"
     )
 

@@ -191,3 +191,12 @@ def test_real_transfer_trains_target_and_baseline(trained: Path, capsys) -> None
     code, again, _ = transfer(capsys, "--from", str(trained), *TARGET)
     assert code == 0 and time.perf_counter() - start < 10
     assert again.splitlines()[-3:] == out.splitlines()[-3:]
+
+
+def test_a_deeper_target_keeps_the_proxy_depth_as_its_base(sweep_dir: Path, capsys) -> None:
+    source = load_source(sweep_dir)
+    (run,) = target_runs(source, Request(parse_targets("depth=4"), "supar"))
+    assert (run.model.depth, run.base.depth, run.multipliers.depth) == (4, 1, 4.0)
+    code, out, _ = transfer(capsys, "--from", str(sweep_dir), "--to", "depth=4", "--dry-run")
+    assert code == 0 and "m_L" not in out  # supar has no depth rules: only the note
+    assert "note: depth 4 differs from the proxy's 1; supar transfers" in out
