@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hptransfer.bench import positive_int
 from hptransfer.config import BaseHPs, BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
 
 RSS_GROWTH_LIMIT_MB = 200.0
@@ -180,19 +181,13 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return int(text)
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "many", help="many tiny trials on Ray: stored once, driver memory, overhead per trial"
     )
-    parser.add_argument("--trials", type=_positive, default=1000, help="trials (default: 1000)")
+    parser.add_argument("--trials", type=positive_int, default=1000, help="trials (default: 1000)")
     parser.add_argument(
-        "--concurrency", type=_positive, default=2, help="trials at a time (default: 2)"
+        "--concurrency", type=positive_int, default=2, help="trials at a time (default: 2)"
     )
     parser.add_argument(
         "--out",

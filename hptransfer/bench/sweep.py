@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hptransfer.bench import positive_int
 from hptransfer.config import BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
 
 TARGET_RATIO = 1.10
@@ -191,12 +192,6 @@ def _seconds(text: str) -> list[float]:
     return values
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return int(text)
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sweep", help="Ray Tune vs a plain Optuna loop: wall time and per-trial overhead"
@@ -205,9 +200,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seconds", type=_seconds, default=[1.0, 4.0, 20.0],
         help="trial lengths to compare, comma-separated (default: 1,4,20)",
     )  # fmt: skip
-    parser.add_argument("--trials", type=_positive, default=16, help="trials (default: 16)")
+    parser.add_argument("--trials", type=positive_int, default=16, help="trials (default: 16)")
     parser.add_argument(
-        "--concurrency", type=_positive, default=2, help="trials at a time (default: 2)"
+        "--concurrency", type=positive_int, default=2, help="trials at a time (default: 2)"
     )
     parser.add_argument(
         "--out", type=Path, default=Path("results/bench"),

@@ -7,6 +7,7 @@ import argparse
 import pandas as pd
 import pytest
 
+from hptransfer.bench import positive_int
 from hptransfer.bench import sweep as bench
 
 
@@ -31,7 +32,7 @@ def test_bad_arguments_are_rejected():
     with pytest.raises(argparse.ArgumentTypeError):
         bench._seconds("1,-2")
     with pytest.raises(argparse.ArgumentTypeError):
-        bench._positive("0")
+        positive_int("0")
 
 
 @pytest.mark.slow
