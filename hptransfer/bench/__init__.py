@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def positive_int(text: str) -> int:
@@ -10,3 +11,23 @@ def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
     return int(text)
+
+
+def positive_ints(text: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated positive integers (``1,2,4``)."""
+    try:
+        return tuple(positive_int(item.strip()) for item in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers; got {text!r}"
+        ) from None
+
+
+def add_out_folder(parser: argparse.ArgumentParser, *files: str) -> None:
+    """``--out``: the folder every benchmark writes its named files into."""
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/bench"),
+        help=f"folder for {', '.join(files)} (default: results/bench)",
+    )

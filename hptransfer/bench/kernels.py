@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from hptransfer.bench import add_out_folder, positive_int, positive_ints
 from hptransfer.config import BLOCK_SIZES
 from hptransfer.kernels.block_layout import block_layout
 from hptransfer.kernels.torch_masked import torch_masked_linear
@@ -259,24 +260,6 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
 # ----------------------------------------------------------------------------- command line
 
 
-def _positive_ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        message = f"expected comma-separated integers; got {text!r}"
-        raise argparse.ArgumentTypeError(message) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers; got {text!r}")
-    return values
-
-
-def _positive_int(text: str) -> int:
-    (value,) = _positive_ints(text) if "," not in text else (0,)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected one positive integer; got {text!r}")
-    return value
-
-
 def _densities(text: str) -> tuple[float, ...]:
     def one(item: str) -> float:
         num, slash, den = item.partition("/")
@@ -300,14 +283,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--sizes",
-        type=_positive_ints,
+        type=positive_ints,
         default=SIZES,
         metavar="D,...",
         help="layer widths d (default: 1024,4096,8192)",
     )
     parser.add_argument(
         "--tokens",
-        type=_positive_ints,
+        type=positive_ints,
         default=TOKENS,
         metavar="T,...",
         help="rows of x (default: 4096,16384)",
@@ -336,22 +319,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--rounds",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="interleaved rounds, median kept (default: 5 on a CPU, 1 on a GPU)",
     )
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="CPU threads for torch (default: torch's own choice)",
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("results/bench"),
-        help="folder for kernels.parquet and kernels.png (default: results/bench)",
-    )
+    add_out_folder(parser, "kernels.parquet", "kernels.png")
     parser.set_defaults(func=run)
 
 

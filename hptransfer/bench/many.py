@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hptransfer.bench import positive_int
+from hptransfer.bench import add_out_folder, positive_int
 from hptransfer.config import BaseHPs, BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
 
 RSS_GROWTH_LIMIT_MB = 200.0
@@ -189,12 +189,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--concurrency", type=positive_int, default=2, help="trials at a time (default: 2)"
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("results/bench"),
-        help="folder for many.parquet and many.png (default: results/bench)",
-    )
+    add_out_folder(parser, "many.parquet", "many.png")
     parser.set_defaults(func=run)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hptransfer.bench import add_out_folder
 from hptransfer.store import atomic_write, write_frame, write_text
 
 MIB = 2**20
@@ -118,20 +119,20 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("prepare", help="data prepare throughput (MiB/s of input)")
     parser.add_argument("--vocab", type=int, default=4096, help="BPE vocabulary (4096)")
-    parser.add_argument("--out", type=Path, default=Path("results/bench/prepare.parquet"))
+    add_out_folder(parser, "prepare.parquet", "prepare.png", "prepare.md")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="hpt-bp-") as root:
         table = run_bench(args.vocab, Path(root))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_frame(args.out, table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path, figure, summary = (args.out / f"prepare.{ext}" for ext in ("parquet", "png", "md"))
+    write_frame(path, table)
     text = table.round(3).to_string(index=False)
-    figure = args.out.with_suffix(".png")
     plot(table, figure)
     write_text(
-        args.out.with_suffix(".md"),
+        summary,
         "# bench prepare: `hptransfer data prepare` on the shipped Shakespeare\n\n"
         f"```text\n{text}\n```\n\nmib_per_s: MiB of input files (text, JSON lines, "
         "compressed Parquet) per second of the whole command (hashing the inputs, "
@@ -140,5 +141,5 @@ def run(args: argparse.Namespace) -> int:
         "which the neighbours' load changes less. load_avg_1min: this machine's load while "
         f"each row ran ({len(os.sched_getaffinity(0))} CPUs).\n",
     )
-    print(f"wrote {args.out}, {figure} and {args.out.with_suffix('.md')}")
+    print(f"wrote {path}, {figure} and {summary}")
     return 0

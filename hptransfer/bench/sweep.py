@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hptransfer.bench import positive_int
+from hptransfer.bench import add_out_folder, positive_int
 from hptransfer.config import BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
 
 TARGET_RATIO = 1.10
@@ -204,10 +204,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--concurrency", type=positive_int, default=2, help="trials at a time (default: 2)"
     )
-    parser.add_argument(
-        "--out", type=Path, default=Path("results/bench"),
-        help="folder for sweep.parquet (default: results/bench)",
-    )  # fmt: skip
+    add_out_folder(parser, "sweep.parquet")
     parser.set_defaults(func=run)
 
 

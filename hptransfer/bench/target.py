@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hptransfer.bench import add_out_folder, positive_ints
 from hptransfer.config import BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
 from hptransfer.data import load_dataset
 from hptransfer.store import write_frame, write_text
@@ -98,20 +99,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--workers", default="1,2", help="worker counts (default: 1,2)")
-    parser.add_argument("--out", type=Path, default=Path("results/bench/target.parquet"))
+    parser.add_argument(
+        "--workers", type=positive_ints, default=(1, 2), help="worker counts (default: 1,2)"
+    )
+    add_out_folder(parser, "target.parquet", "target.md")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hptransfer.errors import ConfigError
-
-    try:
-        counts = [int(w) for w in args.workers.split(",")]
-    except ValueError:
-        raise ConfigError(
-            f"--workers must be comma-separated integers; got {args.workers!r}"
-        ) from None
+    counts = args.workers
     config = bench_run(args)
     rows = []
     with tempfile.TemporaryDirectory(prefix="hpt-bt-", dir="/tmp") as root:
@@ -125,11 +121,11 @@ def run(args: argparse.Namespace) -> int:
     shown = [c for c in table.columns if c not in ("strategy", "precision", "seq_len", "batch")]
     text = table[shown].round(3).to_string(index=False)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_frame(args.out, table)
-    summary = args.out.with_suffix(".md")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path, summary = args.out / "target.parquet", args.out / "target.md"
+    write_frame(path, table)
     write_text(summary, _summary(config, table, text))
-    print(f"wrote {args.out} and {summary}")
+    print(f"wrote {path} and {summary}")
     return 0
 
 

@@ -19,13 +19,13 @@ import dataclasses
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from hptransfer.bench import add_out_folder
 from hptransfer.bench.kernels import device_name
 from hptransfer.config import BaseShape, DataConfig, ModelConfig, RunConfig
 from hptransfer.models import MaskedLinear, build_model, plan_parameters
@@ -129,7 +129,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=5, help="steps per timed round")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("results/bench/train.parquet"))
+    add_out_folder(parser, "train.parquet")
     parser.set_defaults(func=run)
 
 
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         f"{args.threads} thread(s) on {table['device'][0]}"
     )
     print(table[["variant", "steps_per_s", "ratio_vs_nn_linear"]].round(3).to_string(index=False))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_frame(args.out, table)
-    print(f"wrote {args.out}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_frame(args.out / "train.parquet", table)
+    print(f"wrote {args.out / 'train.parquet'}")
     return 0

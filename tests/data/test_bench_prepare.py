@@ -14,7 +14,7 @@ def test_bench_prepare_writes_table_figure_and_summary(tmp_path, monkeypatch, ca
     plays = {f"play-{i}": f"ACT {i}. Enter a king; exeunt all. " * (20 + i) for i in range(12)}
     monkeypatch.setattr(shakespeare, "load_plays", lambda: plays)
     out = tmp_path / "bench" / "prepare.parquet"
-    assert main(["bench", "prepare", "--vocab", "300", "--out", str(out)]) == 0
+    assert main(["bench", "prepare", "--vocab", "300", "--out", str(out.parent)]) == 0
     table = pd.read_parquet(out)
     assert list(table["input"]) == ["text", "jsonl", "parquet", "jsonl", "jsonl", "parquet"]
     assert (table["mib_per_s"] > 0).all() and (table["mib_per_cpu_s"] > 0).all()
