@@ -41,7 +41,7 @@ from hptransfer.param.rules import (
     budget_rule_name,
     fitted_rule,
 )
-from hptransfer.store import ResultsStore
+from hptransfer.store import ResultsStore, location
 from hptransfer.store.folder import (
     FIT_FILE,
     SPEC_FILE,
@@ -101,7 +101,7 @@ class Source:
 
 def load_source(path: Path | None, results_root: Path = Path("results")) -> Source:
     """The sweep at ``path`` (its folder or fit.json), else the one with the latest fit."""
-    path = Path(path) if path is not None else latest_fit(results_root)
+    path = location(path) if path is not None else latest_fit(results_root)
     sweep_dir = path.parent if path.name == FIT_FILE else path
     if not ResultsStore(sweep_dir).exists():
         raise ResultsError(

@@ -107,7 +107,7 @@ from hptransfer.analysis.joint import JointOptimum, locate_joint
 from hptransfer.analysis.optimum import CLIFF, estimate
 from hptransfer.config import BaseHPs, BaseShape
 from hptransfer.errors import ConfigError, DataError, FormatVersionError, ResultsError
-from hptransfer.store import write_text
+from hptransfer.store import location, write_text
 from hptransfer.store.folder import (
     CURVES_FILE,
     FIT_FILE,
@@ -731,7 +731,7 @@ def _grid(s: _Slice, row: dict[str, Any], trials: pd.DataFrame) -> HorizonGrid:
 
 def fit_sweep(sweep_dir: Path, settings: FitSettings | None = None) -> Fit:
     """Fit the sweep stored in ``sweep_dir`` (trials.parquet, optional spec.yaml)."""
-    sweep_dir, settings = Path(sweep_dir), settings or FitSettings()
+    sweep_dir, settings = location(sweep_dir), settings or FitSettings()
     trials = read_fit_trials(sweep_dir, settings)
     data = results.read_spec_section(sweep_dir, "data")
     return fit_trials(
@@ -873,7 +873,7 @@ def drift_summary(fit: Fit) -> pd.DataFrame:
 
 def write_fit(fit: Fit, sweep_dir: Path) -> Path:
     """Write ``sweep_dir/fit.json`` atomically (temporary file, then rename)."""
-    path = Path(sweep_dir) / FIT_FILE
+    path = location(sweep_dir) / FIT_FILE
     if path.is_file():
         _check_version(_fit_doc(path), path)  # never replace a newer hptransfer's fit
     write_text(path, json.dumps(fit.to_json(), indent=1, allow_nan=False) + "\n")
@@ -885,7 +885,7 @@ def current_fit(sweep_dir: Path, settings: FitSettings | None = None) -> tuple[F
 
     The flag says whether fit.json was used.
     """
-    path, trials = Path(sweep_dir) / FIT_FILE, Path(sweep_dir) / TRIALS_FILE
+    path, trials = location(sweep_dir) / FIT_FILE, location(sweep_dir) / TRIALS_FILE
     if path.is_file() and trials.is_file() and path.stat().st_mtime >= trials.stat().st_mtime:
         return load_fit(path), True
     return fit_sweep(sweep_dir, settings), False
@@ -893,7 +893,7 @@ def current_fit(sweep_dir: Path, settings: FitSettings | None = None) -> tuple[F
 
 def load_fit(path: Path) -> Fit:
     """Read fit.json (``path`` is the file or its sweep folder)."""
-    path = Path(path)
+    path = location(path)
     if path.is_dir():
         path = path / FIT_FILE
     if not path.is_file():

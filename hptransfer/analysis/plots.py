@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from hptransfer.analysis import fit as fitting
 from hptransfer.analysis import results
 from hptransfer.analysis.regret import read_regret
-from hptransfer.store import atomic_write
+from hptransfer.store import atomic_write, location
 from hptransfer.store.folder import PLOTS_DIR, TRANSFER_CURVES_FILE, TRANSFER_FILE
 
 FORMATS = ("png", "svg")
@@ -404,6 +404,6 @@ def sweep_figures(sweep_dir: Path, fit: fitting.Fit) -> Iterator[tuple[str, Figu
 
 def write_plots(sweep_dir: Path, fit: fitting.Fit) -> list[Path]:
     """Draw every figure of ``sweep_dir`` into ``sweep_dir/plots``; the written paths."""
-    out_dir = Path(sweep_dir) / PLOTS_DIR
-    figures = sweep_figures(Path(sweep_dir), fit)
+    out_dir = location(sweep_dir) / PLOTS_DIR
+    figures = sweep_figures(location(sweep_dir), fit)
     return [path for stem, fig in figures for path in save_figure(fig, out_dir, stem)]

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from hptransfer.analysis import results
 from hptransfer.analysis.paired import paired_difference
-from hptransfer.store import atomic_write
+from hptransfer.store import atomic_write, location
 from hptransfer.store.folder import REGRET_FILE
 from hptransfer.store.schema import VERSION_METADATA
 
@@ -162,7 +162,7 @@ def _interval_text(lo: float, hi: float) -> str:
 
 def write_regret(table: pd.DataFrame, sweep_dir: Path) -> Path:
     """Merge ``table`` into ``sweep_dir/regret.parquet`` (its targets replace stored rows)."""
-    path = Path(sweep_dir) / REGRET_FILE
+    path = location(sweep_dir) / REGRET_FILE
     stored = read_regret(sweep_dir)
     if stored is not None:
         keys = [*TARGET_AXES, "parameterization"]
@@ -177,5 +177,5 @@ def write_regret(table: pd.DataFrame, sweep_dir: Path) -> Path:
 
 def read_regret(sweep_dir: Path) -> pd.DataFrame | None:
     """The stored regret table, or None if ``transfer --regret`` never ran here."""
-    path = Path(sweep_dir) / REGRET_FILE
+    path = location(sweep_dir) / REGRET_FILE
     return results.read_table(path, COLUMNS) if path.is_file() else None

@@ -15,7 +15,7 @@ import pandas as pd
 
 from hptransfer.config import BaseHPs
 from hptransfer.errors import ResultsError
-from hptransfer.store import ResultsStore, read_frame
+from hptransfer.store import Location, ResultsStore, location, read_frame
 from hptransfer.store.folder import (
     CURVES_FILE,
     RESULTS_ROOT,
@@ -43,7 +43,7 @@ TRIAL_COLUMNS = (
 CURVE_COLUMNS = ("trial_id", "step")
 
 
-def latest_sweep(root: Path = RESULTS_ROOT) -> Path:
+def latest_sweep(root: Location = RESULTS_ROOT) -> Location:
     """The sweep folder under ``root`` whose trials were stored last."""
     found = [p for name in (TRIALS_FILE, parts_folder(TRIALS_FILE)) if (p := latest(root, name))]
     table = max(found, key=lambda p: p.stat().st_mtime, default=None)
@@ -52,6 +52,14 @@ def latest_sweep(root: Path = RESULTS_ROOT) -> Path:
             f"no sweep results under {root}/ (no */{TRIALS_FILE}): run `hptransfer sweep` first"
         )
     return table.parent
+
+
+def find_sweep(
+    sweep: str | Location | None = None, root: str | Location = RESULTS_ROOT
+) -> Location:
+    """The sweep folder ``sweep`` (a path, or an object storage URI such as
+    ``s3://bucket/results/proxy``), or when None the latest sweep under ``root``."""
+    return location(sweep) if sweep else latest_sweep(location(root))
 
 
 def read_table(path: Path, required: Sequence[str]) -> pd.DataFrame:
@@ -84,7 +92,7 @@ def _checked(frame: pd.DataFrame, required: Sequence[str], path: Path) -> pd.Dat
 
 def read_spec_section(sweep_dir: Path, section: str) -> dict[str, Any]:
     """One top-level section of spec.yaml (e.g. ``data``); empty when absent or unreadable."""
-    path = Path(sweep_dir) / SPEC_FILE
+    path = location(sweep_dir) / SPEC_FILE
     if not path.is_file():
         return {}
     import yaml
@@ -103,7 +111,7 @@ def read_spec_base(sweep_dir: Path) -> dict[str, Any] | None:
 
     Accepts ``base`` at the top level or one level down (e.g. under ``model``).
     """
-    path = Path(sweep_dir) / SPEC_FILE
+    path = location(sweep_dir) / SPEC_FILE
     if not path.is_file():
         return None
     import yaml

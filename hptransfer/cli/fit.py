@@ -11,16 +11,18 @@ from hptransfer.store.folder import SPEC_FILE
 
 if TYPE_CHECKING:
     from hptransfer.analysis.fit import Fit
+    from hptransfer.store.location import Location
 
 
-def local_folder(text: str) -> Path:
-    """argparse type of a results folder: object storage URIs are refused in one line."""
-    from hptransfer.errors import ConfigError
-    from hptransfer.store.folder import local_folder as checked
+def results_folder(text: str) -> Location:
+    """argparse type of a results folder: a local path, or an object storage URI (checked
+    now: a missing bucket, missing credentials or unreachable storage is one line)."""
+    from hptransfer.errors import ResultsError
+    from hptransfer.store.folder import results_folder as checked
 
     try:
         return checked(text)
-    except ConfigError as exc:
+    except ResultsError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -29,21 +31,23 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "sweep",
         nargs="?",
-        type=local_folder,
-        help="results/<sweep> folder (default: the latest sweep under --results)",
+        type=results_folder,
+        help="results/<sweep> folder or URI, e.g. s3://bucket/results/proxy (default: the "
+        "latest sweep under --results)",
     )
     parser.add_argument(
         "--results",
-        type=local_folder,
+        type=results_folder,
         default=Path("results"),
-        help="results root (default: results)",
+        help="results root: a folder, or object storage such as s3://bucket/results "
+        "(default: results)",
     )
 
 
-def sweep_folder(args: argparse.Namespace) -> Path:
-    from hptransfer.analysis.results import latest_sweep
+def sweep_folder(args: argparse.Namespace) -> Location:
+    from hptransfer.analysis.results import find_sweep
 
-    return args.sweep if args.sweep is not None else latest_sweep(args.results)
+    return find_sweep(args.sweep, args.results)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

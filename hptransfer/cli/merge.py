@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from hptransfer.cli.fit import results_folder
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,9 +16,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Re-running replaces the earlier merge. The runs must share base shape, corpus, "
         "optimizer and steps.",
     )
-    parser.add_argument("sweeps", nargs="+", type=Path, help="results/<sweep> folders")
     parser.add_argument(
-        "--into", type=Path, required=True, help="the study folder, e.g. results/lr_vs_density"
+        "sweeps", nargs="+", type=results_folder, help="results/<sweep> folders (or URIs)"
+    )
+    parser.add_argument(
+        "--into",
+        type=results_folder,
+        required=True,
+        help="the study folder, e.g. results/lr_vs_density or s3://bucket/results/study",
     )
     parser.add_argument(
         "--only",

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hptransfer.cli.fit import local_folder
+from hptransfer.cli.fit import results_folder
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,9 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--results",
-        type=local_folder,
+        type=results_folder,
         default=Path("results"),
-        help="results root (default: results)",
+        help="results root: a folder, or object storage such as s3://bucket/results "
+        "(default: results)",
     )
     parser.add_argument(
         "--max-concurrent", type=int, help="trials at a time (default: CPUs / cpus_per_trial)"
@@ -51,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--reuse",
         action="append",
-        type=Path,
+        type=results_folder,
         default=[],
         metavar="FOLDER",
         help="another sweep's folder (repeatable): a run whose model is stored there is "
@@ -134,6 +135,6 @@ def _run(spec: SweepSpec, args: argparse.Namespace, execution: Execution) -> Swe
         )
         return outcomes[-1].trials
 
-    stored = None if args.new else ResultsStore(Path(args.results) / spec.name).read_spec()
+    stored = None if args.new else ResultsStore(args.results / spec.name).read_spec()
     auto_extend(covering(spec, stored), once, execution.out)
     return outcomes[-1]

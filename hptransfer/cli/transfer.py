@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hptransfer.cli.fit import local_folder
+from hptransfer.cli.fit import results_folder
 from hptransfer.errors import ConfigError
 from hptransfer.param.rules import BUDGET_RULES, COMPLETEDP
 from hptransfer.plan import format_table, plan_header, plan_rows, shape_label
@@ -45,11 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--from",
         dest="source",
-        type=local_folder,
+        type=results_folder,
         help="results/<sweep> folder or its fit.json (default: the latest fit under --results)",
     )
     parser.add_argument(
-        "--results", type=local_folder, default=Path("results"), help="results root"
+        "--results",
+        type=results_folder,
+        default=Path("results"),
+        help="results root (a folder or an object storage URI)",
     )
     parser.add_argument(
         "-p", "--parameterization", help="the one transferred (default: supar if fitted)"
@@ -194,6 +197,13 @@ def _target(
         if args.restart:
             raise ConfigError("--restart applies to targets on Ray Train (give --workers)")
         return None
+    if not isinstance(source.sweep_dir, Path):
+        raise ConfigError(
+            f"targets on Ray Train keep their checkpoints and live logs in a folder on a local "
+            f"or shared disk; {source.sweep_dir} is in object storage: use a local --results "
+            "for them, or train the targets as Ray Tune trials (without --workers and a "
+            "target: section), which store into object storage"
+        )
     base = dataclasses.asdict(source.spec.target) if source.spec.target else {}
     for flag, key in (("cpus", "cpus_per_worker"), ("gpus", "gpus_per_worker")):
         if getattr(args, flag) is not None:

@@ -17,7 +17,8 @@ A sweep folder ``results/<sweep>/`` holds:
 - ``plots/``: figures; ``ray/``: Tune state and Ray's temp dir while a sweep runs;
 - ``sweep.lock``: the writer lock, naming its holder.
 
-Nothing outside :mod:`hptransfer.store` spells these names or globs a results root; a
+The folder is local or in object storage (:mod:`hptransfer.store.location`). Nothing
+outside :mod:`hptransfer.store` spells these names or globs a results root; a
 module that adds a file to the folder adds its name here.
 """
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hptransfer.errors import ConfigError
+from hptransfer.store.location import Location, location
 
 RESULTS_ROOT = Path("results")
 TRIALS_FILE = "trials.parquet"
@@ -56,19 +57,13 @@ def part_file(number: int) -> str:
     return f"part-{number:08d}.parquet"
 
 
-def local_folder(text: str) -> Path:
-    """A results folder on this machine's file system (a shared disk included). Object
-    storage URIs (``s3://``, ``gs://``) are refused in one line: not supported yet."""
-    scheme, sep, _ = text.partition("://")
-    if sep and scheme:
-        raise ConfigError(
-            f"{text}: results on object storage ({scheme}://) are not supported yet; use a "
-            "local or shared-disk folder"
-        )
-    return Path(text)
+def results_folder(text: str) -> Location:
+    """A results folder: on this machine's file system (a shared disk included), or in
+    object storage named by a URI (``s3://bucket/prefix``, ``gs://...``), checked now."""
+    return location(text)
 
 
-def latest(root: Path, name: str) -> Path | None:
+def latest(root: Location, name: str) -> Location | None:
     """The ``<root>/*/<name>`` modified last, or None when there is none."""
-    paths = sorted(Path(root).glob(f"*/{name}"), key=lambda p: p.stat().st_mtime)
+    paths = sorted(location(root).glob(f"*/{name}"), key=lambda p: p.stat().st_mtime)
     return paths[-1] if paths else None

@@ -1,7 +1,9 @@
 """The one way files under results/ are read and written.
 
-Writes are atomic (temp file in the same folder, fsync, ``os.replace``, fsync of the folder):
-a crash leaves the previous complete file, never a partial one. Parquet is read whole through
+Writes are atomic: on a local disk a temp file in the same folder, fsync, ``os.replace``,
+fsync of the folder; in object storage (:class:`~hptransfer.store.location.ObjectPath`) the
+content serialised in memory, then uploaded in one request that publishes it whole. A crash
+leaves the previous complete file, never a partial one. Parquet is read whole through
 one open handle with page checksums verified, so a flipped byte is an error naming the file,
 never a silently different number.
 """
@@ -9,10 +11,10 @@ never a silently different number.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
@@ -20,11 +22,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hptransfer.errors import ResultsError
+from hptransfer.store.location import Location, ObjectPath
 from hptransfer.store.schema import check_readable
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write ``path`` via a temp file in the same folder, fsync, then ``os.replace``."""
+def atomic_write(path: Location, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write ``path`` via a temp file in the same folder, fsync, then ``os.replace``; an
+    object is written to memory, then published in one upload."""
+    if isinstance(path, ObjectPath):
+        buffer = io.BytesIO()
+        write(buffer)
+        path.write_bytes(buffer.getvalue())
+        return
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "xb") as handle:
@@ -43,34 +52,34 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
         os.close(directory)
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: Location, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def write_table(path: Path, table: pa.Table) -> None:
+def write_table(path: Location, table: pa.Table) -> None:
     """Write an Arrow table as Parquet with page checksums, atomically."""
     atomic_write(path, lambda f: pq.write_table(table, f, write_page_checksum=True))
 
 
-def write_frame(path: Path, frame: pd.DataFrame) -> None:
+def write_frame(path: Location, frame: pd.DataFrame) -> None:
     """Write a tidy DataFrame (coord-check records, benchmarks) as Parquet, atomically."""
     atomic_write(path, lambda f: frame.to_parquet(f, index=False))
 
 
-def read_table(path: Path) -> pa.Table:
+def read_table(path: Location) -> pa.Table:
     """Read a whole Parquet file; a corrupt or cut one is a :class:`ResultsError` naming the
     file and the way out, and the file is left as it was."""
     try:
         # One open handle: a path is opened more than once by pyarrow, and a writer's
         # os.replace in between would pair one file's footer with another's pages.
-        with open(path, "rb") as handle:
+        with open_input(path) as handle:
             return pq.read_table(handle, page_checksum_verification=True)
     except (OSError, pa.ArrowException) as exc:
         raise _corrupt(path, exc) from None
 
 
-def read_frame(path: Path, required: Sequence[str] = ()) -> pd.DataFrame:
+def read_frame(path: Location, required: Sequence[str] = ()) -> pd.DataFrame:
     """A Parquet file as a DataFrame, checking that it exists and has ``required`` columns."""
     if not path.is_file():
         raise ResultsError(f"{path} not found: run `hptransfer sweep` first")
@@ -86,7 +95,12 @@ def read_frame(path: Path, required: Sequence[str] = ()) -> pd.DataFrame:
     return frame
 
 
-def _corrupt(path: Path, exc: Exception) -> ResultsError:
+def open_input(path: Location) -> IO[bytes] | pa.BufferReader:
+    """One open handle on a whole file (an object: read in one request)."""
+    return path.open_input() if isinstance(path, ObjectPath) else open(path, "rb")
+
+
+def _corrupt(path: Location, exc: Exception) -> ResultsError:
     detail = " ".join(str(exc).split())[:200]
     return ResultsError(
         f"{path} is corrupt or unreadable ({detail}); it was left unchanged: restore it from a "

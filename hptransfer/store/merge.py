@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,7 @@ from hptransfer.config import parse_fraction
 from hptransfer.errors import ConfigError, ResultsError
 from hptransfer.store.folder import SOURCES_FILE, SPEC_FILE, TRIALS_FILE
 from hptransfer.store.io import write_table, write_text
+from hptransfer.store.location import Location, location
 from hptransfer.store.parquet import ResultsStore
 from hptransfer.store.schema import CURVES, TRIALS
 
@@ -36,13 +36,13 @@ Selection = dict[tuple[str, ...], tuple[tuple[str | int | float, ...], ...]]
 
 @dataclass(frozen=True)
 class MergeOutcome:
-    directory: Path
+    directory: Location
     runs: int
     taken: dict[str, int]  # source folder -> runs taken from it
 
 
 def merge_sweeps(
-    sources: Sequence[str | Path], target: str | Path, only: Selection | None = None
+    sources: Sequence[str | Location], target: str | Location, only: Selection | None = None
 ) -> MergeOutcome:
     """Write the union of the sources' runs into ``target``, replacing an earlier merge.
 
@@ -52,7 +52,7 @@ def merge_sweeps(
     folder, no run is selected, or the runs differ in base shape, corpus, optimizer or steps
     (a fit over them would compare unlike runs).
     """
-    paths, target = [Path(s) for s in sources], Path(target)
+    paths, target = [location(s) for s in sources], location(target)
     _check_folders(paths, target)
     stores = [ResultsStore(path) for path in paths]
     trials = pd.concat(
@@ -78,7 +78,7 @@ def merge_sweeps(
     return MergeOutcome(target, len(trials), taken)
 
 
-def _check_folders(sources: list[Path], target: Path) -> None:
+def _check_folders(sources: list[Location], target: Location) -> None:
     if not sources:
         raise ConfigError("give at least one sweep folder to merge")
     for source in sources:
@@ -100,7 +100,7 @@ def _check_comparable(trials: pd.DataFrame) -> None:
             )
 
 
-def _write_table(path: Path, frame: pd.DataFrame, schema: pa.Schema) -> None:
+def _write_table(path: Location, frame: pd.DataFrame, schema: pa.Schema) -> None:
     table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
     write_table(path, table)
 

@@ -43,7 +43,9 @@ from hptransfer.store.folder import (
     part_file,
     parts_folder,
 )
-from hptransfer.store.io import read_table, write_table, write_text
+from hptransfer.store.io import open_input, read_table, write_table, write_text
+from hptransfer.store.lease import lease
+from hptransfer.store.location import Location, location
 from hptransfer.store.schema import CURVES, TRIALS, VERSION_METADATA, check_readable, upgrade
 
 REPLACES_KEY = b"hptransfer.replaces"  # a part's metadata: the trial ids whose rows it replaces
@@ -60,12 +62,12 @@ class ResultsStore:
 
     def __init__(
         self,
-        directory: str | Path,
+        directory: str | Location,
         *,
         trials_file: str = TRIALS_FILE,
         curves_file: str = CURVES_FILE,
     ):
-        self.directory = Path(directory)
+        self.directory = location(directory)
         self.trials_path = self.directory / trials_file
         self.curves_path = self.directory / curves_file
         self.spec_path = self.directory / SPEC_FILE
@@ -136,7 +138,8 @@ class ResultsStore:
     def lock(self) -> Iterator[None]:
         """Hold the folder's writer lock (one sweep writes a results folder at a time).
 
-        The holder writes who it is into ``sweep.lock``, so a refused process can say.
+        The holder writes who it is into ``sweep.lock``, so a refused process can say. On
+        a local disk it is a file lock; in object storage a lease (:mod:`.lease`).
         """
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -144,33 +147,17 @@ class ResultsStore:
             raise ResultsError(
                 f"cannot create the results folder {self.directory}: {exc.strerror or exc}"
             ) from None
-        with open(self.directory / LOCK_FILE, "a+") as handle:
+        hold = _file_lock if isinstance(self.directory, Path) else lease
+        with hold(self.directory / LOCK_FILE):
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another hptransfer process"
-                raise ResultsError(
-                    f"{self.directory} is in use by {holder}; wait for it to finish or use "
-                    "another sweep name"
-                ) from None
-            handle.truncate(0)
-            since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-            handle.write(f"pid {os.getpid()} on {socket.gethostname()} (since {since})")
-            handle.flush()
-            try:
-                try:
-                    yield
-                except KeyboardInterrupt:  # Ctrl-C, kill: what is stored is whole, keep it so
-                    self.compact()
-                    raise
-                self.compact()  # a finished writer leaves plain tables behind
-            finally:
-                handle.truncate(0)
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                yield
+            except KeyboardInterrupt:  # Ctrl-C, kill: what is stored is whole, keep it so
+                self.compact()
+                raise
+            self.compact()  # a finished writer leaves plain tables behind
 
     def _read(
-        self, path: Path, parts: Path, schema: pa.Schema, folded: list[Path] | None = None
+        self, path: Location, parts: Location, schema: pa.Schema, folded: list | None = None
     ) -> pa.Table:
         """The table: its compacted file with the part files (``folded``, default all)
         applied in order, each replacing the earlier rows of the trials it lists.
@@ -194,7 +181,8 @@ class ResultsStore:
         for path in (self.curves_path, self.trials_path):
             if path.exists():
                 try:
-                    schema = pq.read_schema(path)
+                    with open_input(path) as handle:
+                        schema = pq.read_schema(handle)
                 except (OSError, pa.ArrowException):
                     continue  # a damaged table: the next full read says so
                 check_readable(schema, path)
@@ -206,7 +194,7 @@ class ResultsStore:
 
     def _write_part(
         self,
-        folder: Path,
+        folder: Location,
         number: int,
         schema: pa.Schema,
         rows: Sequence[dict[str, Any]],
@@ -223,15 +211,42 @@ class ResultsStore:
         parts = len(_parts(self.trials_parts))
         if parts < COMPACT_MIN_PARTS:
             return False
-        rows = pq.read_metadata(self.trials_path).num_rows if self.trials_path.exists() else 0
+        rows = 0
+        if self.trials_path.exists():
+            with open_input(self.trials_path) as handle:
+                rows = pq.read_metadata(handle).num_rows
         return parts * COMPACT_GROWTH >= rows
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path``, its holder written into it."""
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another hptransfer process"
+            raise ResultsError(
+                f"{path.parent} is in use by {holder}; wait for it to finish or use another "
+                "sweep name"
+            ) from None
+        handle.truncate(0)
+        since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} (since {since})")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class _PartVanished(Exception):
     """A listed part file was deleted (folded into its table) before it was read."""
 
 
-def _apply_parts(table: pa.Table, parts: list[Path], schema: pa.Schema) -> pa.Table:
+def _apply_parts(table: pa.Table, parts: list[Location], schema: pa.Schema) -> pa.Table:
     tables, replaced = [table], [[]]
     for part in parts:
         try:
@@ -253,12 +268,12 @@ def _apply_parts(table: pa.Table, parts: list[Path], schema: pa.Schema) -> pa.Ta
     return pa.concat_tables(reversed(kept))
 
 
-def _parts(folder: Path) -> list[Path]:
+def _parts(folder: Location) -> list[Location]:
     """A table's part files, in the order they were written."""
     return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
 
 
-def _read_file(path: Path, schema: pa.Schema, table: pa.Table | None = None) -> pa.Table:
+def _read_file(path: Location, schema: pa.Schema, table: pa.Table | None = None) -> pa.Table:
     """A table file (or its already-read ``table``) in the current format; none: empty."""
     if table is None and not path.exists():
         return schema.empty_table()

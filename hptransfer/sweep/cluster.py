@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from hptransfer.errors import BackendUnavailableError, ConfigError
 from hptransfer.store.folder import RAY_DIR
+from hptransfer.store.location import Location, ObjectPath, remove_tree
 from hptransfer.sweep.spec import Resources
 
 # Ray's Unix socket paths (<temp>/session_<date>_<pid>/sockets/plasma_store) must stay
@@ -64,7 +65,7 @@ def configure_env() -> None:
 
 
 @contextlib.contextmanager
-def ray_session(directory: Path, execution: Execution) -> Iterator[int]:
+def ray_session(directory: Location, execution: Execution) -> Iterator[int]:
     """Start an embedded Ray (or attach to ``execution.address``); yield concurrent slots."""
     configure_env()
     import ray
@@ -98,7 +99,7 @@ def _own_sigterm_handler() -> Iterator[None]:
         signal.signal(signal.SIGTERM, handler if handler is not None else signal.SIG_DFL)
 
 
-def _init_ray(directory: Path, execution: Execution) -> Path | None:
+def _init_ray(directory: Location, execution: Execution) -> Path | None:
     """``ray.init``, embedded (returns its temp dir) or attached (returns None)."""
     import ray
 
@@ -164,25 +165,36 @@ def check_execution(execution: Execution) -> None:
         )
 
 
-def clear_killed_session(directory: Path, execution: Execution) -> None:
+def clear_killed_session(directory: Location, execution: Execution) -> None:
     """Remove what a killed sweep left of its Ray in ``directory`` (the caller holds the
     sweep's lock, so no live session uses it): Tune's state, and the embedded Ray's temp
     dir unless ``execution.verbose`` (whose runs keep their logs)."""
-    shutil.rmtree(ray_working_dir(directory) / TUNE_NAME, ignore_errors=True)
+    remove_tree(ray_working_dir(directory) / TUNE_NAME)
     if not execution.verbose and not _address(execution):
         shutil.rmtree(ray_temp_dir(directory), ignore_errors=True)
 
 
-def ray_working_dir(directory: Path) -> Path:
+def ray_working_dir(directory: Location) -> Location:
     """``<sweep>/ray``: Tune's run state (removed after each fit: results live in the store)
-    and, where the path is short enough, the embedded Ray's temp dir; git-ignored."""
+    and, where the path is short enough, the embedded Ray's temp dir; git-ignored. In
+    object storage too (Tune writes there through pyarrow, see :func:`tune_storage`)."""
     return directory.resolve() / RAY_DIR
 
 
-def ray_temp_dir(directory: Path) -> Path:
-    """``<results>/<sweep>/ray/tmp`` if short enough for Ray's sockets, else a /tmp path."""
+def tune_storage(directory: Location) -> dict[str, Any]:
+    """``tune.RunConfig``'s storage arguments for Tune's state of the sweep in ``directory``:
+    a local path, or a path in the results' object storage with its pyarrow filesystem."""
+    storage = ray_working_dir(directory)
+    if isinstance(storage, ObjectPath):
+        return {"storage_path": storage.path, "storage_filesystem": storage.fs}
+    return {"storage_path": str(storage)}
+
+
+def ray_temp_dir(directory: Location) -> Path:
+    """``<results>/<sweep>/ray/tmp`` if local and short enough for Ray's sockets, else a /tmp
+    path (Ray's temp dir is on this machine's disk, whatever the results' storage)."""
     preferred = ray_working_dir(directory) / "tmp"
-    if len(str(preferred)) <= MAX_TEMP_DIR_CHARS:
+    if isinstance(preferred, Path) and len(str(preferred)) <= MAX_TEMP_DIR_CHARS:
         return preferred
     digest = hashlib.sha256(str(preferred).encode()).hexdigest()[:8]
     return Path(tempfile.gettempdir()) / f"hpt-{digest}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,9 @@ import yaml
 
 from hptransfer.config import RunConfig
 from hptransfer.errors import ConfigError, FormatVersionError, ResultsError
-from hptransfer.store import ResultsStore
+from hptransfer.store import ResultsStore, location
 from hptransfer.store.folder import CURVES_FILE, TRIALS_FILE
+from hptransfer.store.location import remove_tree
 from hptransfer.sweep.cluster import (
     TUNE_NAME,
     Execution,
@@ -30,6 +30,7 @@ from hptransfer.sweep.cluster import (
     clear_killed_session,
     ray_session,
     ray_working_dir,
+    tune_storage,
 )
 from hptransfer.sweep.report import Progress, best_per_cell, format_summary
 from hptransfer.sweep.search import (
@@ -105,7 +106,7 @@ def run_sweep(
     """
     execution = execution or Execution(resources=spec.resources, address=spec.ray.address)
     check_execution(execution)
-    directory = Path(results_root) / spec.name
+    directory = location(results_root) / spec.name
     check_reuse(reuse, directory)
     if new and directory.exists():
         move_aside(directory, execution.out)
@@ -329,7 +330,6 @@ def _fit(fit: TuneFit, execution: Execution, slots: int) -> None:
         device="cuda" if resources.gpus_per_trial > 0 else "cpu",
         workdir=os.getcwd(),
     )
-    storage = ray_working_dir(fit.store.directory)
     tuner = tune.Tuner(
         tune.with_resources(
             trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
@@ -344,7 +344,7 @@ def _fit(fit: TuneFit, execution: Execution, slots: int) -> None:
         ),
         run_config=tune.RunConfig(
             name=TUNE_NAME,
-            storage_path=str(storage),
+            **tune_storage(fit.store.directory),
             verbose=2 if execution.verbose else 0,
             callbacks=[fit.recorder],
             stop=fit.recorder.stopper,
@@ -355,7 +355,8 @@ def _fit(fit: TuneFit, execution: Execution, slots: int) -> None:
     try:
         tuner.fit()
     finally:
-        shutil.rmtree(storage / TUNE_NAME, ignore_errors=True)  # pickles: nothing to keep
+        # pickles: nothing to keep
+        remove_tree(ray_working_dir(fit.store.directory) / TUNE_NAME)
     if fit.recorder.failure is not None:  # the store refused a write: say why, in one line
         raise _store_failure(fit.recorder.failure, fit.store) from None
 

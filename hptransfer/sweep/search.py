@@ -82,6 +82,12 @@ def study_storage(spec: SweepSpec, directory: Path) -> Any:
     import optuna
 
     url = spec.search.storage
+    if url is None and not isinstance(directory, Path):
+        raise ConfigError(
+            f"an Optuna search keeps its study in a journal file, which cannot live in object "
+            f"storage ({directory}): give search.storage a database URL (postgresql://...), "
+            "or a local --results folder"
+        )
     if url is None:
         backend = optuna.storages.journal.JournalFileBackend(str(directory / OPTUNA_JOURNAL_FILE))
         return optuna.storages.journal.JournalStorage(backend)

@@ -24,7 +24,7 @@ import pyarrow as pa
 import yaml
 
 from hptransfer.errors import ConfigError, ResultsError
-from hptransfer.store import TRIALS, ResultsStore
+from hptransfer.store import TRIALS, ResultsStore, location
 from hptransfer.sweep.trials import Job, grid_runs, point_id, run_key, trial_id, twin_row
 
 
@@ -71,7 +71,7 @@ def check_reuse(folders: Sequence[Path], own: Path) -> None:
     for folder in folders:
         if not ResultsStore(folder).exists():
             raise ResultsError(f"--reuse {folder}: no stored runs there (is it a sweep folder?)")
-        if Path(folder).resolve() == Path(own).resolve():
+        if location(folder).resolve() == location(own).resolve():
             raise ConfigError(f"--reuse {folder} is this sweep's own folder")
 
 
@@ -84,7 +84,7 @@ def _donors(store: ResultsStore, planned: Sequence[Job], reuse: Sequence[Path]) 
     }
     donors: dict[str, Donor] = {}
     sources = [(store, own_keys, "")]
-    sources += [(ResultsStore(p), _spec_keys(Path(p)), f"{Path(p).name}/") for p in reuse]
+    sources += [(ResultsStore(p), _spec_keys(p), f"{location(p).name}/") for p in reuse]
     for source, keys_of, label in sources:
         trials = source.read_trials()
         trials = trials[trials["status"] != "error"]

@@ -24,7 +24,7 @@ from hptransfer.config import (
     TrainConfig,
 )
 from hptransfer.errors import ResultsError
-from hptransfer.store import atomic_write, write_text
+from hptransfer.store import atomic_write, location, write_text
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model.json"
@@ -60,7 +60,7 @@ def run_from_dict(values: dict[str, Any]) -> RunConfig:
 
 
 def load_run(folder: str | Path) -> RunConfig:
-    path = Path(folder) / CONFIG_FILE
+    path = location(folder) / CONFIG_FILE
     try:
         return run_from_dict(json.loads(path.read_text())["run"])
     except FileNotFoundError:
@@ -70,14 +70,18 @@ def load_run(folder: str | Path) -> RunConfig:
 
 
 def load_model(folder: str | Path, device: torch.device | str = "cpu") -> nn.Module:
-    """The trained target in ``folder``, rebuilt with its parameterization's forward scales
-    and its masks, for evaluation or further training."""
-    from safetensors.torch import load_file
+    """The trained target in ``folder`` (local, or an object storage URI), rebuilt with its
+    parameterization's forward scales and its masks, for evaluation or further training."""
+    from safetensors.torch import load, load_file
 
     from hptransfer.models import build_model
 
     run = load_run(folder)
     model = build_model(run, device=device)
-    weights = load_file(Path(folder) / WEIGHTS_FILE, device=str(device))
+    path = location(folder) / WEIGHTS_FILE
+    if isinstance(path, Path):
+        weights = load_file(path, device=str(device))  # memory-mapped
+    else:
+        weights = {k: v.to(device) for k, v in load(path.read_bytes()).items()}
     model.load_state_dict(weights)
     return model

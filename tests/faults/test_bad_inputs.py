@@ -420,21 +420,3 @@ def test_random_to_strings_parse_or_fail_in_one_line(text):
                 assert 0 < value <= 1 and math.isfinite(value)
             else:
                 assert isinstance(value, int) and value >= 1
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["sweep", "sweeps/proxy.yaml", "--results", "s3://bucket/prefix"],
-        ["fit", "gs://bucket/sweep"],
-        ["plot", "--results", "s3://bucket"],
-        ["transfer", "--to", "width=128", "--from", "s3://bucket/sweep"],
-    ],
-)
-def test_object_storage_results_are_refused_in_one_line(argv, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    argv = [str(faultkit.REPO / a) if a.endswith(".yaml") else a for a in argv]
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "object storage" in err
-    assert list(tmp_path.iterdir()) == []  # no local folder named "s3:" either

@@ -1,0 +1,239 @@
+"""Results in object storage: a sweep into ``s3://bucket/prefix`` on a local S3-compatible
+server (moto, on 127.0.0.1, started here; no network) stores every run once, equal to the
+same sweep on a local disk; killed and resumed it still holds every run once; ``fit`` and
+``plot`` read it back and write there; bad storage input is one line and exit 2."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import faultkit
+import pandas as pd
+import pytest
+
+from hptransfer.cli.main import main
+from hptransfer.store import ResultsStore, location
+from hptransfer.sweep import parse_spec
+from hptransfer.sweep.trials import grid_runs, point_id, trial_id
+
+moto_server = pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
+
+BUCKET = "hpt-results"
+NAME = faultkit.SPEC["name"]
+PLANNED = {trial_id(point_id(run), run.seed) for run in grid_runs(parse_spec(faultkit.SPEC))}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",  # never ask a cloud's metadata service
+}
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[dict[str, Any]]:
+    """A moto S3 server on loopback with one bucket; credentials in the environment."""
+    saved = {key: os.environ.get(key) for key in CREDENTIALS}
+    os.environ.update(CREDENTIALS)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    query = f"?endpoint_override={host}:{port}&scheme=http"
+    import pyarrow.fs as pafs
+
+    fs, _ = pafs.FileSystem.from_uri(f"s3://{BUCKET}{query}&allow_bucket_creation=true")
+    fs.create_dir(BUCKET)
+    try:
+        yield {"query": query, "fs": fs, "server": server}
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def uri(s3: dict[str, Any], prefix: str) -> str:
+    return f"s3://{BUCKET}/{prefix}{s3['query']}"
+
+
+def stored(results: str) -> pd.DataFrame:
+    return ResultsStore(location(results) / NAME).read_trials()
+
+
+def sweep(results: str, root, **kwargs: Any) -> subprocess.Popen:
+    spec = faultkit.write_yaml(root / "spec.yaml", faultkit.SPEC)
+    return faultkit.start(faultkit.cli("sweep", str(spec), "--results", results), **kwargs)
+
+
+def test_a_sweep_in_object_storage_stores_every_run_once_as_on_disk(s3, root, reference):
+    results = uri(s3, "whole")
+    proc = sweep(results, root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=faultkit.SWEEP_TIMEOUT_S)
+    assert proc.returncode == 0, err
+    trials = stored(results)
+    assert sorted(trials["trial_id"]) == sorted(PLANNED)  # each planned run, once
+    pd.testing.assert_frame_equal(
+        faultkit.comparable(trials), faultkit.comparable(reference["trials"])
+    )
+    names = {info.path.split(f"{NAME}/", 1)[1] for info in _objects(s3, "whole")}
+    assert {"trials.parquet", "curves.parquet", "spec.yaml"} <= names
+    assert not any(name.startswith(("trials.parts/", "ray/")) for name in names)  # compacted
+    assert not list(root.glob("s3*"))  # nothing written to a local folder named after it
+
+    assert main(["fit", f"s3://{BUCKET}/whole/{NAME}{s3['query']}"]) == 0
+    assert main(["plot", "--results", results]) == 0
+    names = {info.path.split(f"{NAME}/", 1)[1] for info in _objects(s3, "whole")}
+    assert "fit.json" in names and any(name.startswith("plots/") for name in names)
+
+
+def test_an_object_storage_sweep_killed_and_resumed_holds_every_run_once(s3, root):
+    results = uri(s3, "killed")
+    proc = sweep(results, root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        faultkit.wait_until(
+            lambda: _rows(results) >= 3, proc, faultkit.SWEEP_TIMEOUT_S, "3 stored runs"
+        )
+        os.killpg(proc.pid, signal.SIGKILL)  # mid-sweep: runs in flight, no clean-up
+    finally:
+        faultkit.kill_tree(proc)
+    before = stored(results)
+    assert 3 <= len(before) < len(PLANNED) and before["trial_id"].is_unique
+    resumed = sweep(results, root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = resumed.communicate(timeout=faultkit.SWEEP_TIMEOUT_S)
+    assert resumed.returncode == 0, err  # the dead holder's lock did not block it
+    trials = stored(results)
+    assert sorted(trials["trial_id"]) == sorted(PLANNED)
+    kept = trials.set_index("trial_id").loc[before["trial_id"], "val_loss"]
+    assert kept.tolist() == before["val_loss"].tolist()  # stored runs were not trained again
+
+
+def _rows(results: str) -> int:
+    return len(stored(results)) if _exists(results) else 0
+
+
+def _exists(results: str) -> bool:
+    return (location(results) / NAME / "spec.yaml").is_file()
+
+
+def _objects(s3: dict[str, Any], prefix: str) -> list:
+    """The objects (not folders) under ``prefix`` in the bucket."""
+    import pyarrow.fs as pafs
+
+    selector = pafs.FileSelector(f"{BUCKET}/{prefix}", allow_not_found=True, recursive=True)
+    return [info for info in s3["fs"].get_file_info(selector) if info.is_file]
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("command", "problem"),
+    [
+        ("sweep", "no bucket"),
+        ("fit", "no bucket"),
+        ("plot", "no bucket"),
+        ("sweep", "unreachable"),
+        ("sweep", "bad credentials"),
+        ("fit", "bad credentials"),
+    ],
+)
+def test_bad_storage_is_one_line_and_exit_2(command, problem, s3, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    where = uri(s3, "bad")
+    if problem == "no bucket":
+        where, expected = where.replace(BUCKET, "no-such-bucket"), "does not exist"
+    elif problem == "unreachable":
+        where = f"s3://{BUCKET}/x?endpoint_override=127.0.0.1:{_closed_port()}&scheme=http"
+        expected = "unreachable"
+    else:  # keys the server does not know (moto checks them once told to)
+        import moto.settings
+
+        monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWNKEY000000")
+        expected = "credentials"
+    spec = faultkit.write_yaml(tmp_path / "s.yaml", faultkit.SPEC)
+    argv = ["sweep", str(spec)] if command == "sweep" else [command]
+    started = time.monotonic()
+    assert main([*argv, "--results", where]) == 2
+    assert time.monotonic() - started < 30  # no minutes of retries
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hptransfer: error:") and expected in err
+    assert [p.name for p in tmp_path.iterdir()] == ["s.yaml"]  # no local folder either
+    monkeypatch.undo()
+    assert _objects(s3, "bad") == []  # nothing written
+
+
+def test_load_model_reads_a_target_folder_from_object_storage(s3):
+    import torch
+
+    import hptransfer
+    from hptransfer.data import load_dataset
+    from hptransfer.models import build_model
+    from hptransfer.target.artifact import write_artifact
+    from hptransfer.train import complete_run
+    from tests.conftest import tiny_gpt_run
+
+    run = complete_run(tiny_gpt_run(), load_dataset(tiny_gpt_run().data))
+    weights = build_model(run).state_dict()
+    folder = uri(s3, "targets/t1")
+    write_artifact(location(folder), run, weights, {"val_loss": 1.0})
+    loaded = hptransfer.load_model(folder).state_dict()
+    assert loaded.keys() == weights.keys()
+    assert all(torch.equal(loaded[k], weights[k]) for k in weights)
+
+
+def test_a_sweep_copied_to_object_storage_is_found_read_and_merged_there(s3, reference):
+    """The notebook's helper finds the latest sweep under a URI; analysis reads it as it
+    reads the local folder; merge writes a study there."""
+    import pyarrow.fs as pafs
+
+    from hptransfer.analysis.results import find_sweep, read_trials
+
+    pafs.copy_files(
+        str(reference["dir"]),
+        f"{BUCKET}/copied/{NAME}",
+        source_filesystem=pafs.LocalFileSystem(),
+        destination_filesystem=s3["fs"],
+    )
+    sweep = find_sweep(None, uri(s3, "copied"))
+    assert str(sweep) == f"s3://{BUCKET}/copied/{NAME}"
+    pd.testing.assert_frame_equal(read_trials(sweep), read_trials(reference["dir"]))
+    assert main(["merge", str(reference["dir"]), "--into", uri(s3, "study")]) == 0
+    assert len(read_trials(location(uri(s3, "study")))) == len(PLANNED)
+
+
+@pytest.mark.parametrize(
+    ("holder", "taken"),
+    [
+        ({"host": socket.gethostname(), "pid": os.getpid()}, False),  # alive here
+        ({"host": socket.gethostname(), "pid": 2**22 + 1}, True),  # gone (pid above pid_max)
+        ({"host": "elsewhere", "pid": 1, "renewed": time.time()}, False),  # renewed just now
+        ({"host": "elsewhere", "pid": 1, "renewed": time.time() - 3600}, True),  # stale
+    ],
+)
+def test_the_writer_lease_is_taken_only_from_a_dead_or_stale_holder(s3, holder, taken):
+    import json
+
+    from hptransfer.errors import ResultsError
+
+    store = ResultsStore(location(uri(s3, f"lease-{holder['pid']}-{holder.get('renewed')}")))
+    lock = store.directory / "sweep.lock"
+    lock.write_text(json.dumps({"token": "theirs", "since": "then", **holder}))
+    if taken:
+        with store.lock():
+            assert json.loads(lock.read_text())["pid"] == os.getpid()
+        assert not lock.exists()  # released
+    else:
+        with pytest.raises(ResultsError, match="in use by pid"), store.lock():
+            pass
+        assert json.loads(lock.read_text())["token"] == "theirs"  # left as it was
