@@ -41,7 +41,7 @@ from hptransfer.param.rules import (
     budget_rule_name,
     fitted_rule,
 )
-from hptransfer.store import ResultsStore, location
+from hptransfer.store import Location, ResultsStore, location
 from hptransfer.store.folder import (
     FIT_FILE,
     SPEC_FILE,
@@ -64,7 +64,7 @@ GOOD_FLAGS = ("ok", "fixed")
 class Source:
     """A fitted sweep: its folder, its fit.json and its normalised spec."""
 
-    sweep_dir: Path
+    sweep_dir: Location  # local, or in object storage
     fit: Fit
     spec: SweepSpec
 

@@ -14,7 +14,6 @@ import math
 import re
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -31,6 +30,7 @@ from hptransfer.config import (
 )
 from hptransfer.errors import ConfigError, FormatVersionError, did_you_mean
 from hptransfer.param import parameterization
+from hptransfer.store.location import Location, location
 from hptransfer.target.config import TargetConfig
 
 ALGORITHMS = ("grid", "optuna")
@@ -253,9 +253,10 @@ class SweepSpec:
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a sweep YAML file; raises ConfigError naming the file and key."""
-    path = Path(path)
+def load_spec(path: str | Location) -> SweepSpec:
+    """Read and validate a sweep YAML file (local, or in a results folder in object storage);
+    raises ConfigError naming the file and key."""
+    path = location(path)
     try:
         text = path.read_text()
     except FileNotFoundError:

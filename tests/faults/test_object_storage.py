@@ -237,3 +237,33 @@ def test_the_writer_lease_is_taken_only_from_a_dead_or_stale_holder(s3, holder, 
         with pytest.raises(ResultsError, match="in use by pid"), store.lock():
             pass
         assert json.loads(lock.read_text())["token"] == "theirs"  # left as it was
+
+
+@pytest.fixture(scope="module")
+def fitted(s3) -> str:
+    """A fitted tiny sweep (synthetic losses, no training) written straight into the bucket."""
+    root = uri(s3, "fitted")
+    return f"s3://{BUCKET}/fitted/{faultkit.write_fitted_sweep(location(root)).name}{s3['query']}"
+
+
+def test_transfer_plans_from_a_sweep_in_object_storage(fitted, capsys):
+    assert main(["transfer", "--from", fitted, "--to", "width=32", "--dry-run"]) == 0
+    assert "dry run: nothing trained" in capsys.readouterr().out
+    assert main(["transfer", "--from", fitted, "--to", "width=32", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "targets on Ray Train" in err and "object storage" in err
+
+
+@pytest.mark.slow  # Ray and two training runs
+def test_transfer_trains_into_object_storage(fitted, capsys):
+    from hptransfer.analysis.results import read_curves, read_table
+
+    target = ["--to", "width=32,density=0.25", "--compare", "sp"]
+    assert main(["transfer", "--from", fitted, *target]) == 0
+    runs = read_table(location(fitted) / "transfer.parquet", ["trial_id"])
+    assert sorted(runs["parameterization"]) == ["sp", "supar"] and runs["trial_id"].is_unique
+    assert set(read_curves(location(fitted), "transfer_curves.parquet")["trial_id"]) == set(
+        runs["trial_id"]
+    )
+    assert main(["transfer", "--from", fitted, *target]) == 0  # stored: not trained again
+    assert len(read_table(location(fitted) / "transfer.parquet", ["trial_id"])) == 2
