@@ -4,7 +4,6 @@ the micro-batches before the last accumulate locally (DDP ``no_sync``), same res
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -19,9 +18,8 @@ from hptransfer.train import train_step
 
 @contextlib.contextmanager
 def one_process_group() -> Iterator[None]:
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ["MASTER_PORT"] = "29517"
-    dist.init_process_group("gloo", rank=0, world_size=1)
+    # an in-process store: no TCP port to collide with another process's
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
         yield
     finally:
