@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from hptransfer.config import BaseHPs, RunConfig, TrainConfig
+from hptransfer.config import BaseHPs, DataConfig, RunConfig, TrainConfig
 from hptransfer.errors import ConfigError
 from hptransfer.param.base import BudgetMultipliers
 from hptransfer.param.rules import BudgetRule
@@ -80,6 +80,20 @@ def at_horizon(train: TrainConfig, steps: int) -> TrainConfig:
         return train
     warmup = min(steps, round(train.warmup_steps * steps / train.steps))
     return dataclasses.replace(train, steps=steps, warmup_steps=warmup)
+
+
+def at_batch(train: TrainConfig, data: DataConfig, batch: int) -> tuple[TrainConfig, DataConfig]:
+    """``train`` and ``data`` at ``batch`` rows per step for the same tokens: whole steps of
+    the new batch (rounded down), warmup its fraction of the run, and as many
+    validation windows (``eval_batches`` × batch: the same windows when the count divides)."""
+    if batch == data.batch_size:
+        return train, data
+    steps = train.steps * data.batch_size // batch
+    windows = data.eval_batches * data.batch_size
+    eval_batches = max(1, round(windows / batch))
+    return at_horizon(train, steps), dataclasses.replace(
+        data, batch_size=batch, eval_batches=eval_batches
+    )
 
 
 def target_horizon(proxy: Horizon, target: Target) -> Horizon:

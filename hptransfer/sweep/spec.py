@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from hptransfer.analysis.joint import needed_points
-from hptransfer.budget import at_horizon
+from hptransfer.budget import at_batch, at_horizon
 from hptransfer.config import (
     BaseHPs,
     BaseShape,
@@ -178,6 +178,8 @@ class SweepSpec:
     target: TargetConfig | None = None  # how `transfer` trains targets on Ray Train
     horizons: tuple[int, ...] = ()  # train.steps as a list: () is (train.steps,)
     depths: tuple[int, ...] = ()  # model.depth as a list: () is (model.depth,)
+    # data.batch_size as a list: () is (data.batch_size,); every batch trains the first's tokens
+    batches: tuple[int, ...] = ()
 
     @property
     def steps(self) -> tuple[int, ...]:
@@ -185,14 +187,29 @@ class SweepSpec:
         return self.horizons or (self.train.steps,)
 
     @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """The batch sizes swept (``data.batch_size`` holds the first: the base batch)."""
+        return self.batches or (self.data.batch_size,)
+
+    @property
+    def budgets(self) -> list[tuple[TrainConfig, DataConfig]]:
+        """The training budgets swept: one per horizon, or one per batch size at the base
+        batch's tokens and validation windows (:func:`~hptransfer.budget.at_batch`)."""
+        return [
+            at_batch(at_horizon(self.train, steps), self.data, batch)
+            for steps in self.steps
+            for batch in self.batch_sizes
+        ]
+
+    @property
     def cells(self) -> list[RunConfig]:
-        """One run template per (parameterization, width, density, depth, horizon), seed 0,
+        """One run template per (parameterization, width, density, depth, budget), seed 0,
         fixed HPs."""
         return [
             RunConfig(
                 model=self.model.replace(width=width, density=density, depth=depth),
-                data=self.data,
-                train=at_horizon(self.train, steps),
+                data=data,
+                train=train,
                 hps=self.hps,
                 base=self.base,
                 parameterization=parameterization,
@@ -201,7 +218,7 @@ class SweepSpec:
             for width in self.widths
             for density in self.densities
             for depth in self.depths or (self.model.depth,)
-            for steps in self.steps
+            for train, data in self.budgets
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -222,11 +239,14 @@ class SweepSpec:
         train["betas"] = list(self.train.betas)
         if self.horizons:  # a single horizon stays a number: old sweeps keep their hash
             train["steps"] = list(self.horizons)
+        data = dataclasses.asdict(self.data)
+        if self.batches:  # likewise one batch size
+            data["batch_size"] = list(self.batches)
         return {
             "schema_version": SPEC_VERSION,
             "name": self.name,
             "model": model,
-            "data": dataclasses.asdict(self.data),
+            "data": data,
             "train": train,
             "parameterization": list(self.parameterizations),
             "base": self.base.to_dict(),
@@ -317,6 +337,7 @@ class _Parser:
             )
         model, widths, densities, depths = self.model(root.get("model", {}))
         train, horizons = self.train(root.get("train", {}))
+        data, batches = self.data(root.get("data", {}), train, horizons)
         base_raw = self.mapping("base", root.get("base", {}), _fields(BaseShape))
         if len(depths) > 1:
             base_raw = {"depth": depths[0], **base_raw}
@@ -328,7 +349,7 @@ class _Parser:
         spec = SweepSpec(
             name=name,
             model=model,
-            data=self.build("data", DataConfig, root.get("data", {})),
+            data=data,
             train=train,
             hps=self.build("hps", BaseHPs, hps_raw),
             base=self.build("base", BaseShape, {"width": widths[0], **base_raw}),
@@ -345,6 +366,7 @@ class _Parser:
             if root.get("target") is None
             else self.build("target", TargetConfig, root["target"]),
             horizons=horizons,
+            batches=batches,
         )
         self.cross_checks(spec)
         return spec
@@ -431,8 +453,8 @@ class _Parser:
             return
         if spec.train.eval_every == 0:
             self.fail("asha", "needs intermediate results: set train.eval_every > 0")
-        if spec.horizons:
-            self.fail("asha", "needs a single horizon (train.steps is a list)")
+        if spec.horizons or spec.batches:
+            self.fail("asha", "needs a single budget (train.steps or data.batch_size is a list)")
         if spec.search.algorithm == "optuna" and len(spec.seeds) > 1:
             self.fail("asha", "with algorithm optuna needs a single seed (seeds: [0])")
         if asha.grace_period < 1 or asha.brackets < 1:
@@ -480,6 +502,37 @@ class _Parser:
             if n < 1:
                 self.fail("train.steps", f"must be >= 1; got {n}")
         return train, horizons if isinstance(steps, list) and len(horizons) > 1 else ()
+
+    def data(
+        self, raw: Any, train: TrainConfig, horizons: tuple[int, ...]
+    ) -> tuple[DataConfig, tuple[int, ...]]:
+        """The data template (at the first batch size) and the batch sizes when
+        ``batch_size`` is a list (``()`` for a single one); each trains the first's tokens."""
+        section = dict(self.mapping("data", raw, _fields(DataConfig)))
+        sizes = section.pop("batch_size", DataConfig.batch_size)
+        batches = self.distinct("data.batch_size", self.number_list("data.batch_size", sizes, int))
+        data = self.build("data", DataConfig, section, batch_size=batches[0])
+        if not isinstance(sizes, list) or len(batches) < 2:
+            return data, ()
+        if horizons:
+            self.fail("data.batch_size", "is a list and so is train.steps: sweep one of them")
+        rows = train.steps * batches[0]  # every batch size trains the first's tokens
+        steps: dict[int, int] = {}
+        for batch in batches:
+            if batch > rows:
+                self.fail(
+                    "data.batch_size",
+                    f"{batch} rows is more than the {train.steps} steps × {batches[0]} rows "
+                    "every batch size trains (the first's tokens)",
+                )
+            other = steps.setdefault(rows // batch, batch)
+            if other != batch:  # the fit tells the batch sizes apart by their steps
+                self.fail(
+                    "data.batch_size",
+                    f"{other} and {batch} both train {rows // batch} steps; "
+                    "use batch sizes further apart (or more train.steps)",
+                )
+        return data, batches
 
     def search(self, raw: Any) -> SearchSpec:
         keys = ("algorithm", "space", "sampler", "num_samples", "seed", "slice", "storage")

@@ -267,9 +267,47 @@ def test_bad_horizon_lists(train, fragment):
         parse_spec(tiny_spec(train=train))
 
 
+def test_batch_size_list_is_a_batch_axis_at_the_first_batchs_tokens():
+    data = {"batch_size": [4, 2, 8, 16], "eval_batches": 4}
+    spec = parse_spec(tiny_spec(data=data, train={"steps": 30, "warmup_steps": 3}))
+    assert spec.batch_sizes == (4, 2, 8, 16) and spec.data.batch_size == 4
+    budgets = {
+        (r.data.batch_size, r.train.steps, r.train.warmup_steps, r.data.eval_batches)
+        for r in grid_runs(spec)
+    }
+    # 30 steps × 4 rows = 120 rows (16: 7 whole steps); 4 × 4 = 16 validation windows each
+    assert budgets == {(4, 30, 3, 4), (2, 60, 6, 8), (8, 15, 2, 2), (16, 7, 1, 1)}
+    again = parse_spec(yaml.safe_load(spec.to_yaml()))
+    assert again == spec and again.hash == spec.hash
+    assert again.to_dict()["data"]["batch_size"] == [4, 2, 8, 16]
+    single = parse_spec(tiny_spec(data={"batch_size": [4]}))
+    assert single.hash == parse_spec(tiny_spec()).hash and single.batches == ()
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"data": {"batch_size": [4, 4]}}, "data.batch_size: lists a value twice"),
+        ({"data": {"batch_size": [4, 64]}}, r"64 rows is more than the 10 steps × 4 rows"),
+        ({"data": {"batch_size": [4, 14, 15]}}, "14 and 15 both train 2 steps"),
+        (
+            {"data": {"batch_size": [4, 8]}, "train": {"steps": [10, 20]}},
+            "data.batch_size: is a list and so is train.steps",
+        ),
+        (
+            {"data": {"batch_size": [4, 8]}, "train": {"eval_every": 5}, "asha": {}},
+            "asha: needs a single budget",
+        ),
+    ],
+)
+def test_bad_batch_lists(changes, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        parse_spec(tiny_spec(**changes))
+
+
 def test_asha_needs_a_single_horizon():
     spec = tiny_spec(train={"steps": [10, 20], "eval_every": 5}, asha={"grace_period": 5})
-    with pytest.raises(ConfigError, match="asha: needs a single horizon"):
+    with pytest.raises(ConfigError, match="asha: needs a single budget"):
         parse_spec(spec)
 
 
