@@ -24,11 +24,18 @@ from pathlib import Path
 import pandas as pd
 
 from hptransfer.analysis.fit import Fit, latest_fit, load_fit, usable_mask
-from hptransfer.analysis.horizon import MIN_HORIZONS, HorizonFit
+from hptransfer.analysis.horizon import BATCH, MIN_POINTS, TOKENS, BudgetLine, line_axis
 from hptransfer.analysis.paired import PairedDifference, losses_by_seed, paired_difference
 from hptransfer.analysis.regret import OFFSETS as REGRET_OFFSETS
 from hptransfer.analysis.results import read_trials
-from hptransfer.budget import Horizon, Target, at_horizon, budgeted, factors_line
+from hptransfer.budget import (
+    Horizon,
+    Target,
+    at_horizon,
+    budgeted,
+    factors_line,
+    target_horizon,
+)
 from hptransfer.config import BaseHPs, DataConfig, RunConfig
 from hptransfer.errors import ConfigError, ResultsError
 from hptransfer.param import parameterization
@@ -80,22 +87,27 @@ class Source:
         row_tokens = self.spec.data.seq_len if self.spec.model.kind == "gpt" else 1
         return Horizon(self.proxy_steps, int(batch), row_tokens)
 
-    def horizon_line(self, parameterization: str) -> HorizonFit:
-        """fit.json's η*(D) line of ``parameterization`` at the base shape; a one-line error
-        when the sweep has fewer than :data:`MIN_HORIZONS` horizons."""
+    def budget_line(self, parameterization: str, axis: str) -> BudgetLine:
+        """fit.json's η* line along ``axis`` (tokens or batch) of ``parameterization`` at the
+        base shape; a one-line error when the sweep has fewer than :data:`MIN_POINTS`
+        budgets along it."""
         base = self.fit.base_shape()
         for row in self.fit.budget:
             at_base = row["width"] == base.width and row["density"] == base.density
-            if row["parameterization"] == parameterization and at_base:
-                if len(row["horizons"]) >= MIN_HORIZONS:
-                    return HorizonFit.from_json(row)
-                return self._too_few_horizons(len(row["horizons"]))
-        return self._too_few_horizons(1)
+            if row["parameterization"] == parameterization and at_base and line_axis(row) == axis:
+                if len(row["horizons"]) >= MIN_POINTS:
+                    return BudgetLine.from_json(row)
+                return self._too_few(axis, len(row["horizons"]))
+        return self._too_few(axis, 1)
 
-    def _too_few_horizons(self, found: int) -> typing.NoReturn:
+    def _too_few(self, axis: str, found: int) -> typing.NoReturn:
+        what = {
+            TOKENS: "horizons (train.steps: [..])",
+            BATCH: "batch sizes (data.batch_size: [..])",
+        }
         raise ConfigError(
-            f"budget rule fitted needs a proxy sweep over at least {MIN_HORIZONS} horizons "
-            f"(train.steps: [..]); sweep {self.fit.sweep!r} has {found} at the base shape"
+            f"budget rule fitted needs a proxy sweep over at least {MIN_POINTS} "
+            f"{what[axis]}; sweep {self.fit.sweep!r} has {found} at the base shape"
         )
 
 
@@ -264,20 +276,25 @@ def check_data(fit: Fit, data: DataConfig, allow_change: bool) -> str | None:
     return f"warning: {what}; trained anyway (--allow-data-change)"
 
 
-def budget_rule(source: Source, request: Request) -> tuple[BudgetRule, HorizonFit | None]:
-    """The budget rule of the request; for ``fitted``, the rule of the η*(D) line of the
-    sweep's base shape and that line (:func:`Source.horizon_line`)."""
+def budget_rule(source: Source, request: Request) -> tuple[BudgetRule, BudgetLine | None]:
+    """The budget rule of the request; for ``fitted``, the rule of the sweep's η* line at
+    the base shape (:meth:`Source.budget_line`) and that line: along the tokens when a
+    target's horizon differs from the proxy's (by a step or more), along the batch when its
+    batch does. One sweep fits one of them, so a target that moves both is refused."""
     if request.budget_rule != FITTED:
         rule = BUDGET_RULES[request.budget_rule]
         assert rule is not None
         return rule, None
-    line = source.horizon_line(request.parameterization)
-    if any(t.batch not in (None, source.proxy_horizon.batch) for t in request.budgets()):
-        raise ConfigError(
-            "budget rule fitted moves η with the horizon only (no batch-size fit yet): give "
-            "the targets the proxy's batch, or use --budget-rule completedp"
-        )
-    return fitted_rule(line.gamma), line
+    proxy = source.proxy_horizon
+    budgets = [target_horizon(proxy, t) for t in request.budgets() if t.has_budget]
+    moved = {
+        TOKENS: any(abs(b.tokens - proxy.tokens) >= b.batch * b.row_tokens for b in budgets),
+        BATCH: any(b.batch != proxy.batch for b in budgets),
+    }
+    lines = [source.budget_line(request.parameterization, axis) for axis, m in moved.items() if m]
+    exponents = {line.axis: line.slope for line in lines}
+    rule = fitted_rule(gamma=-exponents.get(TOKENS, 0.0), beta=exponents.get(BATCH, 0.0))
+    return rule, lines[0] if lines else None
 
 
 def transferred(runs: list[RunConfig], source: Source, request: Request) -> list[RunConfig]:
@@ -307,16 +324,16 @@ def _target_run(
     target: Target,
     proxy: Horizon,
     rule: BudgetRule,
-    line: HorizonFit | None,
+    line: BudgetLine | None,
 ) -> RunConfig:
     """The template at ``target``'s shape and budget; with a fitted ``line``, η starts from
-    the line's value at the proxy's tokens (the rule moves it from there)."""
+    the line's value at the proxy's budget (the rule moves it from there)."""
     try:
         run = template.retarget(**target.shape)
     except ConfigError as exc:
         raise ConfigError(f"--to {target.label}: {exc}") from None
     if line is not None and target.has_budget:
-        lr = 2.0 ** line.log2_at(proxy.tokens)
+        lr = 2.0 ** line.at_budget(proxy)
         run = dataclasses.replace(run, hps=dataclasses.replace(run.hps, lr=lr))
     return budgeted(run, proxy, target, rule)
 

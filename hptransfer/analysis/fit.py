@@ -54,9 +54,11 @@ key says log2)::
                 "argmin_octaves", "n_optima", "n_flagged"}],
      "joint": {parameterization: {"hps": {hp: {"value", "log2", "flag", "ci95_log2"}},
                                   "loss", "n_points", "n_fitted"}},
-     "budget": [{<group axes>, "hp": "lr", "gamma", "ci95": [lo, hi] | null, "intercept",
-                 "cov", "residual_octaves", "n_located",
-                 "horizons": [{"steps", "tokens", "log2", "flag", "ci95_log2", "n_seeds"}]}],
+     "budget": [{<group axes>, "hp": "lr", "axis": "tokens" | "batch",
+                 "gamma" | "beta", "ci95": [lo, hi] | null, "intercept", "cov",
+                 "residual_octaves", "n_located",
+                 "horizons": [{"steps", "tokens", "batch", "log2", "flag", "ci95_log2",
+                               "n_seeds"}]}],
      "data": {"corpus": str, ["vocab_size": int,] ["tokenizer": {"name": str,
               ["vocab_size": int, "sha256": str]}]}}
             # the proxy's data (hptransfer.data.tokens.data_identity): transfer refuses a
@@ -66,8 +68,12 @@ Sweeps over several horizons (``train.steps: [..]``): the horizon (``max_steps``
 axis, so every horizon has its own optima; ``base_hps`` and ``joint`` are those at the
 longest horizon (``horizon``), and ``budget`` holds per group the line log2 η*(D) = intercept
 − gamma·log2 D through the LR optima (:mod:`hptransfer.analysis.horizon`), what
-``budget_rule: fitted`` extrapolates. Absent keys (``budget``, ``horizon.batch``) read as
-empty, as does ``data`` (fits made before it was recorded: transfer cannot check the data).
+``budget_rule: fitted`` extrapolates (axis ``tokens``). Sweeps over batch sizes at fixed
+tokens (``data.batch_size: [..]``) likewise: each batch size trains its own steps, so
+``max_steps`` is the group axis; the batch of each comes from spec.yaml, ``base_hps`` are the
+first batch's (the base), and ``budget`` holds log2 η*(B) = intercept + beta·log2 B (axis
+``batch``). Absent keys (``budget``, ``axis``: tokens, ``horizon.batch``) read as empty, as
+does ``data`` (fits made before it was recorded: transfer cannot check the data).
 
 Version 1 (no ``provenance``) is read with an empty one; a newer version is refused in one
 line, and never overwritten by ``write_fit``.
@@ -102,7 +108,15 @@ import pandas as pd
 
 from hptransfer import provenance
 from hptransfer.analysis import results
-from hptransfer.analysis.horizon import HorizonGrid, fit_horizon
+from hptransfer.analysis.horizon import (
+    BATCH,
+    EXPONENTS,
+    SYMBOLS,
+    TOKENS,
+    BudgetGrid,
+    fit_line,
+    line_axis,
+)
 from hptransfer.analysis.joint import JointOptimum, locate_joint
 from hptransfer.analysis.optimum import CLIFF, estimate
 from hptransfer.config import BaseHPs, BaseShape
@@ -177,7 +191,7 @@ class Fit:
     drift: pd.DataFrame = field(repr=False)
     joint: dict[str, dict[str, Any]] = field(default_factory=dict)
     provenance: dict[str, str] = field(default_factory=dict)  # of the process that fitted
-    budget: list[dict[str, Any]] = field(default_factory=list)  # η*(D) lines: horizon_fits
+    budget: list[dict[str, Any]] = field(default_factory=list)  # η* lines: budget_lines
     # the proxy's data: corpus, vocabulary, tokenizer (hptransfer.data.tokens.data_identity);
     # empty in fits made before it was recorded
     data: dict[str, Any] = field(default_factory=dict)
@@ -630,13 +644,17 @@ def fit_trials(
     settings: FitSettings | None = None,
     batch: int | None = None,
     data: dict[str, Any] | None = None,
+    batches: dict[int, int] | None = None,
 ) -> Fit:
     """The full fit of one sweep's trials table (``batch``: the proxy's, from spec.yaml;
-    ``data``: its data identity, recorded for ``transfer``)."""
+    ``data``: its data identity, recorded for ``transfer``; ``batches``: of a sweep over
+    batch sizes, each budget's steps → its batch size, ``batch`` the base's)."""
     settings = settings or FitSettings()
     if trials.empty:
         raise ResultsError(f"sweep {sweep!r} has no trials yet: run `hptransfer sweep` first")
     usable, horizon = usable_mask(trials, settings.metric)
+    if batches:  # the base HPs are the base batch's, whose steps are not the most
+        horizon = next(steps for steps, b in batches.items() if b == batch)
     optima = fit_optima(trials, settings)
     base = base_shape(trials, spec_base)
     proxy = _at_horizon(trials, horizon)
@@ -663,7 +681,7 @@ def fit_trials(
         drift=drift_table(optima),
         joint={param: _joint_record(opt) for param, opt in joint.items()},
         provenance=provenance.process_fields(),
-        budget=horizon_fits(trials, optima, settings),
+        budget=budget_lines(trials, optima, settings, batch, batches),
         data=data or {},
     )
 
@@ -676,30 +694,41 @@ def _at_horizon(table: pd.DataFrame, steps: int) -> pd.Series:
     return pd.Series(True, index=table.index)
 
 
-def horizon_fits(
-    trials: pd.DataFrame, optima: pd.DataFrame, settings: FitSettings
+def budget_lines(
+    trials: pd.DataFrame,
+    optima: pd.DataFrame,
+    settings: FitSettings,
+    batch: int | None = None,
+    batches: dict[int, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """fit.json's ``budget``: per group of a sweep over several horizons, the line log2 η*(D)
-    = a − γ·log2 D through its LR optima (:mod:`hptransfer.analysis.horizon`) and the
-    horizons it was fitted on; empty for a sweep at one horizon."""
+    """fit.json's ``budget``: per group of a sweep over several budgets, the line through
+    its LR optima (:mod:`hptransfer.analysis.horizon`) and the budgets it was fitted on:
+    along the tokens (log2 η*(D) = a − γ·log2 D) for a sweep over horizons, along the batch
+    (log2 η*(B) = a + β·log2 B) for one over batch sizes (``batches``: steps → batch size;
+    ``batch``: the one batch of a sweep over horizons). Empty for a sweep at one budget."""
     axis = results.HORIZON_AXIS
     if axis not in optima:
         return []
     rows = optima[optima["hp"].eq("lr")]
     by_key = {_key(r, axis): r for r in rows.to_dict("records")}
-    groups: dict[tuple, list[HorizonGrid]] = {}
+    groups: dict[tuple, list[BudgetGrid]] = {}
     for s in _slices(trials, settings):
         if s.hp == "lr":
             row = by_key[_key(s.key, axis)]
-            groups.setdefault(_key(s.key, axis, drop=True), []).append(_grid(s, row, trials))
+            steps = int(s.key[axis])
+            grid = _grid(s, row, trials, batches[steps] if batches else batch)
+            groups.setdefault(_key(s.key, axis, drop=True), []).append(grid)
+    along = BATCH if batches else TOKENS
     rng = np.random.default_rng(settings.seed)
     out = []
     for grids in groups.values():
-        grids.sort(key=lambda g: g.tokens)
-        line = fit_horizon(grids, settings.window_octaves, settings.cliff, settings.n_boot, rng)
+        grids.sort(key=lambda g: (g.tokens, g.batch or 0))
+        fitted = fit_line(
+            grids, along, settings.window_octaves, settings.cliff, settings.n_boot, rng
+        )
         key = {k: v for k, v in by_key[_key(grids[0].key, axis)].items() if k in grids[0].key}
         key.pop(axis)
-        out.append({**key, "hp": "lr", **line.to_json(), "horizons": [g.record() for g in grids]})
+        out.append({**key, "hp": "lr", **fitted.to_json(), "horizons": [g.record() for g in grids]})
     return out
 
 
@@ -711,16 +740,17 @@ def _key(row: dict[str, Any], axis: str, drop: bool = False) -> tuple:
     )  # fmt: skip
 
 
-def _grid(s: _Slice, row: dict[str, Any], trials: pd.DataFrame) -> HorizonGrid:
+def _grid(s: _Slice, row: dict[str, Any], trials: pd.DataFrame, batch: int | None) -> BudgetGrid:
     matrix = s.points.pivot_table(index="seed", columns="log2", values="loss", aggfunc="mean")
     mine = np.ones(len(trials), dtype=bool)
     for k, v in s.key.items():
         mine &= trials[k].astype(str).eq(str(v)).to_numpy() if k in trials else True
     lo, hi = row["ci95_lo"], row["ci95_hi"]
-    return HorizonGrid(
+    return BudgetGrid(
         key=s.key,
         steps=int(s.key[results.HORIZON_AXIS]),
         tokens=int(trials.loc[mine, "tokens"].max()),
+        batch=batch,
         log2=float(row["log2"]),
         flag=str(row["flag"]),
         ci95=None if pd.isna(lo) else (math.log2(lo), math.log2(hi)),
@@ -734,14 +764,24 @@ def fit_sweep(sweep_dir: Path, settings: FitSettings | None = None) -> Fit:
     sweep_dir, settings = location(sweep_dir), settings or FitSettings()
     trials = read_fit_trials(sweep_dir, settings)
     data = results.read_spec_section(sweep_dir, "data")
+    batches = _batch_steps(sweep_dir) if isinstance(data.get("batch_size"), list) else None
     return fit_trials(
         trials,
         sweep_dir.name,
         results.read_spec_base(sweep_dir),
         settings,
-        data.get("batch_size"),
+        data["batch_size"][0] if batches else data.get("batch_size"),
         _data_identity(data),
+        batches,
     )
+
+
+def _batch_steps(sweep_dir: Path) -> dict[int, int]:
+    """A sweep over batch sizes: each batch size's steps → the batch size (spec.yaml)."""
+    from hptransfer.sweep.spec import load_spec
+
+    spec = load_spec(sweep_dir / SPEC_FILE)
+    return {train.steps: data.batch_size for train, data in spec.budgets}
 
 
 def _data_identity(data: dict[str, Any]) -> dict[str, Any]:
@@ -808,20 +848,23 @@ def _power_of_two(log2: float) -> str:
 
 
 def budget_summary(fit: Fit) -> pd.DataFrame:
-    """fit.json's η*(D) lines as a readable table: γ, its interval, the horizons' optima."""
+    """fit.json's η* lines as a readable table: the exponent (γ along the horizon, β along
+    the batch), its interval, the optimum at each budget."""
     rows = []
     for line in fit.budget:
+        axis = line_axis(line)
+        name = "steps" if axis == TOKENS else "batch"
         ci = line["ci95"]
-        optima = ", ".join(f"{h['steps']}: 2^{h['log2']:.2f}" for h in line["horizons"])
+        optima = ", ".join(f"{h[name]}: 2^{h['log2']:.2f}" for h in line["horizons"])
         rows.append(
             {
                 "parameterization": line["parameterization"],
                 "width": line.get("width"),
                 "density": line.get("density"),
-                "gamma": round(line["gamma"], 3),
+                SYMBOLS[axis][0]: round(line[EXPONENTS[axis][0]], 3),
                 "ci95": "-" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
                 "off_line": f"{line['residual_octaves']:.2f} oct",
-                "optimum by steps": optima,
+                f"optimum by {name}": optima,
             }
         )
     return pd.DataFrame(rows)

@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         optima_summary,
         write_fit,
     )
+    from hptransfer.analysis.horizon import SYMBOLS, TOKENS, line_axis
 
     sweep_dir = sweep_folder(args)
     settings = FitSettings(
@@ -106,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"\njoint optimum of {param} at the base shape (loss {joint['loss']:.4f}):")
         print(joint_summary(joint).to_string(index=False))
     if fit.budget:
-        print("\nthe LR optimum over the horizon: log2 η*(D) = a − γ·log2 D (budget rule fitted):")
+        axis = line_axis(fit.budget[0])
+        over = "horizon" if axis == TOKENS else "batch size at fixed tokens"
+        print(f"\nthe LR optimum over the {over}: {SYMBOLS[axis][1]} (budget rule fitted):")
         print(budget_summary(fit).to_string(index=False))
     _print_comparison(sweep_dir, fit)
     for note in fit_notes(fit, sweep_dir):

@@ -73,7 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=COMPLETEDP.name,
         help="how the base HPs move to a target's budget: completedp (default; Complete(d)P's "
         "closed form: η and weight decay × √(m_B/m_D), ε × √(m_D/m_B), 1 − β × m_B/m_D), "
-        "fitted (η from fit.json's η*(D) line of a sweep over >= 3 horizons), none",
+        "fitted (η from fit.json's η* line: of a sweep over >= 3 horizons for other tokens, "
+        "over >= 3 batch sizes for another batch), none",
     )
     parser.add_argument(
         "--cpus",

@@ -251,7 +251,7 @@ COMPLETEDP = BudgetRule(
     eps=BudgetScaling(tokens=0.5, batch=-0.5),
     one_minus_beta=BudgetScaling(tokens=-1.0, batch=1.0),
 )
-FITTED = "fitted"  # η from fit.json's η*(D) line (:func:`fitted_rule`); nothing else moves
+FITTED = "fitted"  # η from a fit.json η* line (:func:`fitted_rule`); nothing else moves
 BUDGET_RULES: dict[str, BudgetRule | None] = {
     BUDGET_NONE.name: BUDGET_NONE,
     COMPLETEDP.name: COMPLETEDP,
@@ -259,11 +259,14 @@ BUDGET_RULES: dict[str, BudgetRule | None] = {
 }
 
 
-def fitted_rule(gamma: float) -> BudgetRule:
-    """The measured rule η ∝ m_D^(−γ) (γ from a sweep over horizons); ε, β and weight decay
-    stay."""
-    return BudgetRule(FITTED, f"η*(D) ∝ D^-γ fitted on proxy sweeps (γ = {gamma:.3g})",
-                      lr=BudgetScaling(tokens=-gamma))  # fmt: skip
+def fitted_rule(gamma: float = 0.0, beta: float = 0.0) -> BudgetRule:
+    """The measured rule η ∝ m_D^(−γ)·m_B^β (γ from a sweep over horizons, β from one over
+    batch sizes at fixed tokens); ε, Adam's β's and weight decay stay."""
+    return BudgetRule(
+        FITTED,
+        f"η* ∝ D^-γ·B^β fitted on proxy sweeps (γ = {gamma:.3g}, β = {beta:.3g})",
+        lr=BudgetScaling(tokens=-gamma, batch=beta),
+    )
 
 
 def budget_rule_name(name: str) -> str:

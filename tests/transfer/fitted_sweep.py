@@ -38,19 +38,27 @@ JOINT_SPEC = {
     },
 }
 OPTIMUM_LOG2_INIT_STD = -5.3
-# Sweeps over horizons: the optimum falls as log2 η* = -6 − GAMMA·log2(steps / 10).
+# Sweeps over horizons and batch sizes: the optimum moves as η* ∝ D^-GAMMA·B^BETA, from 2^-6
+# at TINY_SPEC's 10 steps of batch 4.
 GAMMA = 0.25
+BETA = 0.4
 TOKENS_PER_STEP = 4 * 8  # batch_size × seq_len of TINY_SPEC
+BATCH_STEPS = 16  # a sweep over batch sizes: 16 steps × 4 rows at every batch size
 
 
-def optimum_log2_lr(steps: int) -> float:
-    return OPTIMUM_LOG2_LR - GAMMA * math.log2(steps / TINY_SPEC["train"]["steps"])
+def optimum_log2_lr(steps: int, batch: int = 4) -> float:
+    tokens = steps * batch * 8
+    return (
+        OPTIMUM_LOG2_LR
+        - GAMMA * math.log2(tokens / (TINY_SPEC["train"]["steps"] * TOKENS_PER_STEP))
+        + BETA * math.log2(batch / 4)
+    )
 
 
 def tiny_loss(run: RunConfig, joint: bool) -> float:
     """A parabola in log2 lr (its minimum moving with the horizon, plus a little seed noise);
     ``joint``: a tilted basin in log2 lr and log2 init_std."""
-    x = math.log2(run.hps.lr) - optimum_log2_lr(run.train.steps)
+    x = math.log2(run.hps.lr) - optimum_log2_lr(run.train.steps, run.data.batch_size)
     y = math.log2(run.hps.init_std) - OPTIMUM_LOG2_INIT_STD
     tilt = 0.04 * y * y + 0.03 * x * y if joint else 0.0
     noise = 0.002 * math.sin(7 * run.seed + 3 * x) if run.train.steps != 10 else 0.0
@@ -64,20 +72,30 @@ def write_sweep(
     fit: bool = True,
     joint: bool = False,
     horizons: tuple[int, ...] = (),
+    batches: tuple[int, ...] = (),
     seeds: tuple[int, ...] = (0, 1),
 ) -> Path:
-    """results/tiny/ (or results/joint/, or with ``horizons`` results/horizons/) under
-    ``root``: spec.yaml, trials.parquet, curves.parquet, fit.json."""
+    """results/tiny/ (or results/joint/, with ``horizons`` results/horizons/, with
+    ``batches`` results/batches/: :data:`BATCH_STEPS` steps of the first) under ``root``:
+    spec.yaml, trials.parquet, curves.parquet, fit.json."""
     raw = JOINT_SPEC if joint else TINY_SPEC
     if horizons:
         raw = {**raw, "name": "horizons", "train": {**raw["train"], "steps": list(horizons)}}
+    if batches:
+        raw = {
+            **raw,
+            "name": "batches",
+            "data": {**raw["data"], "batch_size": list(batches)},
+            "train": {**raw["train"], "steps": BATCH_STEPS * 4 // batches[0]},
+        }
     spec = parse_spec({**raw, "seeds": list(seeds)})
     store = ResultsStore(root / spec.name)
     store.write_spec(spec.to_yaml())
     trials, curves = [], []
     for run in grid_runs(spec):
         loss, steps = tiny_loss(run, joint), run.train.steps
-        point = {"step": steps, "tokens": steps * TOKENS_PER_STEP, "train_loss": loss}
+        tokens = steps * run.data.batch_size * run.data.seq_len
+        point = {"step": steps, "tokens": tokens, "train_loss": loss}
         point["val_loss"] = math.nan if diverged else loss
         outcome = {**point, "status": "completed", "steps": steps, "diverged": diverged}
         trials.append(trial_row(point_id(run), run, spec.name, spec.hash, outcome))

@@ -8,7 +8,15 @@ import re
 from pathlib import Path
 
 import pytest
-from fitted_sweep import GAMMA, OPTIMUM_LOG2_LR, TOKENS_PER_STEP, optimum_log2_lr, write_sweep
+from fitted_sweep import (
+    BATCH_STEPS,
+    BETA,
+    GAMMA,
+    OPTIMUM_LOG2_LR,
+    TOKENS_PER_STEP,
+    optimum_log2_lr,
+    write_sweep,
+)
 
 from hptransfer.cli.main import main
 from hptransfer.cli.targets import parse_targets
@@ -70,6 +78,42 @@ def test_fitted_rule_extrapolates_the_horizon_line(horizons_dir: Path) -> None:
     assert math.log2(run.hps.lr) == pytest.approx(optimum_log2_lr(270), abs=0.15)
     (line,) = [r for r in source.fit.budget if r["parameterization"] == "supar"]
     assert line["gamma"] == pytest.approx(GAMMA, abs=0.05)
+
+
+@pytest.fixture(scope="module")
+def batches_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("batches") / "results"
+    return write_sweep(root, batches=(4, 2, 8), seeds=(0, 1, 2))
+
+
+def test_fitted_rule_extrapolates_the_batch_line_at_the_proxys_tokens(batches_dir: Path) -> None:
+    source = load_source(batches_dir)
+    tokens = BATCH_STEPS * TOKENS_PER_STEP  # the proxy's: 16 steps × 4 rows × 8 tokens
+    targets = parse_targets(f"width=32,tokens={tokens},batch=16;width=32,tokens={tokens}")
+    request = Request(targets, "supar", budget_rule="fitted")
+    at_16, at_4 = target_runs(source, request)
+    assert (at_16.train.steps, at_16.data.batch_size, at_4.data.batch_size) == (4, 16, 4)
+    assert math.log2(at_16.hps.lr) == pytest.approx(optimum_log2_lr(4, 16), abs=0.15)
+    assert math.log2(at_16.hps.lr / at_4.hps.lr) == pytest.approx(2 * BETA, abs=0.1)
+    assert (at_16.train.eps, at_16.train.betas) == (at_4.train.eps, at_4.train.betas)
+
+
+def test_fitted_rule_needs_the_line_of_what_the_target_moves(
+    sweep_dir: Path, batches_dir: Path, tmp_path: Path, capsys
+) -> None:
+    longer = f"width=32,tokens={4 * BATCH_STEPS * TOKENS_PER_STEP}"
+    code, _, err = transfer(
+        capsys, "--from", str(batches_dir), "--to", longer, "--budget-rule", "fitted", "--dry-run"
+    )
+    assert code == 2 and "at least 3 horizons (train.steps: [..]); sweep 'batches' has 1" in err
+    two = write_sweep(tmp_path / "results", batches=(4, 8), seeds=(0, 1, 2))
+    for folder, found in ((sweep_dir, "'tiny' has 1"), (two, "'batches' has 2")):
+        code, out, err = transfer(
+            capsys, "--from", str(folder), "--to", "width=32,batch=8", "--budget-rule", "fitted",
+            "--steps", str(BATCH_STEPS // 2 if folder == two else 5), "--dry-run",
+        )  # fmt: skip
+        assert (code, out, err.count("\n")) == (2, "", 1), err
+        assert f"at least 3 batch sizes (data.batch_size: [..]); sweep {found} at the base" in err
 
 
 @pytest.mark.parametrize(
