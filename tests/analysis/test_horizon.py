@@ -105,15 +105,35 @@ def test_holdout_table_scores_both_rules_at_a_longer_horizon(fit, tmp_path: Path
     assert "| 1 | 0.25 [" in markdown(table.reset_index())
 
 
-def test_fit_cli_prints_gamma_per_group(tmp_path: Path, capsys):
+@pytest.mark.parametrize(
+    ("budgets", "patterns"),
+    [
+        (
+            {"horizons": HORIZONS},
+            (
+                r"over the horizon: log2 η\*\(D\) = a − γ·log2 D",
+                r"supar +16 +1\.0 +0\.2[3-7]\d* +\[0\.\d+, 0\.\d+\]",
+                r"10: 2\^-6\.0\d, 30: 2\^-6\.4\d, 90: 2\^-6\.[78]\d",
+            ),
+        ),
+        (
+            {"batches": (4, 2, 8)},
+            (
+                r"over the batch size at fixed tokens: log2 η\*\(B\) = a \+ β·log2 B",
+                r"supar +16 +1\.0 +0\.[34]\d* +\[0\.\d+, 0\.\d+\]",
+                r"2: 2\^-6\.[56]\d, 4: 2\^-6\.[12]\d, 8: 2\^-5\.[78]\d",
+            ),
+        ),
+    ],
+)
+def test_fit_cli_prints_the_exponent_per_group(tmp_path: Path, capsys, budgets, patterns):
     from hptransfer.cli.main import main
 
-    sweep = write_sweep(tmp_path, horizons=HORIZONS, seeds=(0, 1, 2), fit=False)
+    sweep = write_sweep(tmp_path, seeds=(0, 1, 2), fit=False, **budgets)
     assert main(["fit", str(sweep)]) == 0
     out = capsys.readouterr().out
-    assert "log2 η*(D) = a − γ·log2 D" in out
-    assert re.search(r"supar +16 +1\.0 +0\.2[3-7]\d* +\[0\.\d+, 0\.\d+\]", out), out
-    assert re.search(r"10: 2\^-6\.0\d, 30: 2\^-6\.4\d, 90: 2\^-6\.[78]\d", out), out
+    for pattern in patterns:
+        assert re.search(pattern, out), (pattern, out)
 
 
 @pytest.fixture(scope="module")
@@ -168,14 +188,3 @@ def test_holdout_table_scores_both_rules_at_a_larger_batch(batch_fit, tmp_path: 
     assert row["completedp_log2"] == pytest.approx(completedp, abs=0.1)
     assert row["completedp_error"] == pytest.approx(0.5 - BETA, abs=0.15)
     assert "| density | β [95% CI] |" in markdown(table.reset_index())
-
-
-def test_fit_cli_prints_beta_per_group(tmp_path: Path, capsys):
-    from hptransfer.cli.main import main
-
-    sweep = write_sweep(tmp_path, batches=BATCHES, seeds=(0, 1, 2), fit=False)
-    assert main(["fit", str(sweep)]) == 0
-    out = capsys.readouterr().out
-    assert "over the batch size at fixed tokens: log2 η*(B) = a + β·log2 B" in out
-    assert re.search(r"supar +16 +1\.0 +0\.[34]\d* +\[0\.\d+, 0\.\d+\]", out), out
-    assert re.search(r"2: 2\^-6\.[56]\d, 4: 2\^-6\.[12]\d, 8: 2\^-5\.[78]\d", out), out
