@@ -121,7 +121,7 @@ from hptransfer.analysis.joint import JointOptimum, locate_joint
 from hptransfer.analysis.optimum import CLIFF, estimate
 from hptransfer.config import BaseHPs, BaseShape
 from hptransfer.errors import ConfigError, DataError, FormatVersionError, ResultsError
-from hptransfer.store import location, write_text
+from hptransfer.store import Location, location, write_text
 from hptransfer.store.folder import (
     CURVES_FILE,
     FIT_FILE,
@@ -776,7 +776,7 @@ def fit_sweep(sweep_dir: Path, settings: FitSettings | None = None) -> Fit:
     )
 
 
-def _batch_steps(sweep_dir: Path) -> dict[int, int]:
+def _batch_steps(sweep_dir: Location) -> dict[int, int]:
     """A sweep over batch sizes: each batch size's steps → the batch size (spec.yaml)."""
     from hptransfer.sweep.spec import load_spec
 
