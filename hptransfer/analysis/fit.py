@@ -722,7 +722,7 @@ def budget_lines(
     rng = np.random.default_rng(settings.seed)
     out = []
     for grids in groups.values():
-        grids.sort(key=lambda g: (g.tokens, g.batch or 0))
+        grids.sort(key=lambda g: (getattr(g, along) or 0, g.tokens))  # along the line
         fitted = fit_line(
             grids, along, settings.window_octaves, settings.cliff, settings.n_boot, rng
         )

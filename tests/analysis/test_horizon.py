@@ -165,6 +165,13 @@ def test_beta_per_group_at_fixed_tokens_with_an_interval_covering_the_truth(batc
         assert low < fitted.log2_at(16) < high
 
 
+def test_budgets_are_listed_along_the_line_when_whole_steps_round_the_tokens(tmp_path: Path):
+    fit = load_fit(write_sweep(tmp_path, batches=(4, 6, 2, 8), seeds=(0, 1, 2)))
+    (row, *_) = fit.budget
+    budgets = [(h["batch"], h["steps"], h["tokens"]) for h in row["horizons"]]
+    assert budgets == [(2, 32, 512), (4, 16, 512), (6, 10, 480), (8, 8, 512)]
+
+
 def test_a_batch_line_survives_json_and_extrapolates_in_either_sign():
     fitted = BudgetLine("batch", 0.5, (0.3, 0.7), -9.0, ((0.1, -0.02), (-0.02, 0.01)), 0.1, 900)
     again = BudgetLine.from_json(fitted.to_json())
