@@ -8,7 +8,7 @@ the aligned text layout (also used for transfer's gain table).
 from __future__ import annotations
 
 from hptransfer.config import RunConfig
-from hptransfer.models import describe
+from hptransfer.models import describe, forward_scales
 from hptransfer.param import parameterization
 
 
@@ -37,6 +37,16 @@ def plan_header(run: RunConfig) -> str:
         + f"; base width {base.width}, density {base.density:g}, "
         f"heads {base.heads or run.model.heads}{depth})"
     )
+
+
+def forward_line(run: RunConfig) -> str:
+    """The forward multipliers of the run: embedding, readout and (GPT) attention logits,
+    the last with its base multiplier α_attn."""
+    scales = forward_scales(run)
+    line = f"forward: embedding × {scales.embedding:.4g}, readout × {scales.readout:.4g}"
+    if run.model.kind == "gpt":
+        line += f", attention logits × {scales.attention:.4g} (α_attn {run.hps.alpha_attn:.4g})"
+    return line
 
 
 def format_table(rows: list[dict[str, object]]) -> str:

@@ -56,6 +56,15 @@ def test_plan_table_is_printed(capsys):
     assert "m_d = 32" in out and "m_rho = 0.125" in out and "blocks.0.ffn.up.weight" in out
 
 
+@pytest.mark.parametrize(("p", "rule"), [("sp", 1 / 8), ("supar", 4 / 64)])
+def test_plan_shows_the_attention_logit_scale_with_alpha_attn(capsys, p, rule):
+    """Base width 64 with 4 heads (d₀ 16) → width 256 (d_head 64): α_attn × the rule."""
+    args = ["plan", "-p", p, "--width", "64", "--to", "width=256"]
+    assert main([*args, "--alpha-attn", "2"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("forward:"))
+    assert f"attention logits × {2 * rule:.4g} (α_attn 2)" in line
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -66,6 +75,7 @@ def test_plan_table_is_printed(capsys):
         (["plan", "--to", "width=100,heads=3"], "divisible by model.heads"),
         (["plan", "-p", "supr"], "unknown parameterization 'supr' (did you mean 'supar'?)"),
         (["plan", "--to", "width=abc"], "bad --to value"),
+        (["plan", "--alpha-attn", "0"], "hps.alpha_attn must be > 0; got 0"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(capsys, args, message):

@@ -40,6 +40,7 @@ HP_LABELS = {
     "init_std": "base init std σ",
     "alpha_in": "input multiplier α_in",
     "alpha_out": "output multiplier α_out",
+    "alpha_attn": "attention logit multiplier α_attn",
     "weight_decay": "weight decay",
 }
 METRIC_LABELS = {

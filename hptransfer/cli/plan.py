@@ -20,7 +20,7 @@ from hptransfer.data.sources import IO_SIZES, io_sizes
 from hptransfer.errors import ConfigError
 from hptransfer.param import PARAMETERIZATIONS
 from hptransfer.param.rules import BUDGET_RULES, COMPLETEDP
-from hptransfer.plan import format_table, plan_header, plan_rows
+from hptransfer.plan import format_table, forward_line, plan_header, plan_rows
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--base-width", type=int, help="base (proxy) width; default --width")
     model.add_argument("--lr", type=float, default=BaseHPs.lr, help="base learning rate η")
     model.add_argument("--init-std", type=float, default=BaseHPs.init_std, help="base σ")
+    model.add_argument(
+        "--alpha-attn",
+        type=float,
+        default=BaseHPs.alpha_attn,
+        help="base attention logit multiplier α_attn (on top of the parameterization's scale)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -91,7 +97,7 @@ def base_run(args: argparse.Namespace) -> RunConfig:
                 output_size=outputs,
             ),
             data=DataConfig(corpus=corpus, seq_len=min(args.context, DataConfig.seq_len)),
-            hps=BaseHPs(lr=args.lr, init_std=args.init_std),
+            hps=BaseHPs(lr=args.lr, init_std=args.init_std, alpha_attn=args.alpha_attn),
             base=BaseShape(width=args.base_width or args.width),
         )
     if args.parameterization:
@@ -131,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=1))
         return 0
     print(plan_header(target))
+    print(forward_line(target))
     if budget:
         print(budget)
     print(format_table(rows))

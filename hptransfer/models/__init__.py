@@ -33,7 +33,9 @@ def forward_scales(run: RunConfig) -> ForwardScales:
     return ForwardScales(
         embedding=output_multiplier(p, Role.EMBEDDING, run.hps, m),
         readout=output_multiplier(p, Role.READOUT, run.hps, m),
-        attention=attention_scale(p, run.model.head_dim, run.base.head_dim(run.model.heads)),
+        attention=attention_scale(
+            p, run.model.head_dim, run.base.head_dim(run.model.heads), run.hps.alpha_attn
+        ),
         residual=p.branch_multiplier(m),
     )
 

@@ -94,13 +94,16 @@ class BaseShape:
 
 @dataclass(frozen=True)
 class BaseHPs:
-    """Base hyperparameters (σ, η, α_in, α_out, weight decay), tuned once at the base shape."""
+    """Base hyperparameters (σ, η, α_in, α_out, weight decay, α_attn), tuned once at the base
+    shape. ``alpha_attn`` multiplies the attention logits on top of the parameterization's
+    scale (1/√d_head under SP, √d₀/d_head under μP/SμPar)."""
 
     lr: float = 2.0**-7
     init_std: float = 0.02
     alpha_in: float = 1.0
     alpha_out: float = 1.0
     weight_decay: float = 0.0
+    alpha_attn: float = 1.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -109,13 +112,25 @@ class BaseHPs:
                 isinstance(value, (int, float)) and math.isfinite(value),
                 f"hps.{f.name} must be a finite number; got {value!r}",
             )
-        for name in ("lr", "init_std", "alpha_in", "alpha_out"):
+        for name in ("lr", "init_std", "alpha_in", "alpha_out", "alpha_attn"):
             require(getattr(self, name) > 0, f"hps.{name} must be > 0; got {getattr(self, name)}")
         require(self.weight_decay >= 0, "hps.weight_decay must be >= 0")
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain fields for YAML and hashes; those added later (:data:`OMITTED_AT_DEFAULT`)
+        only when set, so every spec and run written before them keeps its hash."""
+        return {
+            k: v
+            for k, v in dataclasses.asdict(self).items()
+            if not (k in OMITTED_AT_DEFAULT and v == OMITTED_AT_DEFAULT[k])
+        }
+
+
+OMITTED_AT_DEFAULT = {"alpha_attn": BaseHPs.alpha_attn}
 
 
 @dataclass(frozen=True)

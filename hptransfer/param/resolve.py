@@ -97,11 +97,15 @@ def output_multiplier(p: Parameterization, role: Role, hps: BaseHPs, m: Multipli
     return alpha * p.rule(role).output(m)
 
 
-def attention_scale(p: Parameterization, head_dim: int, base_head_dim: int) -> float:
-    """Logit scale: SP's 1/√d_head, or μP's √d₀/d_head, written as (1/√d_head)·√(d₀/d_head)
-    so that it is bit-identical to SP at the base head size."""
+def attention_scale(
+    p: Parameterization, head_dim: int, base_head_dim: int, alpha: float = 1.0
+) -> float:
+    """Logit scale: α_attn times SP's 1/√d_head, or times μP's √d₀/d_head, written as
+    (1/√d_head)·√(d₀/d_head) so that it is bit-identical to SP at the base head size (and
+    α_attn = 1 to no multiplier: 1.0·x is x exactly)."""
     sp_scale = 1.0 / math.sqrt(head_dim)
-    return sp_scale * math.sqrt(base_head_dim / head_dim) if p.mup_attention else sp_scale
+    rule = sp_scale * math.sqrt(base_head_dim / head_dim) if p.mup_attention else sp_scale
+    return alpha * rule
 
 
 def resolve(

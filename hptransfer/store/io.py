@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from hptransfer.errors import ResultsError
 from hptransfer.store.location import Location, ObjectPath
-from hptransfer.store.schema import check_readable
+from hptransfer.store.schema import check_readable, with_defaults
 
 
 def atomic_write(path: Location, write: Callable[[IO[bytes]], Any]) -> None:
@@ -92,7 +92,7 @@ def read_frame(path: Location, required: Sequence[str] = ()) -> pd.DataFrame:
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise ResultsError(f"{path} lacks column(s) {', '.join(missing)}")
-    return frame
+    return with_defaults(frame)
 
 
 def open_input(path: Location) -> IO[bytes] | pa.BufferReader:

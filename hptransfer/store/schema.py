@@ -4,26 +4,31 @@ polars). One row per training run in ``trials.parquet``; one row per evaluation 
 
 Every table carries its format's version in the Parquet schema metadata
 (``hptransfer.schema_version``). Version 1 (no key: tables written before versioning) lacks
-the provenance columns and ``val_loss_se``, version 2 lacks ``run_key`` and ``same_as``; they
-are read by :func:`upgrade`, which adds the missing columns as nulls in memory (the file
-is rewritten in the current version only when runs are added to it). A table from a newer
+the provenance columns and ``val_loss_se``, version 2 lacks ``run_key`` and ``same_as``,
+version 3 lacks ``alpha_attn``; they are read by :func:`upgrade`, which adds the missing
+columns in memory: as nulls, or where an older run's value is known, as that value
+(:data:`DEFAULTS`: a run without an attention multiplier had α_attn = 1). The file is
+rewritten in the current version only when runs are added to it. A table from a newer
 hptransfer is refused with one line.
 """
 
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow as pa
 
 from hptransfer.errors import FormatVersionError, ResultsError
 from hptransfer.provenance import FIELDS as PROVENANCE_COLUMNS
 
-# Version 3: ``run_key`` and ``same_as`` in trials tables. Version 2: provenance columns and
-# val_loss_se (version 1: neither).
-SCHEMA_VERSION = 3
+# Version 4: ``alpha_attn`` in trials tables. Version 3: ``run_key`` and ``same_as``.
+# Version 2: provenance columns and val_loss_se (version 1: neither).
+SCHEMA_VERSION = 4
 VERSION_KEY = b"hptransfer.schema_version"
 VERSION_METADATA = {VERSION_KEY: str(SCHEMA_VERSION).encode()}
 
-HP_COLUMNS = ("lr", "init_std", "alpha_in", "alpha_out", "weight_decay")
+HP_COLUMNS = ("lr", "init_std", "alpha_in", "alpha_out", "weight_decay", "alpha_attn")
+# Columns added in a later version whose value in an older table's rows is known.
+DEFAULTS = {"alpha_attn": 1.0}
 
 TRIALS = pa.schema(
     [
@@ -112,10 +117,25 @@ def upgrade(table: pa.Table, schema: pa.Schema, path: object) -> pa.Table:
             f"{path} has unexpected columns ({', '.join(extra)}); was it written by hptransfer?"
         )
     columns = [
-        table[f.name] if f.name in table.column_names else pa.nulls(len(table), f.type)
-        for f in schema
+        table[f.name] if f.name in table.column_names else _missing(f, len(table)) for f in schema
     ]
     try:
         return pa.Table.from_arrays(columns, schema=schema)
     except (pa.ArrowException, ValueError) as exc:
         raise ResultsError(f"{path} has columns of unexpected types ({exc})") from None
+
+
+def _missing(column: pa.Field, rows: int) -> pa.Array:
+    """An older table's missing ``column``: its known value (:data:`DEFAULTS`), else nulls."""
+    if column.name in DEFAULTS:
+        return pa.array([DEFAULTS[column.name]] * rows, column.type)
+    return pa.nulls(rows, column.type)
+
+
+def with_defaults(frame: pd.DataFrame) -> pd.DataFrame:
+    """A trials frame read as it was written (without :func:`upgrade`) with the columns of
+    :data:`DEFAULTS` it lacks filled in; other frames unchanged."""
+    if "trial_id" not in frame or "lr" not in frame:
+        return frame
+    missing = {k: v for k, v in DEFAULTS.items() if k not in frame}
+    return frame.assign(**missing) if missing else frame

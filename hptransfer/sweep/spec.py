@@ -250,9 +250,7 @@ class SweepSpec:
             "train": train,
             "parameterization": list(self.parameterizations),
             "base": self.base.to_dict(),
-            "hps": {
-                k: v for k, v in dataclasses.asdict(self.hps).items() if k not in self.search.names
-            },
+            "hps": {k: v for k, v in self.hps.to_dict().items() if k not in self.search.names},
             "search": search,
             "seeds": list(self.seeds),
             "asha": None if self.asha is None else dataclasses.asdict(self.asha),

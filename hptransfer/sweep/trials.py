@@ -66,7 +66,12 @@ def trial_id(point_id: str, seed: int) -> str:
 
 def config_hash(run: RunConfig) -> str:
     """Stable short hash of everything in a run configuration."""
-    content = {**dataclasses.asdict(run), "model": run.model.to_dict(), "base": run.base.to_dict()}
+    content = {
+        **dataclasses.asdict(run),
+        "model": run.model.to_dict(),
+        "hps": run.hps.to_dict(),
+        "base": run.base.to_dict(),
+    }
     text = json.dumps(content, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

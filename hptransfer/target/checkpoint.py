@@ -48,7 +48,9 @@ def fingerprint(run: RunConfig) -> dict[str, Any]:
         "parameterization": run.parameterization,
         **{name: getattr(run.model, name) for name in SHAPE_FIELDS},
         "hash": hashlib.sha256(
-            json.dumps(dataclasses.asdict(run), sort_keys=True, default=list).encode()
+            json.dumps(
+                {**dataclasses.asdict(run), "hps": run.hps.to_dict()}, sort_keys=True, default=list
+            ).encode()
         ).hexdigest()[:12],
     }
 

@@ -27,6 +27,7 @@ FIXTURES = Path(__file__).parents[1] / "fixtures" / "results"
 CURRENT = FIXTURES / f"v{SCHEMA_VERSION}" / "tiny"
 LEGACY = FIXTURES / "v1" / "supar_width256"
 VERSION_2 = FIXTURES / "v2" / "tiny"
+VERSION_3 = FIXTURES / "v3" / "tiny"
 
 
 def _written_now(tmp_path: Path) -> Path:
@@ -84,6 +85,22 @@ def test_version_2_reads_without_run_keys_or_twins() -> None:
     assert trials["trial_id"].tolist() == current["trial_id"].tolist()
     assert (current["same_as"] == "").all() and current["run_key"].str.len().eq(16).all()
     assert len(read_trials(VERSION_2)) == 28 and load_fit(VERSION_2).base_hps
+
+
+def test_version_3_reads_with_alpha_attn_1_and_keeps_its_keys() -> None:
+    """A table from before the attention multiplier: α_attn 1 in every reader, and the runs
+    its spec plans today have the trial ids and run keys it stored."""
+    from hptransfer.sweep.trials import grid_runs, point_id, run_key, trial_id
+
+    assert table_version(pq.read_schema(VERSION_3 / "trials.parquet")) == 3
+    assert "alpha_attn" not in pq.read_schema(VERSION_3 / "trials.parquet").names
+    for trials in (ResultsStore(VERSION_3).read_trials(), read_trials(VERSION_3)):
+        assert len(trials) == 28 and trials["alpha_attn"].eq(1.0).all()
+    assert load_fit(VERSION_3).base_config("supar").alpha_attn == 1.0
+    stored = ResultsStore(VERSION_3).read_trials().set_index("trial_id")["run_key"]
+    runs = grid_runs(load_spec(VERSION_3 / "spec.yaml"))
+    planned = {trial_id(point_id(r), r.seed): run_key(r) for r in runs}
+    assert planned == stored.to_dict()
 
 
 def test_spec_version_1_fixes_the_mask_when_mask_seed_is_absent() -> None:

@@ -109,6 +109,21 @@ BAD_SPECS = {
         ),
         ["search.space.init_std", "init_std must be > 0"],
     ),
+    "zero-alpha-attn-range": (
+        tiny_spec(
+            search={
+                "algorithm": "optuna",
+                "num_samples": 20,
+                "space": {"lr": {"values": [0.01]}, "alpha_attn": {"low": 0.0, "high": 4.0}},
+            }
+        ),
+        ["search.space.alpha_attn", "alpha_attn must be > 0; got 0.0"],
+    ),
+    "negative-alpha-attn-values": (
+        tiny_spec(search={"space": {"lr": {"values": [0.01]}, "alpha_attn": {"values": [-1, 2]}}}),
+        ["search.space.alpha_attn", "alpha_attn must be > 0; got -1.0"],
+    ),
+    "zero-alpha-attn-fixed": (tiny_spec(hps={"alpha_attn": 0}), ["hps.alpha_attn must be > 0"]),
     "negative-alpha-values": (
         tiny_spec(search={"space": {"lr": {"values": [0.01]}, "alpha_out": {"values": [-1, 1]}}}),
         ["search.space.alpha_out", "alpha_out must be > 0"],
@@ -363,3 +378,20 @@ def test_slice_offsets_seeds_and_hash():
     assert spec.search.slice.seeds == (0, 3) and spec.hash != plain.hash
     again = parse_spec(yaml.safe_load(spec.to_yaml()))
     assert again == spec and again.hash == spec.hash
+
+
+def test_alpha_attn_is_searched_or_fixed_like_alpha_out():
+    from hptransfer.sweep.trials import point_id, trial_row
+
+    space = {"lr": {"log2_range": [-8, -6], "step": 1}, "alpha_attn": {"values": [1, 2, 4]}}
+    searched = parse_spec(tiny_spec(search={"space": space}))
+    runs = grid_runs(searched)
+    assert sorted({r.hps.alpha_attn for r in runs}) == [1.0, 2.0, 4.0] and len(runs) == 9 * len(
+        searched.seeds
+    )
+    rows = [trial_row(point_id(r), r, "x", searched.hash, {"status": "completed"}) for r in runs]
+    assert [row["alpha_attn"] for row in rows] == [r.hps.alpha_attn for r in runs]
+    fixed = parse_spec(tiny_spec(hps={"alpha_attn": 2}))
+    assert fixed.to_dict()["hps"]["alpha_attn"] == 2.0
+    assert {r.hps.alpha_attn for r in grid_runs(fixed)} == {2.0}
+    assert parse_spec(tiny_spec(hps={"alpha_attn": 1})).hash == parse_spec(tiny_spec()).hash

@@ -51,6 +51,28 @@ def test_target_runs_carry_the_joint_optimum_of_a_joint_search(tmp_path: Path) -
     assert source.sweep_dir / "plots" / "joint_base_supar.png" in paths
 
 
+def test_target_runs_carry_the_fitted_alpha_attn(tmp_path: Path, capsys) -> None:
+    """fit.json's α_attn reaches every target and baseline: logits × α_attn × the rule."""
+    import json
+
+    from hptransfer.models import forward_scales
+
+    folder = write_sweep(tmp_path / "results")
+    doc = json.loads((folder / "fit.json").read_text())
+    assert doc["base_hps"]["supar"]["alpha_attn"]["flag"] == "fixed"
+    fitted = {"value": 2.0, "log2": 1.0, "ci95": [1.8, 2.2], "flag": "ok"}
+    doc["base_hps"]["supar"]["alpha_attn"] = fitted
+    (folder / "fit.json").write_text(json.dumps(doc))
+    request = Request(parse_targets("width=64"), "supar", compare=("sp",))
+    supar, sp = target_runs(load_source(folder), request)
+    assert supar.hps.alpha_attn == sp.hps.alpha_attn == 2.0
+    d_head, d_0 = supar.model.head_dim, 16 // supar.model.heads
+    assert forward_scales(supar).attention == pytest.approx(2.0 * d_0**0.5 / d_head)
+    assert forward_scales(sp).attention == pytest.approx(2.0 / d_head**0.5)
+    code, out, _ = transfer(capsys, "--from", str(folder), "--to", "width=64", "--dry-run")
+    assert code == 0 and "alpha_attn 2^1 (ok)" in out and "(α_attn 2)" in out
+
+
 def test_regret_grid_is_five_half_octave_lrs_per_parameterization_and_seed(sweep_dir: Path):
     source = load_source(sweep_dir)
     request = Request(
