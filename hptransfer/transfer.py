@@ -1,9 +1,10 @@
 """Transfer fitted base HPs from a proxy sweep to a wide, sparse target, and train it.
 
-The base HPs (σ, η, α_in, α_out, weight decay) come from the sweep's ``fit.json``, fitted at
-the base shape; the target's per-parameter HPs follow from them and the parameterization's
-table (:func:`hptransfer.models.describe`). The target shares the sweep's data, batch size,
-steps and schedule unless overridden, which breaks transfer (SPEC.md) and is said loudly.
+The base HPs (σ, η, α_in, α_out, weight decay, α_attn) and base settings (the readout's zero
+init) come from the sweep's ``fit.json``, fitted at the base shape; the target's per-parameter
+HPs follow from them and the parameterization's table (:func:`hptransfer.models.describe`).
+The target shares the sweep's data, batch size, steps and schedule unless overridden, which
+breaks transfer (SPEC.md) and is said loudly.
 Baselines (``compare``) train the same target with the same base HPs under other
 parameterizations; SP with the same base HPs is the paper's standard practice.
 
@@ -133,9 +134,13 @@ def load_source(path: Path | None, results_root: Path = Path("results")) -> Sour
 def source_summary(source: Source, parameterization: str) -> str:
     """Where the base HPs come from, and their values."""
     fit, base = source.fit, source.fit.base_shape()
+    estimates = fit.base_hps[parameterization].items()
+    settings = fit.base_settings.get(parameterization, {}).items()
     hps = ", ".join(
-        f"{hp} {format_hp(est.value)} ({est.flag})"
-        for hp, est in fit.base_hps[parameterization].items()
+        [
+            *(f"{hp} {format_hp(est.value)} ({est.flag})" for hp, est in estimates),
+            *(f"{name} {str(on).lower()}" for name, on in settings),
+        ]
     )
     return (
         f"transfer from sweep {fit.sweep} ({source.sweep_dir / FIT_FILE}: {fit.metric} at "
@@ -233,7 +238,12 @@ def planned_targets(source: Source, request: Request) -> list[RunConfig]:
     base = source.fit.base_shape(default_heads=proxy.model.heads, default_depth=proxy.model.depth)
     horizon = source.proxy_horizon
     data = proxy.data
-    model = proxy.model.replace(width=base.width, density=base.density, depth=base.depth)
+    model = proxy.model.replace(
+        width=base.width,
+        density=base.density,
+        depth=base.depth,
+        **source.fit.base_settings.get(request.parameterization, {}),
+    )
     if request.data is not None:  # sized by the targets' own vocabulary
         data = dataclasses.replace(data, corpus="tokens", path=request.data)
         model = model.replace(input_size=None, output_size=None)

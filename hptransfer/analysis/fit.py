@@ -60,7 +60,8 @@ key says log2)::
                  "horizons": [{"steps", "tokens", "batch", "log2", "flag", "ci95_log2",
                                "n_seeds"}]}],
      "data": {"corpus": str, ["vocab_size": int,] ["tokenizer": {"name": str,
-              ["vocab_size": int, "sha256": str]}]}}
+              ["vocab_size": int, "sha256": str]}]},
+     "base_settings": {parameterization: {"readout_zero_init": bool}}}
             # the proxy's data (hptransfer.data.tokens.data_identity): transfer refuses a
             # target tokenized otherwise unless --allow-data-change
 
@@ -79,9 +80,14 @@ Version 1 (no ``provenance``) is read with an empty one; a newer version is refu
 line, and never overwritten by ``write_fit``.
 
 ``base_hps`` holds, per parameterization, the optima at the base shape plus every HP the
-sweep held fixed (flag ``fixed``, ``ci95`` null). ``curvature`` is the parabola's loss per
-octave² (the loss one octave off the optimum is ``loss + curvature``); ``loss`` is the fitted
-(or, when flagged, observed mean) loss at the optimum. ``argmin`` is the grid point with the
+sweep held fixed (flag ``fixed``, ``ci95`` null). A sweep over a base setting
+(``model.readout_zero_init: [false, true]``) fits each value as its own group (a group axis,
+like the horizon); ``base_settings`` holds the value whose best point at the base shape has
+the lower loss, and ``base_hps`` and ``joint`` are that value's.
+
+``curvature`` is the parabola's loss per octave² (the loss one octave off the optimum is
+``loss + curvature``); ``loss`` is the fitted (or, when flagged, observed mean) loss at the
+optimum. ``argmin`` is the grid point with the
 lowest (centred) seed mean among the stable ones, ``stable_lo``..``stable_hi`` the stable
 grid points; ``ci95_cut`` (none/low/high/both) says which ends of the interval were cut at
 them. Counts: ``n_points`` grid points with data, ``n_unstable`` of them unstable,
@@ -195,6 +201,9 @@ class Fit:
     # the proxy's data: corpus, vocabulary, tokenizer (hptransfer.data.tokens.data_identity);
     # empty in fits made before it was recorded
     data: dict[str, Any] = field(default_factory=dict)
+    # per parameterization, the base settings (readout_zero_init) its targets use; empty in
+    # fits made before they were recorded (targets keep the spec's model)
+    base_settings: dict[str, dict[str, bool]] = field(default_factory=dict)
 
     def base_shape(
         self, default_heads: int | None = None, default_depth: int | None = None
@@ -235,6 +244,7 @@ class Fit:
             "joint": self.joint,
             "budget": self.budget,
             "data": self.data,
+            "base_settings": self.base_settings,
         }
 
     @classmethod
@@ -252,6 +262,7 @@ class Fit:
             provenance=doc.get("provenance", {}),  # absent in version 1
             budget=doc.get("budget", []),  # absent before horizon sweeps
             data=doc.get("data", {}),  # absent before data identities were recorded
+            base_settings=doc.get("base_settings", {}),  # absent before readout_zero_init
         )
 
 
@@ -344,10 +355,11 @@ def searched_hps(trials: pd.DataFrame) -> list[str]:
 
 
 def group_axes(trials: pd.DataFrame) -> list[str]:
-    """The grouping axes present in ``trials``; the horizon where it varies."""
+    """The grouping axes present in ``trials``; the horizon and base settings where they
+    vary."""
     axes = [axis for axis in results.GROUP_AXES if axis in trials]
-    horizon = results.HORIZON_AXIS
-    return axes + ([horizon] if horizon in trials and trials[horizon].nunique() > 1 else [])
+    varying = (results.HORIZON_AXIS, *results.SETTING_AXES)
+    return axes + [a for a in varying if a in trials and trials[a].nunique() > 1]
 
 
 def _log2(values: pd.Series) -> np.ndarray:
@@ -561,10 +573,7 @@ def base_hps(
 ) -> dict[str, dict[str, HPEstimate]]:
     """Per parameterization: the optima at the base shape (the joint optimum where several
     HPs were searched together there), plus the HPs held fixed."""
-    at_base = np.ones(len(optima), dtype=bool)
-    for axis in ("width", "density", "depth"):
-        if axis in base and axis in optima:
-            at_base &= np.isclose(optima[axis].astype(float), float(base[axis]))
+    at_base = _at_base(optima, base)
     fixed = {
         hp: HPEstimate(float(v), math.log2(v) if v > 0 else None, None, "fixed")
         for hp in results.HP_NAMES
@@ -598,10 +607,7 @@ def joint_at_base(
 ) -> dict[str, JointOptimum]:
     """Per parameterization, the joint optimum (:mod:`~hptransfer.analysis.joint`) of the HPs
     that vary together among its usable trials at the base shape, if two or more do."""
-    at_base = usable.copy()
-    for axis in ("width", "density", "depth"):
-        if axis in base and axis in trials:
-            at_base &= np.isclose(trials[axis].astype(float), float(base[axis]))
+    at_base = usable & _at_base(trials, base)
     out = {}
     for param, runs in trials[at_base].groupby("parameterization", sort=True):
         varying = [hp for hp in searched_hps(trials) if runs[hp].nunique() > 1]
@@ -612,6 +618,45 @@ def joint_at_base(
                 n_boot=settings.n_boot, rng=rng,
             )  # fmt: skip
     return out
+
+
+def _at_base(table: pd.DataFrame, base: dict[str, Any]) -> pd.Series:
+    """Rows of ``table`` (trials or optima) at the base shape."""
+    at_base = pd.Series(True, index=table.index)
+    for axis in ("width", "density", "depth"):
+        if axis in base and axis in table:
+            at_base &= np.isclose(table[axis].astype(float), float(base[axis]))
+    return at_base
+
+
+def base_settings(
+    trials: pd.DataFrame, usable: pd.Series, base: dict[str, Any], metric: str
+) -> dict[str, dict[str, bool]]:
+    """Per parameterization, each base setting (:data:`results.SETTING_AXES`) the trials
+    record: where the sweep searched it at the base shape, the value whose best point (the
+    lowest loss averaged over seeds) is lower; else the one value its trials had."""
+    at_base = trials[usable & _at_base(trials, base)]
+    axes = [a for a in results.SETTING_AXES if a in trials and at_base[a].notna().any()]
+    hps = searched_hps(trials)
+    out: dict[str, dict[str, bool]] = {}
+    for param, runs in at_base.groupby("parameterization", sort=True):
+        chosen = {}
+        for axis in axes:
+            point_means = runs.groupby([axis, *hps])[metric].mean()
+            chosen[axis] = bool(point_means.groupby(level=0).min().idxmin())
+        out[str(param)] = chosen
+    return out
+
+
+def with_settings(table: pd.DataFrame, chosen: dict[str, dict[str, bool]]) -> pd.Series:
+    """Rows of ``table`` (trials or optima) whose base settings are their parameterization's
+    ``chosen`` ones (every row, for a setting not chosen or no column of ``table``)."""
+    keep = pd.Series(True, index=table.index)
+    for axis in results.SETTING_AXES:
+        if axis in table:
+            wanted = table["parameterization"].map(lambda p, a=axis: chosen.get(p, {}).get(a))
+            keep &= wanted.isna() | table[axis].astype(object).eq(wanted)
+    return keep
 
 
 def _joint_record(opt: JointOptimum) -> dict[str, Any]:
@@ -657,7 +702,8 @@ def fit_trials(
         horizon = next(steps for steps, b in batches.items() if b == batch)
     optima = fit_optima(trials, settings)
     base = base_shape(trials, spec_base)
-    proxy = _at_horizon(trials, horizon)
+    chosen = base_settings(trials, usable & _at_horizon(trials, horizon), base, settings.metric)
+    proxy = _at_horizon(trials, horizon) & with_settings(trials, chosen)
     joint = joint_at_base(trials[proxy], usable[proxy], base, settings)
     tokens = trials.loc[usable & proxy, "tokens"].max() if "tokens" in trials else None
     hashes = trials["spec_hash"].dropna().astype(str).unique() if "spec_hash" in trials else []
@@ -676,7 +722,13 @@ def fit_trials(
         searched_hps=searched_hps(trials),
         group_axes=group_axes(trials),
         settings=settings,
-        base_hps=base_hps(optima[_at_horizon(optima, horizon)], trials[proxy], base, joint),
+        base_hps=base_hps(
+            optima[_at_horizon(optima, horizon) & with_settings(optima, chosen)],
+            trials[proxy],
+            base,
+            joint,
+        ),
+        base_settings=chosen,
         optima=optima,
         drift=drift_table(optima),
         joint={param: _joint_record(opt) for param, opt in joint.items()},
@@ -875,7 +927,9 @@ def _stable(optima: pd.DataFrame) -> list[tuple[float, float]]:
 
 
 def format_value(value: Any) -> str:
-    """A group-axis value for people: numbers in %g, anything else as str."""
+    """A group-axis value for people: true/false, numbers in %g, anything else as str."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
     return f"{value:g}" if isinstance(value, (int, float, np.number)) else str(value)
 
 

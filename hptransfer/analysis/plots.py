@@ -48,7 +48,7 @@ METRIC_LABELS = {
     "train_loss": "train loss (nats)",
 }
 # Axes that split figures (one figure per value) in the HP-stability plot.
-FIGURE_AXES = ("model", "depth", "width")
+FIGURE_AXES = ("model", "depth", "width", "readout_zero_init")
 
 
 def param_order(params: Any) -> list[str]:

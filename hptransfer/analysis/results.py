@@ -30,6 +30,10 @@ HP_NAMES = BaseHPs.names()
 GROUP_AXES = ("parameterization", "model", "depth", "width", "density")
 # A run's horizon in steps; a group axis only in sweeps over several (``train.steps: [..]``).
 HORIZON_AXIS = "max_steps"
+# Base settings a sweep may search as a list (``model.readout_zero_init: [false, true]``):
+# categorical, so not fitted on a log2 axis but group axes where they vary; ``fit`` keeps
+# the better value at the base shape.
+SETTING_AXES = ("readout_zero_init",)
 TRIAL_COLUMNS = (
     "trial_id",
     "parameterization",

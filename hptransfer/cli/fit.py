@@ -106,6 +106,13 @@ def run(args: argparse.Namespace) -> int:
     for param, joint in fit.joint.items():
         print(f"\njoint optimum of {param} at the base shape (loss {joint['loss']:.4f}):")
         print(joint_summary(joint).to_string(index=False))
+    for param, chosen in fit.base_settings.items():
+        if any(a in fit.group_axes for a in chosen):  # searched: say which one was kept
+            kept = ", ".join(f"{a} {str(v).lower()}" for a, v in chosen.items())
+            print(
+                f"\nbase setting of {param} (the lower loss at the base shape; base HPs are its): "
+                f"{kept}"
+            )
     if fit.budget:
         axis = line_axis(fit.budget[0])
         over = "horizon" if axis == TOKENS else "batch size at fixed tokens"

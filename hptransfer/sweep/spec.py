@@ -158,7 +158,9 @@ class SweepSpec:
 
     ``model.width``/``model.density``/``model.depth`` of the YAML become
     ``widths``/``densities``/``depths``; ``model`` holds the first of each. Several depths
-    make the first the base depth unless ``base.depth`` says otherwise.
+    make the first the base depth unless ``base.depth`` says otherwise. A list
+    ``model.readout_zero_init: [false, true]`` searches the readout's init at the base
+    (``zero_inits``; ``fit`` picks the better one).
     """
 
     name: str
@@ -180,6 +182,7 @@ class SweepSpec:
     depths: tuple[int, ...] = ()  # model.depth as a list: () is (model.depth,)
     # data.batch_size as a list: () is (data.batch_size,); every batch trains the first's tokens
     batches: tuple[int, ...] = ()
+    zero_inits: tuple[bool, ...] = ()  # model.readout_zero_init as a list: () is the model's
 
     @property
     def steps(self) -> tuple[int, ...]:
@@ -203,11 +206,13 @@ class SweepSpec:
 
     @property
     def cells(self) -> list[RunConfig]:
-        """One run template per (parameterization, width, density, depth, budget), seed 0,
-        fixed HPs."""
+        """One run template per (parameterization, width, density, depth, readout init,
+        budget), seed 0, fixed HPs."""
         return [
             RunConfig(
-                model=self.model.replace(width=width, density=density, depth=depth),
+                model=self.model.replace(
+                    width=width, density=density, depth=depth, readout_zero_init=zero
+                ),
                 data=data,
                 train=train,
                 hps=self.hps,
@@ -218,6 +223,7 @@ class SweepSpec:
             for width in self.widths
             for density in self.densities
             for depth in self.depths or (self.model.depth,)
+            for zero in self.zero_inits or (self.model.readout_zero_init,)
             for train, data in self.budgets
         ]
 
@@ -227,6 +233,8 @@ class SweepSpec:
         model.update(width=list(self.widths), density=list(self.densities))
         if len(self.depths) > 1:  # one depth stays an int: specs before the axis keep their hash
             model["depth"] = list(self.depths)
+        if len(self.zero_inits) > 1:
+            model["readout_zero_init"] = list(self.zero_inits)
         search = dataclasses.asdict(self.search)
         search["space"] = {hp.name: hp.to_dict() for hp in self.search.space}
         if self.search.storage is None:
@@ -333,7 +341,7 @@ class _Parser:
                 f"{_describe(name)} is not a usable folder name: use letters, digits, '.', '_' "
                 "and '-' (at most 100, starting with a letter or digit)",
             )
-        model, widths, densities, depths = self.model(root.get("model", {}))
+        model, widths, densities, depths, zero_inits = self.model(root.get("model", {}))
         train, horizons = self.train(root.get("train", {}))
         data, batches = self.data(root.get("data", {}), train, horizons)
         base_raw = self.mapping("base", root.get("base", {}), _fields(BaseShape))
@@ -355,6 +363,7 @@ class _Parser:
             widths=widths,
             densities=densities,
             depths=depths if len(depths) > 1 else (),
+            zero_inits=zero_inits if len(zero_inits) > 1 else (),
             search=search,
             seeds=self.distinct("seeds", self.number_list("seeds", root.get("seeds", [0]), int)),
             asha=None if root.get("asha") is None else self.build("asha", AshaSpec, root["asha"]),
@@ -464,8 +473,9 @@ class _Parser:
 
     def model(
         self, raw: Any
-    ) -> tuple[ModelConfig, tuple[int, ...], tuple[float, ...], tuple[int, ...]]:
-        """The model template and the swept widths, densities and depths (each checked)."""
+    ) -> tuple[ModelConfig, tuple[int, ...], tuple[float, ...], tuple[int, ...], tuple[bool, ...]]:
+        """The model template and the swept widths, densities, depths and readout inits (each
+        checked)."""
         section = dict(self.mapping("model", raw, _fields(ModelConfig)))
         widths = self.distinct(
             "model.width", self.number_list("model.width", section.pop("width", 128), int)
@@ -476,9 +486,16 @@ class _Parser:
         depths = self.distinct(
             "model.depth", self.number_list("model.depth", section.pop("depth", 2), int)
         )
-        model = self.build(
-            "model", ModelConfig, section, width=widths[0], density=densities[0], depth=depths[0]
+        zero_inits = self.distinct(
+            "model.readout_zero_init",
+            self.number_list(
+                "model.readout_zero_init", section.pop("readout_zero_init", False), bool
+            ),
         )
+        model = self.build(
+            "model", ModelConfig, section, width=widths[0], density=densities[0], depth=depths[0],
+            readout_zero_init=any(zero_inits),  # checked against tied embeddings if ever on
+        )  # fmt: skip
         for width in widths:
             for density in densities:
                 for depth in depths:
@@ -487,7 +504,7 @@ class _Parser:
                             width=w, density=d, depth=n
                         )
                     )
-        return model, widths, densities, depths
+        return model.replace(readout_zero_init=zero_inits[0]), widths, densities, depths, zero_inits
 
     def train(self, raw: Any) -> tuple[TrainConfig, tuple[int, ...]]:
         """The training template (at the first horizon) and the horizons when ``steps`` is a

@@ -38,7 +38,7 @@ DIVERGED_CAP = 1e6  # objective of a run that diverged to NaN/inf
 CONFIG_COLUMNS = (
     "trial_id", "point_id", "run_key", "sweep", "spec_hash", "parameterization", "model",
     "width", "depth", "heads", "density", "base_width", "base_density", "corpus", "optimizer",
-    "seed", *HP_COLUMNS, "max_steps",
+    "seed", *HP_COLUMNS, "readout_zero_init", "max_steps",
 )  # fmt: skip
 
 
@@ -237,6 +237,7 @@ def trial_row(
         "optimizer": run.train.optimizer,
         "seed": run.seed,
         **{name: float(getattr(run.hps, name)) for name in HP_COLUMNS},
+        "readout_zero_init": bool(model.readout_zero_init),
         "max_steps": run.train.steps,
         "steps": int(outcome.get("steps", 0)),
         "tokens": int(outcome.get("tokens", 0)),

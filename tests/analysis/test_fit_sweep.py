@@ -287,3 +287,24 @@ def test_the_alpha_attn_optimum_is_recovered_alone_and_jointly_with_lr(joint: bo
         assert set(fit.joint["supar"]["hps"]) == {"lr", "alpha_attn"}
         assert abs(fit.base_hps["supar"]["lr"].log2 + 7.3) < 0.2
     assert fit.base_config("supar").alpha_attn == alpha.value
+
+
+def test_a_searched_readout_zero_init_is_fitted_per_value_and_the_better_one_kept() -> None:
+    """Zero-initialised readout: the same bowl, 0.02 lower and its optimum half an octave up."""
+    off = make_trials(parameterizations=("supar",), widths=(64,), densities=(1.0,))
+    on = make_trials(parameterizations=("supar",), widths=(64,), densities=(1.0,), seed=1)
+    x = np.log2(on["lr"])
+    on = on.assign(val_loss=on["val_loss"] - 0.02 + 0.05 * ((x + 6.8) ** 2 - (x + 7.3) ** 2))
+    trials = pd.concat(
+        [off.assign(readout_zero_init=False), on.assign(readout_zero_init=True)],
+        ignore_index=True,
+    )
+    fit = fit_trials(trials, "demo", {"width": 64}, FAST)
+    assert "readout_zero_init" in fit.group_axes
+    assert fit.base_settings == {"supar": {"readout_zero_init": True}}
+    by_value = fit.optima.set_index("readout_zero_init")["log2"]
+    assert abs(by_value[True] + 6.8) < 0.2 and abs(by_value[False] + 7.3) < 0.2
+    assert abs(fit.base_hps["supar"]["lr"].log2 + 6.8) < 0.2
+    again = fit_trials(trials[~trials["readout_zero_init"]], "demo", {"width": 64}, FAST)
+    assert "readout_zero_init" not in again.group_axes
+    assert again.base_settings == {"supar": {"readout_zero_init": False}}

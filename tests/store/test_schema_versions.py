@@ -88,7 +88,8 @@ def test_version_2_reads_without_run_keys_or_twins() -> None:
 
 
 def test_version_3_reads_with_alpha_attn_1_and_keeps_its_keys() -> None:
-    """A table from before the attention multiplier: α_attn 1 in every reader, and the runs
+    """A table from before the attention multiplier: α_attn 1 (and no zero-initialised
+    readout) in every reader, and the runs
     its spec plans today have the trial ids and run keys it stored."""
     from hptransfer.sweep.trials import grid_runs, point_id, run_key, trial_id
 
@@ -96,6 +97,7 @@ def test_version_3_reads_with_alpha_attn_1_and_keeps_its_keys() -> None:
     assert "alpha_attn" not in pq.read_schema(VERSION_3 / "trials.parquet").names
     for trials in (ResultsStore(VERSION_3).read_trials(), read_trials(VERSION_3)):
         assert len(trials) == 28 and trials["alpha_attn"].eq(1.0).all()
+        assert not trials["readout_zero_init"].astype(bool).any()
     assert load_fit(VERSION_3).base_config("supar").alpha_attn == 1.0
     stored = ResultsStore(VERSION_3).read_trials().set_index("trial_id")["run_key"]
     runs = grid_runs(load_spec(VERSION_3 / "spec.yaml"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import socket
 import subprocess
@@ -395,3 +396,26 @@ def test_alpha_attn_is_searched_or_fixed_like_alpha_out():
     assert fixed.to_dict()["hps"]["alpha_attn"] == 2.0
     assert {r.hps.alpha_attn for r in grid_runs(fixed)} == {2.0}
     assert parse_spec(tiny_spec(hps={"alpha_attn": 1})).hash == parse_spec(tiny_spec()).hash
+
+
+def test_readout_zero_init_as_a_list_is_a_base_setting_searched_like_an_axis():
+    from hptransfer.sweep.trials import point_id, trial_row
+
+    spec = parse_spec(tiny_spec(model={"readout_zero_init": [False, True]}))
+    assert spec.zero_inits == (False, True) and not spec.model.readout_zero_init
+    assert spec.to_dict()["model"]["readout_zero_init"] == [False, True]
+    runs = grid_runs(spec)
+    assert [r.model.readout_zero_init for r in runs].count(True) == len(runs) // 2
+    rows = [trial_row(point_id(r), r, "x", spec.hash, {"status": "completed"}) for r in runs]
+    assert [row["readout_zero_init"] for row in rows] == [r.model.readout_zero_init for r in runs]
+    assert (
+        parse_spec(tiny_spec(model={"readout_zero_init": False})).hash
+        == parse_spec(tiny_spec()).hash
+    )
+    for bad, message in (
+        ({"readout_zero_init": [True, False], "tied_embeddings": True}, "needs an untied"),
+        ({"readout_zero_init": [False, "on"]}, "model.readout_zero_init[1]: expected true"),
+        ({"readout_zero_init": [True, True]}, "lists a value twice"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            parse_spec(tiny_spec(model=bad))

@@ -73,6 +73,29 @@ def test_target_runs_carry_the_fitted_alpha_attn(tmp_path: Path, capsys) -> None
     assert code == 0 and "alpha_attn 2^1 (ok)" in out and "(α_attn 2)" in out
 
 
+def test_target_runs_use_the_fitted_readout_init(tmp_path: Path, capsys) -> None:
+    """fit.json's base_settings reach the targets; a fit without them keeps the spec's."""
+    import json
+
+    folder = write_sweep(tmp_path / "results")
+    doc = json.loads((folder / "fit.json").read_text())
+    assert doc["base_settings"]["supar"] == {"readout_zero_init": False}
+    request = Request(parse_targets("width=64"), "supar", compare=("sp",))
+    for settings, expected in (({"readout_zero_init": True}, True), (None, False)):
+        if settings is None:
+            del doc["base_settings"]
+        else:
+            doc["base_settings"]["supar"] = settings
+        (folder / "fit.json").write_text(json.dumps(doc))
+        runs = target_runs(load_source(folder), request)
+        assert [r.model.readout_zero_init for r in runs] == [expected, expected]
+    doc["base_settings"] = {"supar": {"readout_zero_init": True}}
+    (folder / "fit.json").write_text(json.dumps(doc))
+    code, out, _ = transfer(capsys, "--from", str(folder), "--to", "width=64", "--dry-run")
+    assert code == 0 and "readout_zero_init true" in out
+    assert re.search(r"head\.weight +readout +\S+ +1 +0 ", out)  # init std 0: zero init
+
+
 def test_regret_grid_is_five_half_octave_lrs_per_parameterization_and_seed(sweep_dir: Path):
     source = load_source(sweep_dir)
     request = Request(
