@@ -87,12 +87,11 @@ the lower loss, and ``base_hps`` and ``joint`` are that value's.
 
 ``curvature`` is the parabola's loss per octave² (the loss one octave off the optimum is
 ``loss + curvature``); ``loss`` is the fitted (or, when flagged, observed mean) loss at the
-optimum. ``argmin`` is the grid point with the
-lowest (centred) seed mean among the stable ones, ``stable_lo``..``stable_hi`` the stable
-grid points; ``ci95_cut`` (none/low/high/both) says which ends of the interval were cut at
-them. Counts: ``n_points`` grid points with data, ``n_unstable`` of them unstable,
-``n_fitted`` in the parabola, ``n_seeds``, ``n_trials`` fitted, ``n_diverged`` trials of the
-group that diverged (at any HP value).
+optimum. ``argmin`` is the grid point with the lowest (centred) seed mean among the stable
+ones, ``stable_lo``..``stable_hi`` the stable grid points; ``ci95_cut`` (none/low/high/both)
+says which ends of the interval were cut at them. Counts: ``n_points`` grid points with data,
+``n_unstable`` of them unstable, ``n_fitted`` in the parabola, ``n_seeds``, ``n_trials``
+fitted, ``n_diverged`` trials of the group that diverged (at any HP value).
 
 Reading a fit (what ``hptransfer transfer`` uses): :func:`load_fit` (file or sweep folder) or
 :func:`latest_fit`, then :meth:`Fit.base_config` (a :class:`~hptransfer.config.BaseHPs`),
