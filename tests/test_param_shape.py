@@ -31,7 +31,8 @@ def test_base_shape_hashes_heads_only_when_recorded() -> None:
 
 
 def test_hp_names_in_order() -> None:
-    assert BaseHPs.names() == ("lr", "init_std", "alpha_in", "alpha_out", "weight_decay")
+    names = ("lr", "init_std", "alpha_in", "alpha_out", "weight_decay", "alpha_attn")
+    assert BaseHPs.names() == names
 
 
 def test_plan_rows_show_zero_init_std_for_filled_parameters() -> None:
