@@ -4,10 +4,18 @@ import dataclasses
 
 import pytest
 import torch
+from hypothesis import settings
 
 from hptransfer.config import BaseHPs, BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
 
 torch.set_num_threads(1)
+
+# The suite draws the same property-test examples on every run, with no per-example time limit
+# (a loaded CI machine is slow): a red build is then a change, not a draw. Explore new examples
+# locally with `pytest --hypothesis-profile=explore`.
+settings.register_profile("ci", derandomize=True, deadline=None)
+settings.register_profile("explore", deadline=None)
+settings.load_profile("ci")
 
 
 def tiny_gpt_run(**model_changes) -> RunConfig:
