@@ -16,7 +16,12 @@ k = 0 is the transferred run itself), with the same seeds. Per target and parame
   diverged (or failed), ``missing`` when none was trained, ``partial`` when a grid point has
   no loss, or fewer seeds than another (the regret is then a lower bound too), else ``ok``.
 
-The table is stored as ``regret.parquet`` beside the transfer runs and drawn by ``plot``.
+A target is a shape (width, density, depth) trained for a budget (``max_steps``, ``tokens``)
+under a ``budget_rule``: the same shape at two budgets, or moved by two rules, gets two rows.
+The table is stored as ``regret.parquet`` beside the transfer runs (a new measurement replaces
+the stored row of the same target and parameterization, and keeps the others) and drawn by
+``plot``. A table written before budgets were recorded lacks the budget columns: they read as
+unknown (``<NA>``, rule ""), and its rows are replaced by a new measurement of the same shape.
 """
 
 from __future__ import annotations
@@ -37,24 +42,31 @@ from hptransfer.store.schema import VERSION_METADATA
 
 OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # octaves around the transferred η
 TARGET_AXES = ("width", "density", "depth")
+BUDGET = ("max_steps", "tokens", "budget_rule")  # absent from the first regret tables
+TARGET = (*TARGET_AXES, *BUDGET)
+KEYS = (*TARGET, "parameterization")
 COLUMNS = (
-    *TARGET_AXES, "parameterization", "seeds", "transferred_lr", "transferred_loss",
+    *KEYS, "seeds", "transferred_lr", "transferred_loss",
     "tuned_lr", "tuned_loss", "regret_pct", "regret_ci95_lo", "regret_ci95_hi", "flag",
 )  # fmt: skip
 
 
 def regret_table(
-    runs: pd.DataFrame, transferred_lr: float, metric: str = "val_loss"
+    runs: pd.DataFrame, transferred_lr: float, metric: str = "val_loss", budget_rule: str = ""
 ) -> pd.DataFrame:
-    """One row per (target, parameterization) of the regret grid runs (see module doc)."""
+    """One row per (target, parameterization) of the regret grid runs (see module doc), the
+    targets' budgets moved by ``budget_rule``."""
     rows = []
-    grouped = runs.groupby([*TARGET_AXES, "parameterization"], sort=False)
-    for (width, density, depth, param), part in grouped:
+    grouped = runs.groupby([*TARGET_AXES, "max_steps", "tokens", "parameterization"], sort=False)
+    for (width, density, depth, max_steps, tokens, param), part in grouped:
         rows.append(
             {
                 "width": int(width),
                 "density": float(density),
                 "depth": int(depth),
+                "max_steps": int(max_steps),
+                "tokens": int(tokens),
+                "budget_rule": budget_rule,
                 "parameterization": param,
                 **_regret(part, transferred_lr, metric),
             }
@@ -138,6 +150,7 @@ def regret_summary(table: pd.DataFrame) -> pd.DataFrame:
             ],
             "parameterization": table["parameterization"],
             "seeds": table["seeds"],
+            "budget": budget_labels(table),
             "transferred": table["transferred_loss"].map("{:.4f}".format),
             "tuned at target": table["tuned_loss"].map("{:.4f}".format),
             "regret": table["regret_pct"].map("{:.2f}%".format),
@@ -154,6 +167,14 @@ def regret_summary(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def budget_labels(table: pd.DataFrame) -> list[str]:
+    """Each row's budget for people: its steps and the rule that moved the HPs to it."""
+    return [
+        "-" if pd.isna(steps) else f"{steps} steps" + (f", {rule}" if rule else "")
+        for steps, rule in zip(table["max_steps"], table["budget_rule"], strict=True)
+    ]
+
+
 def _interval_text(lo: float, hi: float) -> str:
     if math.isnan(lo):
         return "-"
@@ -165,17 +186,30 @@ def write_regret(table: pd.DataFrame, sweep_dir: Path) -> Path:
     path = location(sweep_dir) / REGRET_FILE
     stored = read_regret(sweep_dir)
     if stored is not None:
-        keys = [*TARGET_AXES, "parameterization"]
-        fresh = table.set_index(keys).index
-        stored = stored[~stored.set_index(keys).index.isin(fresh)]
-        table = pd.concat([stored, table], ignore_index=True)
+        table = pd.concat([stored[~_replaced(stored, table)], table], ignore_index=True)
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **VERSION_METADATA})
     atomic_write(path, lambda f: pq.write_table(arrow, f))
     return path
 
 
+def _replaced(stored: pd.DataFrame, fresh: pd.DataFrame) -> np.ndarray:
+    """The stored rows ``fresh`` measures again: same target and parameterization, or, for a
+    row of unknown budget, the same shape and parameterization."""
+
+    def measured(columns: list[str]) -> np.ndarray:
+        return stored.set_index(columns).index.isin(fresh.set_index(columns).index)
+
+    unknown_budget = stored["max_steps"].isna().to_numpy()
+    return measured(list(KEYS)) | (unknown_budget & measured([*TARGET_AXES, "parameterization"]))
+
+
 def read_regret(sweep_dir: Path) -> pd.DataFrame | None:
     """The stored regret table, or None if ``transfer --regret`` never ran here."""
     path = location(sweep_dir) / REGRET_FILE
-    return results.read_table(path, COLUMNS) if path.is_file() else None
+    if not path.is_file():
+        return None
+    table = results.read_table(path, [c for c in COLUMNS if c not in BUDGET])
+    unknown = {"max_steps": pd.NA, "tokens": pd.NA, "budget_rule": ""}
+    table = table.assign(**{c: v for c, v in unknown.items() if c not in table})
+    return table.astype({"max_steps": "Int64", "tokens": "Int64"})[list(COLUMNS)]

@@ -26,6 +26,7 @@ from hptransfer.analysis.plots import (
     param_label,
     param_order,
 )
+from hptransfer.analysis.regret import OFFSETS, TARGET, budget_labels
 from hptransfer.config import BaseHPs
 
 DEFAULTS = BaseHPs()
@@ -126,33 +127,59 @@ def _axes(ax: Axes, hp: str, metric: str) -> None:
 def plot_regret(table: pd.DataFrame, runs: pd.DataFrame, metric: str) -> Figure:
     """Regret (%) per target and parameterization, then a panel per target: loss vs
     η / transferred η, the transferred run starred."""
-    targets = table[["width", "density", "depth"]].drop_duplicates()
+    targets = table[list(TARGET)].drop_duplicates()
     fig, axes = _figure(1 + len(targets), "transfer regret: transferred η vs tuned at the target")
     params = param_order(table["parameterization"])
     _regret_bars(axes[0], table, targets, params)
-    for ax, target in zip(axes[1:], targets.itertuples(index=False), strict=True):
-        rows = runs[
-            runs["width"].eq(target.width)
-            & np.isclose(runs["density"], target.density)
-            & runs["depth"].eq(target.depth)
-            & runs["status"].eq("completed")
-            & ~runs["diverged"].astype(bool)
-        ]
-        base_lr = table["transferred_lr"].iloc[0]
+    usable = runs[runs["status"].eq("completed") & ~runs["diverged"].astype(bool)]
+    for ax, (_, target) in zip(axes[1:], targets.iterrows(), strict=True):
+        rows = usable[_at_target(usable, target)]
         for param in params:
+            row = table[table["parameterization"].eq(param) & _at_target(table, target)]
+            if row.empty:
+                continue
             part = rows[rows["parameterization"].eq(param)]
-            ratio = part["lr"] / base_lr
+            ratio = part["lr"] / row["transferred_lr"].iloc[0]
+            part, ratio = part[_in_grid(ratio)], ratio[_in_grid(ratio)]
             color = param_color(param)
             _line(ax, ratio, part[metric], color=color, label=param_label(param))
-            at = part[np.isclose(ratio, 1.0)][metric].mean()
-            ax.plot(1.0, at, "*", ms=12, color=color)
-        ax.set_title(f"width {target.width}, density {target.density:g}")
+            ax.plot(1.0, part[np.isclose(ratio, 1.0)][metric].mean(), "*", ms=12, color=color)
+        ax.set_title(_target_title(target))
         ax.set_xscale("log", base=2)
         ax.set_xlabel("η / transferred η (★ transferred)")
         ax.grid(alpha=0.3)
     axes[1].set_ylabel(METRIC_LABELS.get(metric, metric))
     axes[-1].legend(fontsize="small")
     return fig
+
+
+def _at_target(frame: pd.DataFrame, target: pd.Series) -> pd.Series:
+    """The rows of ``frame`` at ``target``'s shape and (when known) budget."""
+    at = (
+        frame["width"].eq(target["width"])
+        & np.isclose(frame["density"], target["density"])
+        & frame["depth"].eq(target["depth"])
+    )
+    for column in ("max_steps", "tokens"):
+        if not pd.isna(target[column]):
+            at &= frame[column].eq(target[column])
+    if "budget_rule" in frame:
+        at &= frame["budget_rule"].eq(target["budget_rule"])
+    return at
+
+
+def _in_grid(ratio: pd.Series) -> np.ndarray:
+    """Whether each η / transferred η is a point of the regret grid (another rule's grid at
+    the same target is not)."""
+    offsets = np.log2(ratio.to_numpy())[:, None]
+    return np.isclose(offsets, np.asarray(OFFSETS)[None, :]).any(axis=1)
+
+
+def _target_title(target: pd.Series) -> str:
+    title = f"width {target['width']}, density {target['density']:g}"
+    if pd.isna(target["max_steps"]):
+        return title
+    return f"{title}\n{budget_labels(pd.DataFrame([target]))[0]}"
 
 
 def _regret_bars(ax: Axes, table: pd.DataFrame, targets: pd.DataFrame, params: list[str]) -> None:
@@ -166,11 +193,10 @@ def _regret_bars(ax: Axes, table: pd.DataFrame, targets: pd.DataFrame, params: l
         for bar, flag in zip(bars, rows["flag"], strict=True):
             if flag != "ok":  # edge, partial: a lower bound
                 bar.set_hatch("//")
-    ax.set_xticks(
-        np.arange(len(targets)),
-        [f"{w} × {d:g}" for w, d in zip(targets["width"], targets["density"], strict=True)],
-        rotation=20,
-    )
+    labels = [f"{w} × {d:g}" for w, d in zip(targets["width"], targets["density"], strict=True)]
+    if targets["max_steps"].nunique(dropna=False) > 1 or targets["budget_rule"].nunique() > 1:
+        labels = [f"{s}\n{b}" for s, b in zip(labels, budget_labels(targets), strict=True)]
+    ax.set_xticks(np.arange(len(targets)), labels, rotation=20)
     ax.axhline(1.0, color="k", ls=":", lw=1)
     ax.set_xlabel("target width × density")
     ax.set_ylabel("regret (% of the tuned loss; hatched: lower bound)")

@@ -164,18 +164,24 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(tr.gain_rows(at_lr, request.parameterization, request.baselines)))
     print(f"stored in {destination} (curves: {TRANSFER_CURVES_FILE})")
     if request.regret:
-        _report_regret(rows, source)
+        _report_regret(rows, source, request.budget_rule)
     return _failures(rows, destination)
 
 
-def _report_regret(rows: pd.DataFrame, source: Source) -> None:
-    """The regret of each target against the grid around its own transferred η."""
+def _report_regret(rows: pd.DataFrame, source: Source, budget_rule: str) -> None:
+    """The regret of each target against the grid around its own transferred η; a target
+    trained for another budget than the proxy's records the rule that moved its HPs."""
     import pandas as pd
 
     from hptransfer.analysis.regret import regret_summary, regret_table, write_regret
 
-    parts = rows.groupby("transferred_lr", sort=False)
-    table = pd.concat([regret_table(part, lr, source.fit.metric) for lr, part in parts])
+    proxy = source.proxy_horizon
+    at_proxy = rows["max_steps"].eq(proxy.steps) & rows["tokens"].eq(proxy.tokens)
+    rows = rows.assign(budget_rule=at_proxy.map({True: "", False: budget_rule}))
+    parts = rows.groupby(["transferred_lr", "budget_rule"], sort=False)
+    table = pd.concat(
+        [regret_table(part, lr, source.fit.metric, rule) for (lr, rule), part in parts]
+    )
     print("\ntransfer regret (transferred η against the best of η × 2^(-1 … 1) at the target):")
     print(regret_summary(table).to_string(index=False))
     print(f"stored in {write_regret(table, source.sweep_dir)}")

@@ -21,11 +21,14 @@ from hptransfer.analysis.tuning_plots import plot_regret
 LR = 2.0**-7
 
 
-def grid(best_offset: dict[str, float], width: int = 128, density: float = 0.125) -> pd.DataFrame:
+def grid(
+    best_offset: dict[str, float], width: int = 128, density: float = 0.125, steps: int = 150
+) -> pd.DataFrame:
     """Runs at LR·2^k (k in OFFSETS), 3 seeds; loss 2 + 0.1·(k − best)² + 0.01·seed."""
     rows = [
         {
             "width": width, "density": density, "depth": 2, "parameterization": param,
+            "max_steps": steps, "tokens": steps * 1024,
             "seed": seed, "lr": LR * 2.0**k, "status": "completed", "diverged": False,
             "val_loss": 2 + 0.1 * (k - best) ** 2 + 0.01 * seed,
         }
@@ -94,3 +97,49 @@ def test_stored_regret_merges_by_target_and_is_drawn(tmp_path: Path):
     figure = plot_regret(stored, runs, "val_loss")
     assert len(figure.axes) == 3
     assert read_regret(tmp_path / "elsewhere") is None
+
+
+def test_budgets_and_rules_of_one_shape_are_stored_apart(tmp_path: Path):
+    """The horizon study's two --regret runs (one per budget rule) at one target shape, and
+    another budget of that shape: three targets, none overwriting another."""
+    completedp = regret_table(grid({"supar": 0.0}, steps=600), LR, budget_rule="completedp")
+    fitted_lr = LR * 2**0.5
+    fitted = regret_table(
+        grid({"supar": 0.5}, steps=600).assign(lr=lambda f: f["lr"] * 2**0.5),
+        fitted_lr,
+        budget_rule="fitted",
+    )
+    short = regret_table(grid({"supar": 1.0}), LR)
+    for table in (completedp, fitted, short, completedp):  # the last one: measured again
+        write_regret(table, tmp_path)
+    stored = read_regret(tmp_path).set_index(["max_steps", "budget_rule"])
+    assert len(stored) == 3
+    assert stored.loc[(600, "completedp"), "regret_pct"] == 0.0
+    assert stored.loc[(600, "fitted"), "transferred_lr"] == fitted_lr
+    assert stored.loc[(150, ""), "regret_pct"] > 0
+    assert sorted(regret_summary(stored.reset_index())["budget"]) == [
+        "150 steps", "600 steps, completedp", "600 steps, fitted",
+    ]  # fmt: skip
+    # Runs at one shape and budget serve every rule's grid: the fitted panel draws those of
+    # them on its own grid (η / its transferred η in 2^OFFSETS).
+    runs = pd.concat([grid({"supar": 0.0}, steps=600), grid({"supar": 1.0})])
+    figure = plot_regret(stored.reset_index(), runs, "val_loss")
+    assert len(figure.axes) == 4
+    points = [len(ax.get_lines()[0].get_xdata()) for ax in figure.axes[1:]]
+    assert sorted(points) == [4, 5, 5]
+
+
+def test_a_table_without_budget_columns_reads_and_is_replaced_by_a_new_measurement(
+    tmp_path: Path,
+):
+    legacy = regret_table(grid({"supar": 0.0, "sp": 0.5}), LR).drop(
+        columns=["max_steps", "tokens", "budget_rule"]
+    )
+    legacy.to_parquet(tmp_path / "regret.parquet")
+    stored = read_regret(tmp_path)
+    assert stored["max_steps"].isna().all() and stored["budget_rule"].eq("").all()
+    assert regret_summary(stored)["budget"].eq("-").all()
+    write_regret(regret_table(grid({"supar": 1.0}), LR), tmp_path)
+    stored = read_regret(tmp_path).set_index("parameterization")
+    assert stored.loc["supar", "max_steps"] == 150  # the legacy supar row was replaced
+    assert pd.isna(stored.loc["sp", "max_steps"])  # the legacy sp row was kept

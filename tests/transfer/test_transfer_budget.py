@@ -152,3 +152,20 @@ def test_plan_shows_the_budget_factors(capsys) -> None:
     code = main(["plan", "sweeps/proxy.yaml", "--to", "width=128,steps=600,batch=32"])
     out = capsys.readouterr().out
     assert code == 0 and "m_D = 8, m_B = 2; rule completedp: η × 0.5" in out
+
+
+def test_regret_of_each_budget_rule_is_kept(horizons_dir: Path, capsys) -> None:
+    """`transfer --regret` once per budget rule at one target: both regrets stay stored."""
+    from hptransfer.analysis.regret import read_regret
+
+    target = ["--to", f"width=32,tokens={4 * PROXY_TOKENS}", "--regret"]
+    for rule in ("completedp", "fitted"):
+        code, out, err = transfer(
+            capsys, "--from", str(horizons_dir), *target, "--budget-rule", rule
+        )
+        assert code == 0, err
+        assert re.search(rf"40 steps, {rule} +[\d.]+ +[\d.]+", out)
+    stored = read_regret(horizons_dir).set_index("budget_rule")
+    assert sorted(stored.index) == ["completedp", "fitted"]
+    assert stored["max_steps"].eq(40).all() and stored["seeds"].eq(1).all()
+    assert stored.loc["completedp", "transferred_lr"] != stored.loc["fitted", "transferred_lr"]
