@@ -283,15 +283,22 @@ def _optimum(fit: Fit, key: dict[str, Any]) -> dict[str, Any] | None:
 def main(argv: list[str] | None = None) -> int:
     """``python -m hptransfer.analysis.horizon results/<study> results/<held-out>``: the
     held-out table as markdown, and as ``holdout.json`` in the study's folder."""
-    import sys
+    import argparse
     from pathlib import Path
 
     from hptransfer.analysis.fit import load_fit
+    from hptransfer.errors import HPTransferError
     from hptransfer.store import write_text
 
-    study_dir, held_dir = (Path(a) for a in (argv or sys.argv[1:]))
-    table = holdout_table(load_fit(study_dir), load_fit(held_dir))
-    write_text(study_dir / "holdout.json", table.to_json(orient="records", indent=1) + "\n")
+    parser = argparse.ArgumentParser(prog="python -m hptransfer.analysis.horizon")
+    parser.add_argument("study", type=Path, help="the fitted sweep over several budgets")
+    parser.add_argument("held_back", type=Path, help="the fitted sweep at the held-back budget")
+    args = parser.parse_args(argv)
+    try:
+        table = holdout_table(load_fit(args.study), load_fit(args.held_back))
+    except HPTransferError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    write_text(args.study / "holdout.json", table.to_json(orient="records", indent=1) + "\n")
     print(markdown(table))
     return 0
 

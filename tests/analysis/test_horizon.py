@@ -195,3 +195,19 @@ def test_holdout_table_scores_both_rules_at_a_larger_batch(batch_fit, tmp_path: 
     assert row["completedp_log2"] == pytest.approx(completedp, abs=0.1)
     assert row["completedp_error"] == pytest.approx(0.5 - BETA, abs=0.15)
     assert "| density | β [95% CI] |" in markdown(table.reset_index())
+
+
+def test_holdout_command_writes_the_table_and_refuses_bad_folders_in_one_line(
+    tmp_path: Path, capsys
+):
+    from hptransfer.analysis.horizon import main
+
+    study = write_sweep(tmp_path / "study", horizons=HORIZONS, seeds=(0, 1, 2))
+    held = write_sweep(tmp_path / "held", horizons=(270,), seeds=(0, 1))
+    assert main([str(study), str(held)]) == 0
+    assert "| density | γ [95% CI] |" in capsys.readouterr().out
+    assert (study / "holdout.json").is_file()
+    with pytest.raises(SystemExit) as stop:
+        main([str(study), str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "nowhere not found" in err
