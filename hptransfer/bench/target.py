@@ -1,7 +1,7 @@
 """``hptransfer bench target``: a target on Ray Train with 1 and 2 workers on this machine.
 
 For each worker count, one DDP run of a GPT (default width 512, depth 4, fp32) on the
-shipped Shakespeare: steady tokens/s (from the live progress log, after the first steps),
+shipped Shakespeare: steady tokens/s (from the live progress records, after the first steps),
 the time one checkpoint costs and its share of the step time at ``checkpoint_every: 100``,
 and the peak memory of the workers (RSS, summed) against the dry-run estimate. The
 machine's 1-minute load average is stored beside every row: on a shared box the figures
@@ -50,13 +50,12 @@ def bench_target(run: RunConfig, workers: int, folder: Path) -> dict:
     from hptransfer.cost import estimate, measured_flops_per_s
     from hptransfer.target import TargetConfig, run_target
     from hptransfer.target.cost import target_estimate
-    from hptransfer.target.progress import PROGRESS_FILE, read_log
 
     every = max(1, run.train.steps // 3)
     target = TargetConfig(workers=workers, checkpoint_every=every, keep_checkpoints=1)
-    result = run_target(run, target, folder)
-    progress = read_log(folder / PROGRESS_FILE)
-    steady = [r for r in progress if r["step"] > WARMUP_STEPS]
+    progress: list[dict] = []
+    result = run_target(run, target, folder, on_progress=progress.append)
+    steady = [r for r in progress if "loss" in r and r["step"] > WARMUP_STEPS]
     # checkpoints happen on the first step of each interval's end: leave them out
     step_times = [
         later["elapsed_s"] - earlier["elapsed_s"]

@@ -13,7 +13,7 @@ from hptransfer.cli.fit import results_folder
 from hptransfer.errors import ConfigError
 from hptransfer.param.rules import BUDGET_RULES, COMPLETEDP
 from hptransfer.plan import format_table, forward_line, plan_header, plan_rows, shape_label
-from hptransfer.store.folder import TRANSFER_CURVES_FILE, TRANSFER_FILE
+from hptransfer.store.folder import TARGETS_DIR, TRANSFER_CURVES_FILE, TRANSFER_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -194,23 +194,17 @@ def _target(
     args: argparse.Namespace, source: Source, runs: list[RunConfig], execution: Execution
 ) -> TargetConfig | None:
     """How targets train on Ray Train: the spec's target: section with the flags over it,
-    checked against the batch and the machine; None (the sweep's Ray Tune path) when neither
-    is given."""
+    checked against the batch, the machine and (unless a dry run) the writability of the
+    sweep folder's targets/, on a disk or in object storage; None (the sweep's Ray Tune
+    path) when neither is given."""
     from hptransfer.target import TargetConfig
-    from hptransfer.target.run import check_resources
+    from hptransfer.target.run import check_resources, check_writable
 
     flags = {name: getattr(args, name) for name in TARGET_FLAGS if getattr(args, name) is not None}
     if source.spec.target is None and not flags:
         if args.restart:
             raise ConfigError("--restart applies to targets on Ray Train (give --workers)")
         return None
-    if not isinstance(source.sweep_dir, Path):
-        raise ConfigError(
-            f"targets on Ray Train keep their checkpoints and live logs in a folder on a local "
-            f"or shared disk; {source.sweep_dir} is in object storage: use a local --results "
-            "for them, or train the targets as Ray Tune trials (without --workers and a "
-            "target: section), which store into object storage"
-        )
     base = dataclasses.asdict(source.spec.target) if source.spec.target else {}
     for flag, key in (("cpus", "cpus_per_worker"), ("gpus", "gpus_per_worker")):
         if getattr(args, flag) is not None:
@@ -219,6 +213,8 @@ def _target(
     check_resources(target, execution)
     for batch in dict.fromkeys(run.data.batch_size for run in runs):
         target.micro_batches(batch)
+    if not args.dry_run:
+        check_writable(source.sweep_dir / TARGETS_DIR)
     return target
 
 

@@ -123,6 +123,13 @@ class ObjectPath:
     def read_text(self, encoding: str = "utf-8") -> str:
         return self.read_bytes().decode(encoding)
 
+    def open(self, mode: str = "rb") -> pa.NativeFile:
+        """A stream of the object's bytes, for reading a large object in pieces."""
+        if mode != "rb":
+            raise ValueError(f"{self}: objects are opened for reading only ('rb'); got {mode!r}")
+        with _storage_errors(self):
+            return self.fs.open_input_stream(self.path)
+
     def open_input(self) -> pa.BufferReader:
         return pa.BufferReader(self.read_bytes())
 

@@ -24,7 +24,7 @@ from hptransfer.config import (
     TrainConfig,
 )
 from hptransfer.errors import ResultsError
-from hptransfer.store import atomic_write, location, write_text
+from hptransfer.store import Location, atomic_write, location, write_text
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model.json"
@@ -32,7 +32,7 @@ FORMAT = 1
 
 
 def write_artifact(
-    folder: Path, run: RunConfig, weights: dict[str, torch.Tensor], metrics: dict[str, Any]
+    folder: Location, run: RunConfig, weights: dict[str, torch.Tensor], metrics: dict[str, Any]
 ) -> None:
     """Both files, each written atomically (a temp file, then a rename)."""
     from safetensors.torch import save

@@ -2,7 +2,9 @@
 
 One checkpoint is a folder with ``state.safetensors`` (model weights and masks, optimizer
 tensors, RNG states) and ``state.json`` (step, schedule, optimizer groups, loss tracker, the
-run's fingerprint, and the tensors file's size and SHA-256). Nothing in it is unpickled. A
+curve so far, the first step of every attempt, the run's fingerprint, and the tensors file's
+size and SHA-256). The folder is on a disk or in object storage
+(:mod:`hptransfer.store.location`). Nothing in it is unpickled. A
 tensors file of the wrong size is an upload cut short (a killed run; the checkpoint before it
 is used); the right size with another hash is damage, refused rather than silently replaced
 by a restart from step 0.
@@ -21,6 +23,7 @@ import torch
 
 from hptransfer.config import RunConfig
 from hptransfer.errors import ResultsError
+from hptransfer.store import Location
 
 STATE_TENSORS = "state.safetensors"
 STATE_JSON = "state.json"
@@ -40,6 +43,8 @@ class TrainingState:
     tracker: dict[str, Any]
     rng: dict[str, torch.Tensor]
     metrics: dict[str, Any]  # the last curve point, steps, diverged
+    curve: list[dict[str, Any]]  # every curve point up to ``step``
+    starts: list[int]  # the first step of every attempt that reached this checkpoint
 
 
 def fingerprint(run: RunConfig) -> dict[str, Any]:
@@ -70,6 +75,8 @@ def write_checkpoint(folder: Path, state: TrainingState, run: RunConfig) -> None
         "schedule": state.schedule,
         "tracker": state.tracker,
         "metrics": state.metrics,
+        "curve": state.curve,
+        "starts": state.starts,
         "param_groups": groups,
         "bytes": (folder / STATE_TENSORS).stat().st_size,
         "sha256": _sha256(folder / STATE_TENSORS),
@@ -77,7 +84,7 @@ def write_checkpoint(folder: Path, state: TrainingState, run: RunConfig) -> None
     (folder / STATE_JSON).write_text(json.dumps(meta))
 
 
-def read_meta(folder: Path, *, verify: bool = True) -> dict[str, Any] | None:
+def read_meta(folder: Location, *, verify: bool = True) -> dict[str, Any] | None:
     """The checkpoint's ``state.json`` if the checkpoint is complete; None if it was cut short.
 
     Raises ResultsError if it is complete but damaged (the tensors' hash is checked only
@@ -97,7 +104,7 @@ def read_meta(folder: Path, *, verify: bool = True) -> dict[str, Any] | None:
 _RECOVER = ": move it aside to resume from the one before, or start over with --restart"
 
 
-def check_compatible(folder: Path, meta: dict[str, Any], run: RunConfig) -> None:
+def check_compatible(folder: Location, meta: dict[str, Any], run: RunConfig) -> None:
     """Refuse a checkpoint of another target shape, parameterization or configuration."""
     stored, wanted = meta["run"], fingerprint(run)
     if stored == wanted:
@@ -125,6 +132,8 @@ def read_checkpoint(folder: Path, run: RunConfig) -> TrainingState:
         tracker=meta["tracker"],
         rng=_section(tensors, "rng"),
         metrics=meta["metrics"],
+        curve=meta["curve"],
+        starts=meta["starts"],
     )
 
 
@@ -154,7 +163,7 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list[dict]) -
     return {"state": state, "param_groups": groups}
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: Location) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -162,12 +171,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_folders(run_dir: Path) -> list[Path]:
+def checkpoint_folders(run_dir: Location) -> list[Location]:
     """Ray Train's checkpoint folders of a target, oldest first."""
     return sorted(path for path in run_dir.glob("checkpoint_*") if path.is_dir())
 
 
-def latest_checkpoint(run_dir: Path, run: RunConfig) -> Path | None:
+def latest_checkpoint(run_dir: Location, run: RunConfig) -> Location | None:
     """The complete checkpoint with the highest step under a target's folder (Ray Train's
     ``checkpoint_*`` folders), checked against ``run``; None if there is none."""
     complete = []

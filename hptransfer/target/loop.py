@@ -2,9 +2,10 @@
 
 Every rank draws the same global batch from the run's seeded generator (so the data do not
 depend on the number of workers) and trains on its rows with the step of
-:mod:`hptransfer.train`; the reported loss is the mean over ranks. Rank 0 writes the
-progress and curve logs and the checkpoints; with one worker and no process group the same
-function runs in the calling process.
+:mod:`hptransfer.train`; the reported loss is the mean over ranks. Rank 0 sends the live
+progress (:mod:`hptransfer.target.progress`) and captures the checkpoints, which carry the
+curve so far; with one worker and no process group the same function runs in the calling
+process.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,7 +28,7 @@ from hptransfer.optim import build_optimizer, build_schedule
 from hptransfer.target.checkpoint import TrainingState
 from hptransfer.target.config import TargetConfig
 from hptransfer.target.parallel import Worker, parallelize, without_gradient_sync
-from hptransfer.target.progress import ProgressLog
+from hptransfer.target.progress import ProgressLog, Send
 from hptransfer.train import (
     LossTracker,
     complete_run,
@@ -47,14 +47,14 @@ Save = Callable[[TrainingState | None, dict[str, Any]], None]
 def train_target(
     run: RunConfig,
     target: TargetConfig,
-    folder: Path,
     save: Save,
     *,
+    send: Send | None = None,
     worker: Worker | None = None,
     state: TrainingState | None = None,
 ) -> tuple[dict[str, Any], TrainingState | None]:
     """Train ``run`` (from ``state`` if given) on this worker: the final metrics and, on
-    rank 0, the final training state."""
+    rank 0, the final training state; rank 0 sends its progress records to ``send``."""
     worker = worker or Worker()
     start = time.perf_counter()
     dataset = load_dataset(run.data)
@@ -69,15 +69,18 @@ def train_target(
     schedule = build_schedule(optimizer, run.train)
     generator = torch.Generator().manual_seed(run.seed)
     tracker = LossTracker(run.train.divergence_factor)
-    first_step = 1
+    first_step, curve, starts = 1, [], []
     if state is not None:
         _restore(state, model, optimizer, schedule, generator)
         tracker, first_step = LossTracker(**state.tracker), state.step + 1
+        curve, starts = state.curve, state.starts
+    starts = [*starts, first_step]
     forward = torch.compile(wrapped) if target.compile else wrapped
     val = val_batches(run, dataset, worker.device)
     micro, _ = target.micro_batches(run.data.batch_size)
     tokens_per_step = run.data.batch_size * (run.data.seq_len if dataset.kind == "text" else 1)
-    log = ProgressLog(folder, run.train.steps, tokens_per_step, first_step, worker.rank == 0)
+    sender = send if worker.rank == 0 else None
+    log = ProgressLog(sender, run.train.steps, tokens_per_step, first_step, curve)
 
     def validation_loss() -> float:
         with autocast():
@@ -102,14 +105,17 @@ def train_target(
         if diverged or step == run.train.steps or step % target.checkpoint_every == 0:
             began = time.perf_counter()
             final = _capture(step, model, optimizer, schedule, tracker, generator, worker)
-            final = dataclasses.replace(final, metrics=metrics) if final is not None else None
+            if final is not None:
+                history = {"curve": list(log.curve), "starts": starts}
+                final = dataclasses.replace(final, metrics=metrics, **history)
             save(final, {**metrics, "step": step})
             checkpoint_s.append(time.perf_counter() - began)
         if diverged:
             break
-    log.close()
+    log.flush()
     summary = {
         **metrics,
+        "starts": starts,
         "wall_s": time.perf_counter() - start,
         "kernel": kernel_path(model),
         **provenance.run_fields(str(worker.device)),
@@ -172,6 +178,8 @@ def _capture(
         tracker=dataclasses.asdict(tracker),
         rng={"data": generator.get_state(), "torch": torch.get_rng_state()},
         metrics={},
+        curve=[],
+        starts=[],
     )
 
 

@@ -1,88 +1,103 @@
-"""A target's live logs in its folder, one JSON object a line, written by rank 0.
+"""A target's live progress: rank 0's records, sent to the driver as they happen.
 
-``progress.jsonl``: every step's loss, seconds since the attempt began, tokens/s and ETA.
-``curve.jsonl``: the curve points (``step, tokens, train_loss, val_loss``), flushed to disk
-as they arrive. ``starts.jsonl``:
-the first step of every attempt (1, or the step after the checkpoint it resumed from). A
-resumed run first cuts the first two back to its checkpoint, so they never hold a step twice.
+Rank 0 sends, in batches (at every curve point, else at most every :data:`SEND_EVERY_S`):
+one *start* record per attempt, ``{"first_step", "curve"}`` (1 and no points, or the step
+after the checkpoint it resumed from and the curve that checkpoint holds), then one record a
+step, ``{"step", "loss", "elapsed_s", "tokens_per_s", "eta_s", "point"}`` (``point``: the
+curve point of that step, or None). On Ray Train the batches travel through a Ray queue
+(:func:`ray_sender`), whether the target's folder is on a disk or in object storage; nothing
+of it is a file. What must survive a crash, the curve, is in every checkpoint, so a crash
+loses at most the steps since the last one. :class:`Follower` rebuilds the curve from the
+records on the driver.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from hptransfer.store import write_text
-
-PROGRESS_FILE = "progress.jsonl"
-CURVE_FILE = "curve.jsonl"
-STARTS_FILE = "starts.jsonl"
+Record = dict[str, Any]
+Send = Callable[[list[Record]], None]
+SEND_EVERY_S = 1.0
 
 
 class ProgressLog:
+    """Rank 0's side: builds the records and sends them; inactive (``send`` None) elsewhere."""
+
     def __init__(
-        self, folder: Path, steps: int, tokens_per_step: int, first_step: int, active: bool
+        self,
+        send: Send | None,
+        steps: int,
+        tokens_per_step: int,
+        first_step: int,
+        curve: list[Record],
     ) -> None:
-        self.steps, self.tokens_per_step, self.first_step = steps, tokens_per_step, first_step
-        self.active = active
-        self.start = time.perf_counter()
-        if active:
-            folder.mkdir(parents=True, exist_ok=True)
-            for name in (PROGRESS_FILE, CURVE_FILE):
-                _cut(folder / name, first_step)
-            with (folder / STARTS_FILE).open("a") as starts:
-                _append(starts, {"first_step": first_step, "time": time.time()}, durable=True)
-            self.progress = (folder / PROGRESS_FILE).open("a")
-            self.curve = (folder / CURVE_FILE).open("a")
+        self.send, self.steps, self.tokens_per_step = send, steps, tokens_per_step
+        self.first_step = first_step
+        self.curve = list(curve)  # the points so far, this attempt's appended
+        self.start = self.sent = time.perf_counter()
+        self.pending: list[Record] = [{"first_step": first_step, "curve": self.curve[:]}]
 
-    def step(self, step: int, loss: float, point: dict[str, float] | None) -> None:
-        if not self.active:
-            return
-        elapsed = time.perf_counter() - self.start
-        done = step - self.first_step + 1
-        record = {
-            "step": step,
-            "loss": loss,
-            "elapsed_s": elapsed,
-            "tokens_per_s": done * self.tokens_per_step / elapsed,
-            "eta_s": (self.steps - step) * elapsed / done,
-        }
-        _append(self.progress, record, durable=False)
+    def step(self, step: int, loss: float, point: Record | None) -> None:
         if point is not None:
-            _append(self.curve, point, durable=True)
+            self.curve.append(point)
+        if self.send is None:
+            return
+        now = time.perf_counter()
+        elapsed, done = now - self.start, step - self.first_step + 1
+        self.pending.append(
+            {
+                "step": step,
+                "loss": loss,
+                "elapsed_s": elapsed,
+                "tokens_per_s": done * self.tokens_per_step / elapsed,
+                "eta_s": (self.steps - step) * elapsed / done,
+                "point": point,
+            }
+        )
+        if point is not None or now - self.sent >= SEND_EVERY_S:
+            self.flush()
 
-    def close(self) -> None:
-        if self.active:
-            self.progress.close()
-            self.curve.close()
-
-
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """The records of a log; a last line cut short by a kill is skipped."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
-
-
-def _append(file: Any, record: dict[str, Any], *, durable: bool) -> None:
-    file.write(json.dumps(record) + "\n")
-    file.flush()
-    if durable:
-        os.fsync(file.fileno())
+    def flush(self) -> None:
+        if self.send is not None and self.pending:
+            self.send(self.pending)
+            self.pending, self.sent = [], time.perf_counter()
 
 
-def _cut(path: Path, first_step: int) -> None:
-    """Keep the records before ``first_step`` (atomically)."""
-    if not path.exists():
-        return
-    kept = [r for r in read_log(path) if r["step"] < first_step]
-    write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+class Follower:
+    """The driver's side: the curve and the last step record, from the records received."""
+
+    def __init__(self) -> None:
+        self.curve: list[Record] = []
+        self.last: Record | None = None
+
+    def add(self, records: list[Record]) -> bool:
+        """Take ``records`` in; whether the curve changed."""
+        changed = False
+        for record in records:
+            if "first_step" in record:  # an attempt began: its curve replaces what was seen
+                changed = changed or record["curve"] != self.curve
+                self.curve = list(record["curve"])
+            else:
+                self.last = record
+                if record["point"] is not None:
+                    self.curve.append(record["point"])
+                    changed = True
+        return changed
+
+
+def step_losses(records: list[Record]) -> list[float]:
+    """The training loss of every step record, in order."""
+    return [record["loss"] for record in records if "loss" in record]
+
+
+def ray_sender(queue: Any) -> Send:
+    """A sender into a :class:`ray.util.queue.Queue` the driver reads."""
+    return lambda records: queue.put_nowait_batch([records])
+
+
+def drain(queue: Any) -> list[Record]:
+    """Everything in the queue now, as one list of records (batches in order)."""
+    batches = queue.get_nowait_batch(queue.qsize())
+    return [record for batch in batches for record in batch]

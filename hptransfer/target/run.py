@@ -1,8 +1,10 @@
 """Train one target on Ray Train: checks, the trainer, resume, live progress.
 
-The target's folder holds Ray Train's run (its ``checkpoint_*`` folders, the last
-``keep_checkpoints`` kept), the live logs (:mod:`hptransfer.target.progress`), the final
-``result.json`` and the artifact (:mod:`hptransfer.target.artifact`). Running the same
+The target's folder, on a disk or in object storage (``s3://...``: any pyarrow filesystem,
+:mod:`hptransfer.store.location`), holds Ray Train's run (its ``checkpoint_*`` folders, the
+last ``keep_checkpoints`` kept, each with the curve so far), the final ``result.json``
+(metrics and curve) and the artifact (:mod:`hptransfer.target.artifact`); the live progress
+comes to the driver through a Ray queue (:mod:`hptransfer.target.progress`). Running the same
 target again resumes from its last checkpoint; a finished one is not trained again.
 """
 
@@ -15,6 +17,7 @@ import os
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,7 @@ from typing import Any
 
 from hptransfer.config import RunConfig
 from hptransfer.errors import ConfigError, HPTransferError, ResultsError
-from hptransfer.store import write_text
+from hptransfer.store import Location, ObjectPath, location, write_text
 from hptransfer.sweep.cluster import Execution, check_address, ray_session
 from hptransfer.sweep.spec import Resources
 from hptransfer.target.checkpoint import (
@@ -32,7 +35,7 @@ from hptransfer.target.checkpoint import (
     write_checkpoint,
 )
 from hptransfer.target.config import TargetConfig
-from hptransfer.target.progress import CURVE_FILE, PROGRESS_FILE, read_log
+from hptransfer.target.progress import Follower, Record, drain, ray_sender
 
 RESULT_FILE = "result.json"
 POLL_S = 1.0
@@ -44,7 +47,7 @@ class TargetFailedError(HPTransferError):
 
 @dataclass(frozen=True)
 class TargetResult:
-    folder: Path
+    folder: Location
     metrics: dict[str, Any]  # the last point, steps, diverged, wall_s, kernel, masks
     curve: list[dict[str, Any]]
 
@@ -52,16 +55,18 @@ class TargetResult:
 def run_target(
     run: RunConfig,
     target: TargetConfig,
-    folder: Path,
+    folder: str | Location,
     *,
     execution: Execution | None = None,
     restart: bool = False,
-    on_points: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_points: Callable[[list[Record]], None] | None = None,
+    on_progress: Callable[[Record], None] | None = None,
 ) -> TargetResult:
     """Train ``run`` into ``folder`` (resuming from its last checkpoint unless ``restart``);
-    ``on_points`` receives the curve so far whenever a point arrives."""
+    ``on_points`` receives the curve so far whenever it changes, ``on_progress`` every
+    progress record as it arrives."""
     execution = execution or Execution()
-    folder = folder.resolve()
+    folder = location(folder).resolve()
     check_resources(target, execution)
     if restart and folder.exists():
         _move_aside(folder, execution)
@@ -74,8 +79,11 @@ def run_target(
     )
     with ray_session(folder, dataclasses.replace(execution, resources=resources)):
         _check_cluster(target)
-        trainer = _trainer(run, target, folder)
-        _fit(trainer, folder, run.train.steps, execution, on_points)
+        from ray.util.queue import Queue
+
+        queue = Queue(actor_options={"num_cpus": 0})
+        watcher = _Watcher(folder.name, run.train.steps, execution, on_points, on_progress)
+        _fit(_trainer(run, target, folder, queue), queue, watcher)
     return _result(folder)
 
 
@@ -102,15 +110,16 @@ def check_resources(target: TargetConfig, execution: Execution) -> None:
             )
 
 
-def check_writable(folder: Path) -> None:
+def check_writable(folder: Location) -> None:
+    """Write and delete a probe file (object) in ``folder``, or fail in one line."""
+    probe = folder / f".write-test-{uuid.uuid4().hex[:8]}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test"):
-            pass
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot write the target's checkpoints to {folder}: {exc.strerror or exc}"
-        ) from None
+        probe.write_bytes(b"")
+        probe.unlink()
+    except (OSError, ResultsError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError(f"cannot write the target's checkpoints to {folder}: {why}") from None
 
 
 def _check_cluster(target: TargetConfig) -> None:
@@ -124,14 +133,14 @@ def _check_cluster(target: TargetConfig) -> None:
         )
 
 
-def _move_aside(folder: Path, execution: Execution) -> None:
+def _move_aside(folder: Location, execution: Execution) -> None:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     aside = folder.with_name(f"{folder.name}.replaced-{stamp}")
     folder.rename(aside)
     print(f"--restart: moved the previous target run to {aside}", file=execution.out)
 
 
-def _trainer(run: RunConfig, target: TargetConfig, folder: Path) -> Any:
+def _trainer(run: RunConfig, target: TargetConfig, folder: Location, queue: Any) -> Any:
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -142,29 +151,29 @@ def _trainer(run: RunConfig, target: TargetConfig, folder: Path) -> Any:
     }
     return TorchTrainer(
         train_loop_per_worker=worker_loop,
-        train_loop_config={"run": run, "target": target, "folder": str(folder)},
+        train_loop_config={"run": run, "target": target, "folder": folder, "queue": queue},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=target.workers, use_gpu=use_gpu, resources_per_worker=resources
         ),
         run_config=ray.train.RunConfig(
             name=folder.name,
-            storage_path=str(folder.parent),
+            **_storage(folder.parent),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=target.keep_checkpoints),
             failure_config=ray.train.FailureConfig(max_failures=target.max_failures),
         ),
     )
 
 
-def _fit(
-    trainer: Any,
-    folder: Path,
-    steps: int,
-    execution: Execution,
-    on_points: Callable[[list[dict[str, Any]]], None] | None,
-) -> None:
-    """``trainer.fit()`` in a thread; meanwhile the curve goes to ``on_points`` as it
-    grows, and a progress line is printed every ``progress_every_s``."""
+def _storage(where: Location) -> dict[str, Any]:
+    """Ray Train's ``storage_path`` (and ``storage_filesystem``) for a folder."""
+    if isinstance(where, ObjectPath):
+        return {"storage_path": where.path, "storage_filesystem": where.fs}
+    return {"storage_path": str(where)}
+
+
+def _fit(trainer: Any, queue: Any, watcher: _Watcher) -> None:
+    """``trainer.fit()`` in a thread; meanwhile the watcher takes the progress records in."""
     outcome: dict[str, BaseException] = {}
 
     def fit() -> None:
@@ -175,42 +184,42 @@ def _fit(
 
     thread = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
     thread.start()
-    watcher = _Watcher(folder, steps, execution, on_points)
     while thread.is_alive():
         thread.join(POLL_S)
-        watcher.poll()
-    watcher.poll()
+        watcher.take(drain(queue))
+    watcher.take(drain(queue))
     if "error" in outcome:
-        raise TargetFailedError(f"target {folder.name} failed: {_last_line(outcome['error'])}")
+        raise TargetFailedError(f"target {watcher.name} failed: {_last_line(outcome['error'])}")
 
 
 class _Watcher:
-    """Follows a running target's logs: curve points to a callback, progress lines out."""
+    """Follows a running target: the curve to ``on_points`` whenever it changes, each record
+    to ``on_progress``, a progress line every few seconds."""
 
-    def __init__(self, folder: Path, steps: int, execution: Execution, on_points: Any) -> None:
-        self.folder, self.steps, self.execution, self.on_points = (
-            folder,
-            steps,
-            execution,
-            on_points,
-        )
-        self.points = 0
+    def __init__(
+        self,
+        name: str,
+        steps: int,
+        execution: Execution,
+        on_points: Callable[[list[Record]], None] | None,
+        on_progress: Callable[[Record], None] | None,
+    ) -> None:
+        self.name, self.steps, self.execution = name, steps, execution
+        self.on_points, self.on_progress = on_points, on_progress
+        self.follower = Follower()
         self.printed = time.monotonic()
         self.every_s = 5.0 if execution.verbose else 30.0
 
-    def poll(self) -> None:
-        curve = read_log(self.folder / CURVE_FILE)
-        if self.on_points is not None and len(curve) != self.points:
-            self.on_points(curve)
-        self.points = len(curve)
-        if time.monotonic() - self.printed >= self.every_s:
+    def take(self, records: list[Record]) -> None:
+        if self.follower.add(records) and self.on_points is not None:
+            self.on_points(self.follower.curve)
+        if self.on_progress is not None:
+            for record in records:
+                self.on_progress(record)
+        last = self.follower.last
+        if last is not None and time.monotonic() - self.printed >= self.every_s:
             self.printed = time.monotonic()
-            progress = read_log(self.folder / PROGRESS_FILE)
-            if progress:
-                print(
-                    progress_line(self.folder.name, progress[-1], self.steps),
-                    file=self.execution.out,
-                )
+            print(progress_line(self.name, last, self.steps), file=self.execution.out)
 
 
 def progress_line(name: str, record: dict[str, Any], steps: int) -> str:
@@ -227,12 +236,12 @@ def _last_line(exc: BaseException) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
-def _result(folder: Path) -> TargetResult:
+def _result(folder: Location) -> TargetResult:
     try:
-        metrics = json.loads((folder / RESULT_FILE).read_text())
-    except (OSError, ValueError) as exc:
+        result = json.loads((folder / RESULT_FILE).read_text())
+        return TargetResult(folder, result["metrics"], result["curve"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ResultsError(f"{folder / RESULT_FILE} is unreadable ({exc})") from None
-    return TargetResult(folder, metrics, read_log(folder / CURVE_FILE))
 
 
 # ---------------------------------------------------------------------------- in the workers
@@ -240,7 +249,8 @@ def _result(folder: Path) -> TargetResult:
 
 def worker_loop(config: dict[str, Any]) -> None:
     """Ray Train's ``train_loop_per_worker``: resume from Ray's latest checkpoint, if any,
-    train, and on rank 0 write the artifact and ``result.json``."""
+    train (rank 0 sending its progress to the driver's queue), and on rank 0 write the
+    artifact and ``result.json`` into the target's folder (a disk's or object storage's)."""
     import ray.train
     import ray.train.torch
     import torch
@@ -253,7 +263,7 @@ def worker_loop(config: dict[str, Any]) -> None:
 
     run: RunConfig = config["run"]
     target: TargetConfig = config["target"]
-    folder = Path(config["folder"])
+    folder: Location = config["folder"]
     torch.set_num_threads(target.cpus_per_worker)  # no oversubscription (ENVIRONMENT.md)
     context = ray.train.get_context()
     worker = Worker(
@@ -265,12 +275,17 @@ def worker_loop(config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as directory:
             state = read_checkpoint(Path(directory), run)
     metrics, final = train_target(
-        run, target, folder, lambda s, m: _save(run, s, m), worker=worker, state=state
+        run,
+        target,
+        lambda s, m: _save(run, s, m),
+        send=ray_sender(config["queue"]),
+        worker=worker,
+        state=state,
     )
     if worker.rank == 0 and final is not None:
         complete = complete_run(run, load_dataset(run.data))  # vocabulary size filled in
         write_artifact(folder, complete, final.model, metrics)
-        write_text(folder / RESULT_FILE, json.dumps(metrics))
+        write_text(folder / RESULT_FILE, json.dumps({"metrics": metrics, "curve": final.curve}))
 
 
 def _save(run: RunConfig, state: TrainingState | None, metrics: dict[str, Any]) -> None:

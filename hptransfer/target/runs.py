@@ -1,19 +1,18 @@
 """A transfer's targets on Ray Train, one after another, into its results tables.
 
-Each run trains into ``<sweep>/targets/<trial_id>/`` (checkpoints, logs, artifact); its curve
-points are written to the curves table as they arrive and its row to the trials table when
-it ends. Stored runs are skipped; an unfinished one resumes from its last checkpoint.
+Each run trains into ``<sweep>/targets/<trial_id>/`` (checkpoints, artifact), on a disk or in
+object storage as the sweep folder is; its curve points are written to the curves table as
+they arrive and its row to the trials table when it ends. Stored runs are skipped; an unfinished one resumes from its last checkpoint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 
 from hptransfer.config import RunConfig
-from hptransfer.store import ResultsStore
+from hptransfer.store import Location, ResultsStore
 from hptransfer.store.folder import TARGETS_DIR
 from hptransfer.sweep.cluster import Execution
 from hptransfer.sweep.trials import point_id, trial_id, trial_row
@@ -49,7 +48,7 @@ def train_targets(
     return trials.set_index("trial_id").reindex(ids).reset_index()
 
 
-def target_folder(store: ResultsStore, tid: str) -> Path:
+def target_folder(store: ResultsStore, tid: str) -> Location:
     return store.directory / TARGETS_DIR / tid
 
 

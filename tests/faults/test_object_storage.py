@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import faultkit
@@ -23,46 +22,12 @@ from hptransfer.cli.main import main
 from hptransfer.store import ResultsStore, location
 from hptransfer.sweep import parse_spec
 from hptransfer.sweep.trials import grid_runs, point_id, trial_id
+from tests.faults.s3kit import BUCKET, objects, uri
 
-moto_server = pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
-
-BUCKET = "hpt-results"
 NAME = faultkit.SPEC["name"]
 PLANNED = {trial_id(point_id(run), run.seed) for run in grid_runs(parse_spec(faultkit.SPEC))}
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",  # never ask a cloud's metadata service
-}
 
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[dict[str, Any]]:
-    """A moto S3 server on loopback with one bucket; credentials in the environment."""
-    saved = {key: os.environ.get(key) for key in CREDENTIALS}
-    os.environ.update(CREDENTIALS)
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    query = f"?endpoint_override={host}:{port}&scheme=http"
-    import pyarrow.fs as pafs
-
-    fs, _ = pafs.FileSystem.from_uri(f"s3://{BUCKET}{query}&allow_bucket_creation=true")
-    fs.create_dir(BUCKET)
-    try:
-        yield {"query": query, "fs": fs, "server": server}
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def uri(s3: dict[str, Any], prefix: str) -> str:
-    return f"s3://{BUCKET}/{prefix}{s3['query']}"
+pytest_plugins = ("tests.faults.s3kit",)  # the s3 fixture
 
 
 def stored(results: str) -> pd.DataFrame:
@@ -84,14 +49,14 @@ def test_a_sweep_in_object_storage_stores_every_run_once_as_on_disk(s3, root, re
     pd.testing.assert_frame_equal(
         faultkit.comparable(trials), faultkit.comparable(reference["trials"])
     )
-    names = {info.path.split(f"{NAME}/", 1)[1] for info in _objects(s3, "whole")}
+    names = {info.path.split(f"{NAME}/", 1)[1] for info in objects(s3, "whole")}
     assert {"trials.parquet", "curves.parquet", "spec.yaml"} <= names
     assert not any(name.startswith(("trials.parts/", "ray/")) for name in names)  # compacted
     assert not list(root.glob("s3*"))  # nothing written to a local folder named after it
 
     assert main(["fit", f"s3://{BUCKET}/whole/{NAME}{s3['query']}"]) == 0
     assert main(["plot", "--results", results]) == 0
-    names = {info.path.split(f"{NAME}/", 1)[1] for info in _objects(s3, "whole")}
+    names = {info.path.split(f"{NAME}/", 1)[1] for info in objects(s3, "whole")}
     assert "fit.json" in names and any(name.startswith("plots/") for name in names)
 
 
@@ -123,14 +88,6 @@ def _rows(results: str) -> int:
 
 def _exists(results: str) -> bool:
     return (location(results) / NAME / "spec.yaml").is_file()
-
-
-def _objects(s3: dict[str, Any], prefix: str) -> list:
-    """The objects (not folders) under ``prefix`` in the bucket."""
-    import pyarrow.fs as pafs
-
-    selector = pafs.FileSelector(f"{BUCKET}/{prefix}", allow_not_found=True, recursive=True)
-    return [info for info in s3["fs"].get_file_info(selector) if info.is_file]
 
 
 def _closed_port() -> int:
@@ -173,7 +130,7 @@ def test_bad_storage_is_one_line_and_exit_2(command, problem, s3, tmp_path, caps
     assert err.count("\n") == 1 and err.startswith("hptransfer: error:") and expected in err
     assert [p.name for p in tmp_path.iterdir()] == ["s.yaml"]  # no local folder either
     monkeypatch.undo()
-    assert _objects(s3, "bad") == []  # nothing written
+    assert objects(s3, "bad") == []  # nothing written
 
 
 def test_load_model_reads_a_target_folder_from_object_storage(s3):
@@ -255,9 +212,6 @@ def fitted(s3) -> str:
 def test_transfer_plans_from_a_sweep_in_object_storage(fitted, capsys):
     assert main(["transfer", "--from", fitted, "--to", "width=32", "--dry-run"]) == 0
     assert "dry run: nothing trained" in capsys.readouterr().out
-    assert main(["transfer", "--from", fitted, "--to", "width=32", "--workers", "1"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "targets on Ray Train" in err and "object storage" in err
 
 
 @pytest.mark.slow  # Ray and two training runs

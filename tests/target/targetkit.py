@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from hptransfer.config import DataConfig, RunConfig, TrainConfig
+from hptransfer.store import Location
 from hptransfer.target import TargetConfig
 from hptransfer.target.loop import train_target
-from hptransfer.target.progress import PROGRESS_FILE, read_log
+from hptransfer.target.progress import step_losses
 from hptransfer.target.run import TargetResult, run_target
 from tests.conftest import tiny_gpt_run
 
@@ -32,8 +33,18 @@ def target_run(steps: int = 20) -> RunConfig:
     )
 
 
-def step_losses(folder: Path) -> list[float]:
-    return [record["loss"] for record in read_log(folder / PROGRESS_FILE)]
+@dataclasses.dataclass(frozen=True)
+class Trained(TargetResult):
+    """A target's result and the training loss of every step this call trained."""
+
+    losses: list[float] = dataclasses.field(default_factory=list)
+
+
+def train_on_ray(run: RunConfig, target: TargetConfig, folder: str | Location, **kwargs) -> Trained:
+    """``run_target`` with the losses of its progress records."""
+    records: list[dict] = []
+    result = run_target(run, target, folder, on_progress=records.append, **kwargs)
+    return Trained(result.folder, result.metrics, result.curve, step_losses(records))
 
 
 @pytest.fixture(scope="session")
@@ -47,22 +58,27 @@ def short_root() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def reference(short_root: Path) -> dict:
     """The run in this process, one worker, no Ray: the per-step losses to agree with."""
-    folder = short_root / "one"
-    metrics, _ = train_target(target_run(), TargetConfig(), folder, lambda state, m: None)
-    return {"metrics": metrics, "losses": step_losses(folder)}
+    records: list[dict] = []
+    metrics, final = train_target(
+        target_run(), TargetConfig(), lambda state, m: None, send=records.extend
+    )
+    return {"metrics": metrics, "losses": step_losses(records), "curve": final.curve}
 
 
-def _on_ray(short_root: Path, strategy: str, micro_batch: int | None = None) -> TargetResult:
+def on_ray(
+    folder: str | Location, strategy: str = "ddp", micro_batch: int | None = None
+) -> Trained:
+    """The target run on 2 workers, checkpointed every 5 steps."""
     target = TargetConfig(workers=2, strategy=strategy, checkpoint_every=5, micro_batch=micro_batch)
-    return run_target(target_run(), target, short_root / strategy)
+    return train_on_ray(target_run(), target, folder)
 
 
 @pytest.fixture(scope="session")
-def ddp(short_root: Path) -> TargetResult:
-    return _on_ray(short_root, "ddp")
+def ddp(short_root: Path) -> Trained:
+    return on_ray(short_root / "ddp")
 
 
 @pytest.fixture(scope="session")
-def fsdp(short_root: Path) -> TargetResult:
+def fsdp(short_root: Path) -> Trained:
     """FSDP2 in micro-batches of 2 rows: gradients reduce-scattered once per step."""
-    return _on_ray(short_root, "fsdp", micro_batch=2)
+    return on_ray(short_root / "fsdp", "fsdp", micro_batch=2)

@@ -1,8 +1,12 @@
-"""``hptransfer transfer --workers N``: targets on Ray Train into the transfer tables."""
+"""``hptransfer transfer --workers N``: targets on Ray Train into the transfer tables, on a
+disk and in object storage (a moto S3 server on 127.0.0.1), the two bit for bit equal."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
+import socket
 from pathlib import Path
 
 import pandas as pd
@@ -11,13 +15,19 @@ import pytest
 import hptransfer
 from hptransfer.analysis.plots import TRANSFER_CURVES_FILE, TRANSFER_FILE
 from hptransfer.cli.main import main
+from hptransfer.data import load_dataset
+from hptransfer.store import location, read_frame
 from hptransfer.store.folder import TARGETS_DIR
-from hptransfer.target.artifact import CONFIG_FILE, WEIGHTS_FILE
+from hptransfer.target.artifact import CONFIG_FILE, WEIGHTS_FILE, load_run
+from hptransfer.target.checkpoint import checkpoint_folders
+from hptransfer.target.run import RESULT_FILE
+from hptransfer.train import complete_run, evaluate, val_batches
+from tests.faults.s3kit import BUCKET, objects, uri
 from tests.transfer.fitted_sweep import write_sweep
 
 TARGET = ["--to", "width=32,density=0.25", "--workers", "2"]
 
-pytest_plugins = ("tests.target.targetkit",)  # its fixtures
+pytest_plugins = ("tests.target.targetkit", "tests.faults.s3kit")  # their fixtures
 
 
 def transfer(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -48,9 +58,17 @@ def test_dry_run_estimates_the_workers_together(sweep: Path, capsys) -> None:
     assert half_unit == whole_unit and float(half) == pytest.approx(float(whole) / 2, rel=1e-3)
 
 
-def test_a_target_trains_on_ray_train_into_the_transfer_tables(sweep: Path, capsys) -> None:
-    code, out, err = transfer(capsys, "--from", str(sweep), *TARGET)
-    assert code == 0, err
+@pytest.fixture(scope="module")
+def trained(sweep: Path) -> str:
+    """The target trained into the local sweep folder: what the command printed."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["transfer", "--from", str(sweep), *TARGET]) == 0
+    return out.getvalue()
+
+
+def test_a_target_trains_on_ray_train_into_the_transfer_tables(sweep, trained, capsys):
+    out = trained
     runs = pd.read_parquet(sweep / TRANSFER_FILE)
     assert runs["status"].tolist() == ["completed"] and runs["val_loss"].notna().all()
     curves = pd.read_parquet(sweep / TRANSFER_CURVES_FILE)
@@ -78,3 +96,82 @@ def test_bad_target_input_is_one_line_exit_2(sweep: Path, capsys, args, message)
     code, out, err = transfer(capsys, "--from", str(sweep), "--to", "width=32", *args)
     assert (code, out) == (2, "")
     assert err.count("\n") == 1 and re.search(message, err), err
+
+
+def test_a_target_trains_into_object_storage_as_on_disk(sweep, trained, s3, capsys) -> None:
+    name = write_sweep(location(uri(s3, "cli"))).name
+    remote = f"s3://{BUCKET}/cli/{name}{s3['query']}"
+    code, out, err = transfer(capsys, "--from", remote, *TARGET)
+    assert code == 0, err
+    runs = read_frame(location(remote) / TRANSFER_FILE)
+    assert runs["status"].tolist() == ["completed"]
+    local = pd.read_parquet(sweep / TRANSFER_FILE)
+    assert runs["val_loss"].tolist() == local["val_loss"].tolist()  # bit for bit
+    pd.testing.assert_frame_equal(
+        read_frame(location(remote) / TRANSFER_CURVES_FILE),
+        pd.read_parquet(sweep / TRANSFER_CURVES_FILE),
+    )
+    tid = runs["trial_id"].iloc[0]
+    folder = location(remote) / TARGETS_DIR / tid
+    assert [c.name for c in checkpoint_folders(folder)] == ["checkpoint_000000010"]
+    assert (folder / RESULT_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
+    model = hptransfer.load_model(f"s3://{BUCKET}/cli/{name}/{TARGETS_DIR}/{tid}{s3['query']}")
+    run = complete_run(load_run(folder), load_dataset(load_run(folder).data))
+    val_loss = evaluate(model, val_batches(run, load_dataset(run.data), "cpu")).loss
+    assert val_loss == pytest.approx(runs["val_loss"].iloc[0], rel=1e-6)
+    stored = len(objects(s3, "cli"))
+    code, again, _ = transfer(capsys, "--results", uri(s3, "cli"), *TARGET)  # stored: not again
+    assert code == 0 and again.splitlines()[-2:] == out.splitlines()[-2:]
+    assert len(objects(s3, "cli")) == stored
+
+
+@pytest.mark.parametrize("problem", ["read-only", "unreachable"])
+def test_unwritable_or_unreachable_storage_for_targets_is_one_line_exit_2(
+    problem, s3, capsys, monkeypatch
+) -> None:
+    name = write_sweep(location(uri(s3, f"bad-{problem}"))).name
+    remote = f"s3://{BUCKET}/bad-{problem}/{name}{s3['query']}"
+    before = [info.path for info in objects(s3, f"bad-{problem}")]
+    if problem == "read-only":  # credentials that may list and read the bucket, not write it
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", _read_only_key(s3, monkeypatch))
+        expected = "cannot write the target's checkpoints to .*access denied"
+    else:  # nothing listens on that port
+        closed = f"?endpoint_override=127.0.0.1:{_closed_port()}&scheme=http"
+        remote = remote.replace(s3["query"], closed)
+        expected = "storage unreachable"
+    code, out, err = transfer(capsys, "--from", remote, "--to", "width=32", "--workers", "1")
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and re.search(expected, err), err
+    monkeypatch.undo()
+    assert [info.path for info in objects(s3, f"bad-{problem}")] == before  # nothing written
+
+
+def _read_only_key(s3, monkeypatch) -> str:
+    """An access key of a new user allowed only to read and list S3; the server checks keys
+    from now on (moto's IAM). The secret goes into the environment."""
+    import json
+
+    import boto3
+    import moto.settings
+
+    host, port = s3["server"].get_host_and_port()
+    iam = boto3.client("iam", endpoint_url=f"http://{host}:{port}")
+    user = f"reader-{len(iam.list_users()['Users'])}"
+    iam.create_user(UserName=user)
+    reads = ["s3:Get*", "s3:List*", "s3:HeadBucket"]
+    policy = {"Effect": "Allow", "Action": reads, "Resource": "*"}
+    iam.put_user_policy(
+        UserName=user,
+        PolicyName="read-only",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [policy]}),
+    )
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+    return key["AccessKeyId"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,8 +1,9 @@
-"""Kills during a target run on Ray Train (CPU, fp32, DDP, 2 workers; slow: ~4 fits).
+"""Kills during a target run on Ray Train (CPU, fp32, DDP, 2 workers; slow: ~5 fits).
 
-The driver killed with SIGKILL: re-running resumes from the last checkpoint, and the final
-curve equals an uninterrupted run's bit for bit. One worker killed: Ray Train's failure
-handling restarts the worker group from the last checkpoint inside the same run.
+The driver killed with SIGKILL, its target on a disk or in object storage (a moto S3 server
+on 127.0.0.1): re-running resumes from the last checkpoint, and the final curve equals an
+uninterrupted run's (on a disk) bit for bit. One worker killed: Ray Train's failure handling
+restarts the worker group from the last checkpoint inside the same run.
 """
 
 from __future__ import annotations
@@ -14,44 +15,52 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from hptransfer.target.progress import CURVE_FILE, PROGRESS_FILE, STARTS_FILE, read_log
+from hptransfer.store import location
+from hptransfer.target.run import RESULT_FILE
 from tests.faults import faultkit
+from tests.faults.s3kit import uri
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 STEPS, EVERY = 600, 100
 KILL_AT = 150  # after the checkpoint at step 100
 TIMEOUT_S = 600
+# argv: the target's folder (a path or a URI), a local file the steps are written to as they
+# are reported.
 SCRIPT = f"""
 import dataclasses, sys
-from pathlib import Path
 from tests.target.targetkit import target_run
 from hptransfer.config import TrainConfig
 from hptransfer.target import TargetConfig, run_target
 run = dataclasses.replace(target_run(), train=TrainConfig(steps={STEPS}, eval_every={EVERY}))
 target = TargetConfig(workers=2, checkpoint_every={EVERY}, max_failures=1)
-run_target(run, target, Path(sys.argv[1]))
+steps = open(sys.argv[2], "a", buffering=1)
+run_target(run, target, sys.argv[1], on_progress=lambda r: print(r.get("step", 0), file=steps))
 """
 
-pytest_plugins = ("tests.target.targetkit",)  # its fixtures
+pytest_plugins = ("tests.target.targetkit", "tests.faults.s3kit")  # their fixtures
 
 
-def _start(folder: Path) -> subprocess.Popen:
+def _start(folder: str, steps: Path) -> subprocess.Popen:
     env = {**os.environ, **faultkit.QUIET_ENV, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, str(folder)], cwd=REPO, env=env, start_new_session=True
+        [sys.executable, "-c", SCRIPT, folder, str(steps)],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
     )
 
 
-def _wait_for_step(proc: subprocess.Popen, folder: Path, step: int) -> set[int]:
-    """Wait until the run logged ``step``; the processes below the driver by then."""
+def _wait_for_step(proc: subprocess.Popen, steps: Path, step: int) -> set[int]:
+    """Wait until the run reported ``step``; the processes below the driver by then."""
     deadline = time.monotonic() + TIMEOUT_S
     while True:
-        records = read_log(folder / PROGRESS_FILE)
-        if records and records[-1]["step"] >= step:
+        reported = steps.read_text().split() if steps.exists() else []
+        if reported and int(reported[-1]) >= step:
             return faultkit.descendants(proc.pid)
         assert proc.poll() is None, "the run ended before the kill"
         assert time.monotonic() < deadline
@@ -62,35 +71,48 @@ def _finish(proc: subprocess.Popen) -> None:
     assert proc.wait(TIMEOUT_S) == 0
 
 
+def _result(folder: str) -> dict[str, Any]:
+    return json.loads((location(folder) / RESULT_FILE).read_text())
+
+
+def _resumed_once(result: dict[str, Any]) -> bool:
+    """Whether the run had two attempts, the second from a checkpoint (not from step 0)."""
+    starts = result["metrics"]["starts"]
+    return starts[0] == 1 and len(starts) == 2 and starts[1] > 1 and (starts[1] - 1) % EVERY == 0
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(short_root: Path) -> list[dict]:
-    folder = short_root / "whole"
-    _finish(_start(folder))
-    return read_log(folder / CURVE_FILE)
+    folder = str(short_root / "whole")
+    _finish(_start(folder, short_root / "whole.steps"))
+    assert _result(folder)["metrics"]["starts"] == [1]
+    return _result(folder)["curve"]
 
 
-def test_driver_killed_mid_target_resumes_and_ends_bit_for_bit(short_root, uninterrupted):
-    folder = short_root / "driver-killed"
-    proc = _start(folder)
-    seen = _wait_for_step(proc, folder, KILL_AT)
+@pytest.mark.parametrize("storage", ["disk", "s3"])
+def test_driver_killed_mid_target_resumes_and_ends_bit_for_bit(
+    storage, short_root, uninterrupted, request
+):
+    name = f"driver-killed-{storage}"
+    s3 = request.getfixturevalue("s3") if storage == "s3" else None
+    folder, steps = uri(s3, name) if s3 else str(short_root / name), short_root / f"{name}.steps"
+    proc = _start(folder, steps)
+    seen = _wait_for_step(proc, steps, KILL_AT)
     os.kill(proc.pid, signal.SIGKILL)  # the driver only; its Ray goes down with it
     faultkit.kill_tree(proc, seen)
-    assert not (folder / "result.json").exists()
-    _finish(_start(folder))
-    starts = [r["first_step"] for r in read_log(folder / STARTS_FILE)]
-    assert starts[0] == 1 and len(starts) == 2 and starts[1] > 1  # resumed, not from 0
-    assert (starts[1] - 1) % EVERY == 0
-    assert json.dumps(read_log(folder / CURVE_FILE)) == json.dumps(uninterrupted)
+    assert not (location(folder) / RESULT_FILE).exists()
+    _finish(_start(folder, steps))
+    assert _resumed_once(_result(folder))
+    assert json.dumps(_result(folder)["curve"]) == json.dumps(uninterrupted)
 
 
 def test_a_killed_worker_is_retried_from_the_last_checkpoint(short_root, uninterrupted):
-    folder = short_root / "worker-killed"
-    proc = _start(folder)
-    below = _wait_for_step(proc, folder, KILL_AT)
+    folder = str(short_root / "worker-killed")
+    proc = _start(folder, short_root / "worker-killed.steps")
+    below = _wait_for_step(proc, short_root / "worker-killed.steps", KILL_AT)
     workers = [p for p in below if any("RayTrainWorker" in part for part in faultkit.cmdline(p))]
     assert workers, "no Ray Train worker found below the driver"
     os.kill(max(workers), signal.SIGKILL)
     _finish(proc)  # the same run finishes: Ray Train restarted its workers
-    starts = [r["first_step"] for r in read_log(folder / STARTS_FILE)]
-    assert starts[0] == 1 and len(starts) == 2 and starts[1] > 1 and (starts[1] - 1) % EVERY == 0
-    assert json.dumps(read_log(folder / CURVE_FILE)) == json.dumps(uninterrupted)
+    assert _resumed_once(_result(folder))
+    assert json.dumps(_result(folder)["curve"]) == json.dumps(uninterrupted)

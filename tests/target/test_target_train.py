@@ -17,10 +17,10 @@ from hptransfer.models import sparse_layers
 from hptransfer.target import TargetConfig
 from hptransfer.target.checkpoint import STATE_TENSORS, checkpoint_folders, read_checkpoint
 from hptransfer.target.loop import train_target
-from hptransfer.target.progress import STARTS_FILE, read_log
+from hptransfer.target.progress import step_losses
 from hptransfer.target.run import RESULT_FILE, run_target
 from hptransfer.train import complete_run, evaluate, val_batches
-from tests.target.targetkit import step_losses, target_run
+from tests.target.targetkit import target_run, train_on_ray
 
 pytest_plugins = ("tests.target.targetkit",)  # its fixtures
 
@@ -35,7 +35,7 @@ def _relative(a: list[float], b: list[float]) -> float:
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_workers_agree_with_one_step_by_step(strategy, request, reference):
     result = request.getfixturevalue(strategy)
-    assert _relative(step_losses(result.folder), reference["losses"]) <= REL
+    assert _relative(result.losses, reference["losses"]) <= REL
     assert result.metrics["val_loss"] == pytest.approx(reference["metrics"]["val_loss"], rel=REL)
 
 
@@ -79,17 +79,15 @@ def test_load_model_gives_the_final_validation_loss(ddp):
 
 def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path, reference):
     states = []
-    train_target(
-        target_run(),
-        TargetConfig(checkpoint_every=10),
-        tmp_path / "a",
-        lambda s, m: states.append(s),
-    )
-    resumed, _ = train_target(
-        target_run(), TargetConfig(), tmp_path / "b", lambda s, m: None, state=states[0]
+    train_target(target_run(), TargetConfig(checkpoint_every=10), lambda s, m: states.append(s))
+    records: list[dict] = []
+    resumed, final = train_target(
+        target_run(), TargetConfig(), lambda s, m: None, send=records.extend, state=states[0]
     )
     assert resumed["val_loss"] == reference["metrics"]["val_loss"]  # bit for bit
-    assert [r["first_step"] for r in read_log(tmp_path / "b" / STARTS_FILE)] == [11]
+    assert final.curve == reference["curve"] and resumed["starts"] == [1, 11]
+    assert records[0] == {"first_step": 11, "curve": reference["curve"][:1]}
+    assert step_losses(records) == reference["losses"][10:]
 
 
 def _copy_unfinished(ddp, tmp_root: Path) -> Path:
@@ -116,10 +114,10 @@ def test_restart_moves_a_damaged_run_aside_and_trains_it_again(ddp, short_root):
     damaged = tensors.read_bytes()[:-5] + b"\0" * 5
     tensors.write_bytes(damaged)
     target = TargetConfig(workers=2, checkpoint_every=5)
-    again = run_target(target_run(), target, folder, restart=True)
+    again = train_on_ray(target_run(), target, folder, restart=True)
     (aside,) = folder.parent.glob("copy.replaced-*")
     assert (aside / "checkpoint_000000020" / STATE_TENSORS).read_bytes() == damaged
-    assert step_losses(folder) == step_losses(ddp.folder)  # from step 1, as before
+    assert again.losses == ddp.losses  # from step 1, as before
     assert again.metrics["val_loss"] == ddp.metrics["val_loss"]
 
 
@@ -146,18 +144,19 @@ def test_bad_targets_are_refused_in_one_line(tmp_path):
         TargetConfig(workers=3).micro_batches(8)
 
 
-def test_micro_batches_accumulate_to_the_full_batch(tmp_path, reference):
-    train_target(target_run(), TargetConfig(micro_batch=2), tmp_path, lambda s, m: None)
-    assert _relative(step_losses(tmp_path), reference["losses"]) <= REL
+def test_micro_batches_accumulate_to_the_full_batch(reference):
+    records: list[dict] = []
+    train_target(target_run(), TargetConfig(micro_batch=2), lambda s, m: None, send=records.extend)
+    assert _relative(step_losses(records), reference["losses"]) <= REL
 
 
-def test_bf16_on_cpu_ends_within_two_percent_of_fp32(tmp_path):
+def test_bf16_on_cpu_ends_within_two_percent_of_fp32():
     run = target_run(steps=50)
     run = dataclasses.replace(run, train=dataclasses.replace(run.train, eval_every=0))
     losses = {}
     for precision in ("fp32", "bf16"):
         target = TargetConfig(precision=precision)
-        metrics, _ = train_target(run, target, tmp_path / precision, lambda s, m: None)
+        metrics, _ = train_target(run, target, lambda s, m: None)
         losses[precision] = metrics["val_loss"]
     assert math.isfinite(losses["bf16"]) and losses["bf16"] != losses["fp32"]
     assert abs(losses["bf16"] - losses["fp32"]) / losses["fp32"] <= 0.02
@@ -171,8 +170,10 @@ def test_precision_auto_is_fp32_on_cpu_and_bf16_on_cuda():
 
 
 @pytest.mark.slow  # a cold torch.compile takes 1-4 minutes on a busy 2-core box
-def test_compile_keeps_the_masks_and_the_per_group_hps(tmp_path, reference):
-    metrics, _ = train_target(target_run(), TargetConfig(compile=True), tmp_path, lambda s, m: None)
-    assert _relative(step_losses(tmp_path), reference["losses"]) <= REL
+def test_compile_keeps_the_masks_and_the_per_group_hps(reference):
+    records: list[dict] = []
+    compiled = TargetConfig(compile=True)
+    metrics, _ = train_target(target_run(), compiled, lambda s, m: None, send=records.extend)
+    assert _relative(step_losses(records), reference["losses"]) <= REL
     (rank,) = metrics["masks"]["ranks"]
     assert rank["masked_max_abs"] == 0.0 and rank["checked"] > 0
