@@ -205,6 +205,18 @@ def remove_tree(where: Location) -> None:
         shutil.rmtree(where, ignore_errors=True)
 
 
+def move(where: Location, to: Location) -> None:
+    """Move a folder: a rename on a disk; in object storage, which has no move, a copy of
+    every object under it, then the originals deleted (a crash in between leaves both)."""
+    if isinstance(where, ObjectPath):
+        assert isinstance(to, ObjectPath) and to.fs is where.fs, "a move within one store"
+        with _storage_errors(where):
+            pafs.copy_files(where.path, to.path, where.fs, to.fs)
+        where.remove_tree()
+    else:
+        where.rename(to)
+
+
 def _check_bucket(where: ObjectPath) -> None:
     """Fail now, in one line, if the bucket is missing or cannot be reached or read."""
     bucket = ObjectPath(where.fs, where.path.split("/", 1)[0], where.scheme)

@@ -26,6 +26,7 @@ from typing import Any
 from hptransfer.config import RunConfig
 from hptransfer.errors import ConfigError, HPTransferError, ResultsError
 from hptransfer.store import Location, ObjectPath, location, write_text
+from hptransfer.store.location import move
 from hptransfer.sweep.cluster import Execution, check_address, ray_session
 from hptransfer.sweep.spec import Resources
 from hptransfer.target.checkpoint import (
@@ -136,7 +137,7 @@ def _check_cluster(target: TargetConfig) -> None:
 def _move_aside(folder: Location, execution: Execution) -> None:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     aside = folder.with_name(f"{folder.name}.replaced-{stamp}")
-    folder.rename(aside)
+    move(folder, aside)
     print(f"--restart: moved the previous target run to {aside}", file=execution.out)
 
 

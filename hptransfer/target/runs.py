@@ -2,7 +2,8 @@
 
 Each run trains into ``<sweep>/targets/<trial_id>/`` (checkpoints, artifact), on a disk or in
 object storage as the sweep folder is; its curve points are written to the curves table as
-they arrive and its row to the trials table when it ends. Stored runs are skipped; an unfinished one resumes from its last checkpoint.
+they arrive and its row to the trials table when it ends. Stored runs are skipped; an
+unfinished one resumes from its last checkpoint.
 """
 
 from __future__ import annotations

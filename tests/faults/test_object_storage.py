@@ -152,6 +152,19 @@ def test_load_model_reads_a_target_folder_from_object_storage(s3):
     assert all(torch.equal(loaded[k], weights[k]) for k in weights)
 
 
+def test_a_target_folder_is_moved_aside_in_object_storage(s3):
+    """``--restart`` of a target in object storage: every object copied, then deleted."""
+    from hptransfer.store.location import move
+
+    folder = location(uri(s3, "moved/t1"))
+    (folder / "checkpoint_000000005" / "state.json").write_text("{}")
+    (folder / "result.json").write_text("[]")
+    move(folder, folder.with_name("t1.replaced"))
+    names = sorted(info.path.split("moved/", 1)[1] for info in objects(s3, "moved"))
+    assert names == ["t1.replaced/checkpoint_000000005/state.json", "t1.replaced/result.json"]
+    assert (folder.with_name("t1.replaced") / "result.json").read_text() == "[]"
+
+
 def test_a_sweep_copied_to_object_storage_is_found_read_and_merged_there(s3, reference):
     """The notebook's helper finds the latest sweep under a URI; analysis reads it as it
     reads the local folder; merge writes a study there."""
