@@ -27,7 +27,7 @@ from hptransfer.store import Location
 
 STATE_TENSORS = "state.safetensors"
 STATE_JSON = "state.json"
-FORMAT = 1
+FORMAT = 2  # 2: the curve so far and the attempts' first steps in state.json
 # What must match for a checkpoint to continue a run, with the words an error uses.
 SHAPE_FIELDS = ("kind", "width", "depth", "heads", "density", "ffn_mult", "mask", "mask_seed")
 
@@ -105,7 +105,13 @@ _RECOVER = ": move it aside to resume from the one before, or start over with --
 
 
 def check_compatible(folder: Location, meta: dict[str, Any], run: RunConfig) -> None:
-    """Refuse a checkpoint of another target shape, parameterization or configuration."""
+    """Refuse a checkpoint of another format, target shape, parameterization or
+    configuration."""
+    if meta.get("format") != FORMAT:
+        raise ResultsError(
+            f"checkpoint {folder} has format {meta.get('format')}, this version reads "
+            f"{FORMAT}: start over with --restart, or resume it with the version that wrote it"
+        )
     stored, wanted = meta["run"], fingerprint(run)
     if stored == wanted:
         return

@@ -4,6 +4,7 @@ are the same on every rank and stay zero in every shard; checkpoints, artifact, 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import shutil
 from pathlib import Path
@@ -15,7 +16,12 @@ from hptransfer.data import load_dataset
 from hptransfer.errors import ConfigError, ResultsError
 from hptransfer.models import sparse_layers
 from hptransfer.target import TargetConfig
-from hptransfer.target.checkpoint import STATE_TENSORS, checkpoint_folders, read_checkpoint
+from hptransfer.target.checkpoint import (
+    STATE_JSON,
+    STATE_TENSORS,
+    checkpoint_folders,
+    read_checkpoint,
+)
 from hptransfer.target.loop import train_target
 from hptransfer.target.progress import step_losses
 from hptransfer.target.run import RESULT_FILE, run_target
@@ -129,6 +135,14 @@ def test_a_checkpoint_of_another_target_is_refused(ddp, short_root):
     wider = dataclasses.replace(target_run(), model=target_run().model.replace(width=64))
     with pytest.raises(ResultsError, match="width 32 ≠ 64"):
         run_target(wider, TargetConfig(workers=2), folder)
+
+
+def test_a_checkpoint_of_another_format_is_refused(ddp, short_root):
+    folder = _copy_unfinished(ddp, short_root / "old-format")
+    meta = folder / "checkpoint_000000020" / STATE_JSON
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "format": 1}))
+    with pytest.raises(ResultsError, match=r"checkpoint_000000020 has format 1, this version"):
+        run_target(target_run(), TargetConfig(workers=2), folder)
 
 
 def test_bad_targets_are_refused_in_one_line(tmp_path):
