@@ -28,6 +28,7 @@ from hptransfer.analysis.fit import Fit, latest_fit, load_fit, usable_mask
 from hptransfer.analysis.horizon import BATCH, MIN_POINTS, TOKENS, BudgetLine, line_axis
 from hptransfer.analysis.paired import PairedDifference, losses_by_seed, paired_difference
 from hptransfer.analysis.regret import OFFSETS as REGRET_OFFSETS
+from hptransfer.analysis.regret import shape_labels
 from hptransfer.analysis.results import read_trials
 from hptransfer.budget import (
     Horizon,
@@ -424,10 +425,7 @@ def gain_rows(rows: pd.DataFrame, primary: str, baselines: tuple[str, ...]) -> l
     the primary's gain in loss (%, positive: the primary is better) and the paired difference
     primary − baseline over the seeds both ran, with its 95% interval ("within noise" when the
     interval covers zero)."""
-    target = (
-        rows["width"].astype(str) + " × " + rows["density"].map("{:g}".format)
-        + ", depth " + rows["depth"].astype(str)
-    )  # fmt: skip
+    target = pd.Series(shape_labels(rows), index=rows.index)
     out = []
     for label, runs in rows.groupby(target, sort=False):
         parts = dict(tuple(runs.groupby("parameterization", sort=False)))

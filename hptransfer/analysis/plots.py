@@ -24,17 +24,13 @@ from matplotlib.figure import Figure
 
 from hptransfer.analysis import fit as fitting
 from hptransfer.analysis import results
+from hptransfer.analysis.names import param_color, param_label, param_order
 from hptransfer.analysis.regret import read_regret
 from hptransfer.store import atomic_write, location
 from hptransfer.store.folder import PLOTS_DIR, TRANSFER_CURVES_FILE, TRANSFER_FILE
 
 FORMATS = ("png", "svg")
 TRANSFER_COLUMNS = ("trial_id", "parameterization", "width", "density")
-PARAM_STYLE = {
-    "sp": ("SP", "tab:blue"),
-    "mup": ("μP", "tab:orange"),
-    "supar": ("SμPar", "tab:green"),
-}
 HP_LABELS = {
     "lr": "base learning rate η",
     "init_std": "base init std σ",
@@ -49,20 +45,6 @@ METRIC_LABELS = {
 }
 # Axes that split figures (one figure per value) in the HP-stability plot.
 FIGURE_AXES = ("model", "depth", "width", "readout_zero_init")
-
-
-def param_order(params: Any) -> list[str]:
-    """Parameterizations in the paper's order (SP, μP, SμPar), unknown ones last."""
-    known = list(PARAM_STYLE)
-    return sorted(set(params), key=lambda p: (known.index(p) if p in known else len(known), p))
-
-
-def param_label(parameterization: str) -> str:
-    return PARAM_STYLE.get(parameterization, (parameterization, None))[0]
-
-
-def param_color(parameterization: str) -> str | None:
-    return PARAM_STYLE.get(parameterization, (None, None))[1]
 
 
 def new_figure(n_panels: int, title: str, panel_width: float = 4.2) -> tuple[Figure, list[Axes]]:

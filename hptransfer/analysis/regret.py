@@ -145,9 +145,7 @@ def regret_summary(table: pd.DataFrame) -> pd.DataFrame:
     """The regret table for people: target, parameterization, losses, regret, tuned η."""
     return pd.DataFrame(
         {
-            "target (width × density)": [
-                f"{w} × {d:g}" for w, d in zip(table["width"], table["density"], strict=True)
-            ],
+            "target (width × density, depth)": shape_labels(table),
             "parameterization": table["parameterization"],
             "seeds": table["seeds"],
             "budget": budget_labels(table),
@@ -165,6 +163,12 @@ def regret_summary(table: pd.DataFrame) -> pd.DataFrame:
             "flag": table["flag"],
         }
     )
+
+
+def shape_labels(table: pd.DataFrame) -> list[str]:
+    """Each row's target shape for people: ``256 × 0.25, depth 8``."""
+    columns = (table["width"], table["density"], table["depth"])
+    return [f"{w} × {d:g}, depth {n}" for w, d, n in zip(*columns, strict=True)]
 
 
 def budget_labels(table: pd.DataFrame) -> list[str]:

@@ -28,11 +28,10 @@ from pathlib import Path
 import pandas as pd
 
 from hptransfer.analysis.fit import interval, load_fit
-from hptransfer.param import parameterization
+from hptransfer.analysis.names import param_label, param_order
 from hptransfer.store import write_text
 
 BLOCK = re.compile(r"(<!-- fit (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- /fit -->)", re.S)
-LABELS = {"sp": "SP", "mup": "μP", "supar": "SμPar"}
 
 
 def render(results: Path, args: str) -> str:
@@ -45,10 +44,10 @@ def render(results: Path, args: str) -> str:
     optima = fit.optima[fit.optima["hp"].eq(hp)]
     for axis, value in settings.items():
         optima = optima[optima[axis].astype(float).eq(float(Fraction(value)))]
-    params = sorted(set(optima["parameterization"]), key=_order)
+    params = param_order(optima["parameterization"])
     values = sorted(optima[rows_axis].unique(), reverse=rows_axis == "density")
     lines = [
-        f"| {rows_axis} | " + " | ".join(label(p) for p in params) + " |",
+        f"| {rows_axis} | " + " | ".join(param_label(p) for p in params) + " |",
         "|---" * (len(params) + 1) + "|",
     ]
     for value in values:
@@ -56,22 +55,6 @@ def render(results: Path, args: str) -> str:
         cells = [_cell(at.loc[p]) if p in at.index else "—" for p in params]
         lines.append(f"| {_axis_value(value)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n" + _drift(optima, params, rows_axis, values) + "\n"
-
-
-def label(name: str) -> str:
-    """A column title: ``μP``, ``SμPar + CompleteP``, ``μP + CompleteP α=0.5``."""
-    p = parameterization(name)
-    width_name = name.partition("+")[0]
-    if not p.depth_rules:
-        return LABELS[width_name]
-    alpha = "" if p.depth_alpha == 1 else f" α={p.depth_alpha:g}"
-    return f"{LABELS[width_name]} + CompleteP{alpha}"
-
-
-def _order(name: str) -> tuple[int, float]:
-    """Columns: by width rules (SP, μP, SμPar), then by depth exponent."""
-    p = parameterization(name)
-    return list(LABELS).index(name.partition("+")[0]), p.depth_alpha
 
 
 def _cell(row: pd.Series) -> str:
@@ -95,7 +78,7 @@ def _drift(optima: pd.DataFrame, params: list[str], axis: str, values: list[floa
         if len(rows) > 1:
             fitted = rows["log2"].max() - rows["log2"].min()
             grid = rows["argmin_log2"].max() - rows["argmin_log2"].min()
-            parts.append(f"{label(p)} {fitted:.2f} / {grid:.2f}")
+            parts.append(f"{param_label(p)} {fitted:.2f} / {grid:.2f}")
     span = f"{_axis_value(values[0])} → {_axis_value(values[-1])}"
     head = f"Drift (max − min over {axis} {span}), fitted / grid arg-min, octaves: "
     return head + ", ".join(parts) + "."

@@ -19,14 +19,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hptransfer.analysis import fit as fitting
-from hptransfer.analysis.plots import (
-    HP_LABELS,
-    METRIC_LABELS,
-    param_color,
-    param_label,
-    param_order,
-)
-from hptransfer.analysis.regret import OFFSETS, TARGET, budget_labels
+from hptransfer.analysis.names import param_color, param_label, param_order
+from hptransfer.analysis.plots import HP_LABELS, METRIC_LABELS
+from hptransfer.analysis.regret import OFFSETS, TARGET, budget_labels, shape_labels
 from hptransfer.config import BaseHPs
 
 DEFAULTS = BaseHPs()
@@ -176,7 +171,7 @@ def _in_grid(ratio: pd.Series) -> np.ndarray:
 
 
 def _target_title(target: pd.Series) -> str:
-    title = f"width {target['width']}, density {target['density']:g}"
+    title = f"width {target['width']}, density {target['density']:g}, depth {target['depth']}"
     if pd.isna(target["max_steps"]):
         return title
     return f"{title}\n{budget_labels(pd.DataFrame([target]))[0]}"
@@ -193,12 +188,12 @@ def _regret_bars(ax: Axes, table: pd.DataFrame, targets: pd.DataFrame, params: l
         for bar, flag in zip(bars, rows["flag"], strict=True):
             if flag != "ok":  # edge, partial: a lower bound
                 bar.set_hatch("//")
-    labels = [f"{w} × {d:g}" for w, d in zip(targets["width"], targets["density"], strict=True)]
+    labels = shape_labels(targets)
     if targets["max_steps"].nunique(dropna=False) > 1 or targets["budget_rule"].nunique() > 1:
         labels = [f"{s}\n{b}" for s, b in zip(labels, budget_labels(targets), strict=True)]
     ax.set_xticks(np.arange(len(targets)), labels, rotation=20)
     ax.axhline(1.0, color="k", ls=":", lw=1)
-    ax.set_xlabel("target width × density")
+    ax.set_xlabel("target width × density, depth")
     ax.set_ylabel("regret (% of the tuned loss; hatched: lower bound)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize="small")

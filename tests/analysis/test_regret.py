@@ -91,7 +91,7 @@ def test_stored_regret_merges_by_target_and_is_drawn(tmp_path: Path):
     assert len(stored) == 4  # two targets × two parameterizations, the first replaced
     assert stored.set_index(["width", "parameterization"]).loc[(128, "supar"), "regret_pct"] > 0
     assert list(regret_summary(stored).columns)[:3] == [
-        "target (width × density)", "parameterization", "seeds",
+        "target (width × density, depth)", "parameterization", "seeds",
     ]  # fmt: skip
     runs = pd.concat([grid({"supar": 0.5, "sp": 0.5}), wider])
     figure = plot_regret(stored, runs, "val_loss")

@@ -7,7 +7,7 @@ from pathlib import Path
 from synthetic_sweeps import make_trials, write_sweep
 
 from hptransfer.analysis.fit import FitSettings, fit_sweep, write_fit
-from hptransfer.analysis.report import _order, label, regenerate
+from hptransfer.analysis.report import regenerate
 
 README = """# results
 
@@ -36,14 +36,3 @@ def test_blocks_are_rewritten_from_the_fit_and_the_rest_is_kept(tmp_path: Path) 
     assert "fitted / grid arg-min, octaves: SP 1." in text and "SμPar 0." in text
     regenerate(readme)
     assert readme.read_text() == text  # idempotent
-
-
-def test_depth_ruled_columns_are_labelled_and_ordered() -> None:
-    names = ["supar+completep", "mup+completep=0.5", "mup", "sp", "mup+completep"]
-    assert [label(n) for n in sorted(names, key=_order)] == [
-        "SP",
-        "μP",
-        "μP + CompleteP α=0.5",
-        "μP + CompleteP",
-        "SμPar + CompleteP",
-    ]
