@@ -206,7 +206,8 @@ def hp_stability_figures(
 
 
 def plot_optimum_vs(optima: pd.DataFrame, axis: str, hp: str) -> Figure:
-    """Fitted optimum of ``hp`` vs ``axis`` (width or density), a line per parameterization.
+    """Fitted optimum of ``hp`` vs ``axis`` (width, density or depth), a line per
+    parameterization.
 
     One panel per combination of the other swept axes; error bars are 95% intervals; hollow
     markers are flagged optima (edge/flat: not a located minimum).
@@ -236,12 +237,15 @@ def plot_optimum_vs(optima: pd.DataFrame, axis: str, hp: str) -> Figure:
 def _axis_label(axis: str, tied: set[str]) -> str:
     if axis == "width":
         return "width (d_model / hidden units)"
+    if axis == "depth":
+        return "depth (residual blocks)"
     return "density (each with its own width)" if tied else "density"
 
 
 def optimum_figures(optima: pd.DataFrame, hps: list[str]) -> Iterator[tuple[str, Figure]]:
-    """(file stem, figure) of the optimum of each HP vs density and vs width, where swept."""
-    axes = ("density",) if width_tied_to_density(optima) else ("density", "width")
+    """(file stem, figure) of the optimum of each HP vs density, width and depth, where
+    swept (its drift along that axis)."""
+    axes = ("density", "depth") if width_tied_to_density(optima) else ("density", "width", "depth")
     for axis in axes:
         if optima[axis].nunique() > 1:
             for hp in hps:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from synthetic_sweeps import make_curves, make_trials
 
 from hptransfer.analysis import plots
@@ -28,6 +29,22 @@ def test_optimum_vs_density_has_a_line_per_parameterization_and_panel_per_width(
     labels = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
     assert labels == ["SP", "μP", "SμPar"]
     assert fig.axes[0].xaxis_inverted()
+
+
+def test_optimum_vs_depth_is_drawn_where_depth_is_swept() -> None:
+    """The depth studies' drift figure: one line per rule set, a panel per other axis."""
+    shallow = make_trials(parameterizations=("mup", "supar+completep"), widths=(64,))
+    deep = shallow.assign(depth=8, trial_id=shallow["trial_id"] + "d8")
+    trials = pd.concat([shallow, deep], ignore_index=True)
+    optima = fit_optima(trials, FAST)
+    stems = [stem for stem, _ in plots.optimum_figures(optima, ["lr"])]
+    assert stems == ["optimum_lr_vs_density", "optimum_lr_vs_depth"]
+    fig = plots.plot_optimum_vs(optima, "depth", "lr")
+    assert sorted(ax.get_title() for ax in fig.axes) == ["density 0.25", "density 1"]
+    assert fig.axes[0].get_xlabel() == "depth (residual blocks)"
+    labels = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
+    assert labels == ["μP", "SμPar + CompleteP"]
+    assert list(fig.axes[0].get_lines()[0].get_xdata()) == [2, 8]
 
 
 def test_training_curves_of_the_best_configuration() -> None:
