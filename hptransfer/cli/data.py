@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -12,10 +13,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare = inner.add_parser(
         "prepare",
         help="tokenize text, JSONL or Parquet documents into train.bin, val.bin and meta.json",
-        description="Tokenize documents (a text file is one, a JSONL line or a Parquet row is "
-        "one; builtin:shakespeare is the shipped plays, one per play) into a folder for "
-        "data.corpus: tokens. Documents are split between train and validation by a seeded "
-        "draw. Re-running with the same inputs and settings does nothing.",
+        description="Tokenize documents (a text file is one, or several cut at --separator; "
+        "a JSONL line or a Parquet row is one; builtin:shakespeare is the shipped plays, one "
+        "per play) into a folder for data.corpus: tokens. Documents are split between train "
+        "and validation by a seeded draw; a text file that is the only input, or that "
+        "--separator does not cut, is split by position (its last --val-fraction, at a line "
+        "boundary, is the validation split). Re-running with the same inputs and settings "
+        "does nothing.",
     )
     prepare.add_argument("inputs", nargs="+", metavar="INPUT", help="text, .jsonl or .parquet")
     prepare.add_argument("--out", type=Path, required=True, help="the folder, e.g. data/mine")
@@ -29,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("--column", default="text", help="Parquet column holding the text")
     prepare.add_argument(
         "--val-fraction", type=float, default=0.1, help="share of documents held out (0.1)"
+    )
+    prepare.add_argument(
+        "--separator",
+        metavar="SEP",
+        help="cut text files into documents at SEP: 'blank' (a blank line) or a regular "
+        "expression (^ and $ match at line boundaries), e.g. '^=+ .* =+$'",
     )
     prepare.add_argument("--seed", type=int, default=0, help="seed of the split (0)")
     prepare.add_argument(
@@ -49,8 +59,11 @@ def run_prepare(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         force=args.force,
+        separator=args.separator,
     )
     outcome = prepare(request, progress=progress_printer())
+    for note in outcome.notes:
+        print(f"note: {note}", file=sys.stderr)
     meta = outcome.meta
     if outcome.skipped:
         print(f"{outcome.folder} is up to date (prepared from the same inputs and settings)")

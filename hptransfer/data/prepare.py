@@ -1,14 +1,18 @@
 """``hptransfer data prepare``: text, JSONL or Parquet documents -> a token folder.
 
-Documents stream from the inputs (a text file is one document, a JSONL line or a Parquet
-row is one), each falls into the train or the validation split by a seeded draw (so a
-document is never cut in two), and is tokenized by one of:
+Documents stream from the inputs (a text file is one, or several cut at ``--separator``; a
+JSONL line or a Parquet row is one), each falls into the train or the validation split by a
+seeded draw (so a document is never cut in two), and is tokenized by one of:
 
 - ``bytes``: its UTF-8 bytes (vocabulary 256, the byte-level corpora's tokens);
 - ``bpe:<vocab>``: a byte-level BPE that Hugging Face ``tokenizers`` trains here, offline, on
   the train split (``<|endoftext|>`` ends every document);
 - a ``tokenizer.json`` file (loaded, never fetched from a hub; ``<|endoftext|>`` ends every
   document if its vocabulary has that token).
+
+A text file that is the only input, or that ``--separator`` does not cut into several
+documents, is one document split by position instead: its last ``--val-fraction`` (cut at
+the line boundary nearest to it) is the validation split, the rest the train split.
 
 Memory stays bounded: documents are read, tokenized and appended to ``train.bin`` /
 ``val.bin`` a batch at a time (BPE training streams too, keeping word counts). Everything is
@@ -24,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -45,6 +50,8 @@ BUILTIN_SHAKESPEARE = "builtin:shakespeare"  # the shipped corpus, one document 
 EOT = "<|endoftext|>"
 BATCH_BYTES = 1 << 20  # documents tokenized (and written) together
 TOKENIZER_FILE = "tokenizer.json"
+BLANK_LINE = "blank"  # --separator blank: documents are separated by blank lines
+BLANK_LINE_PATTERN = r"\n[ \t\r\f\v]*\n\s*"
 
 
 @dataclass(frozen=True)
@@ -59,10 +66,13 @@ class Request:
     val_fraction: float = 0.1
     seed: int = 0
     force: bool = False
+    separator: str | None = None  # text files: "blank" (a blank line) or a regular expression
 
     def __post_init__(self) -> None:
         if not self.inputs:
             raise ConfigError("data prepare needs at least one input")
+        if self.separator is not None:
+            separator_pattern(self.separator)
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"--val-fraction must be in (0, 1); got {self.val_fraction}")
         if self.tokenizer.startswith("bpe:"):
@@ -81,6 +91,7 @@ class Outcome:
     input_bytes: int
     seconds: float
     skipped: bool  # already prepared from the same inputs and settings
+    notes: tuple[str, ...] = ()  # how a text file was split, where the user may not expect it
 
 
 # -- documents ------------------------------------------------------------------------------
@@ -90,16 +101,30 @@ class Outcome:
 class Document:
     text: str
     end: int  # bytes of the inputs read so far (for the progress line)
-    is_val: bool = False
+    is_val: bool | None = None  # None: drawn by the Splitter; else fixed by the position rule
 
 
-def documents(request: Request) -> Iterator[tuple[str, Iterator[Document]]]:
-    """(input, its documents) for each input, in order."""
+def separator_pattern(separator: str) -> re.Pattern[str]:
+    """``--separator`` compiled: ``blank`` is a blank line, anything else a regex (``^`` and
+    ``$`` match at line boundaries)."""
+    text = BLANK_LINE_PATTERN if separator == BLANK_LINE else separator
+    try:
+        return re.compile(text, re.MULTILINE)
+    except re.error as exc:
+        reason = f"is not a regular expression ({exc})"
+        raise ConfigError(f"--separator {separator!r} {reason}") from None
+
+
+def documents(
+    request: Request, notes: list[str] | None = None
+) -> Iterator[tuple[str, Iterator[Document]]]:
+    """(input, its documents) for each input, in order; how a text file was split by position
+    (where the user may not expect it) is appended to ``notes``."""
     for name in request.inputs:
-        yield name, _documents(name, request)
+        yield name, _documents(name, request, [] if notes is None else notes)
 
 
-def _documents(name: str, request: Request) -> Iterator[Document]:
+def _documents(name: str, request: Request, notes: list[str]) -> Iterator[Document]:
     if name == BUILTIN_SHAKESPEARE:
         from hptransfer.data.shakespeare import load_plays
 
@@ -115,7 +140,51 @@ def _documents(name: str, request: Request) -> Iterator[Document]:
     elif suffix in (".parquet", ".pq"):
         yield from _parquet(path, request.column)
     else:
-        yield Document(_read_text(path), _size(path))
+        yield from _text_documents(path, request, notes)
+
+
+def _text_documents(path: Path, request: Request, notes: list[str]) -> Iterator[Document]:
+    """A text file's documents: cut at ``--separator``, else split by position where it is
+    the only input or the separator leaves it one document (see the module docstring)."""
+    size, text = _size(path), _read_text(path)
+    if not text or (request.separator is None and len(request.inputs) > 1):
+        yield Document(text, size)
+        return
+    if request.separator is not None:
+        pieces = _cut(text, separator_pattern(request.separator))
+        if len(pieces) > 1:
+            for piece, end in pieces:
+                yield Document(piece, size * end // len(text))
+            return
+        notes.append(
+            f"--separator {request.separator!r} does not cut {path} into several documents: "
+            f"split by position (its last {request.val_fraction:g} is the validation split)"
+        )
+    train, val = split_by_position(text, request.val_fraction)
+    yield Document(train, size * len(train) // len(text), is_val=False)
+    yield Document(val, size, is_val=True)
+
+
+def _cut(text: str, pattern: re.Pattern[str]) -> list[tuple[str, int]]:
+    """The non-blank pieces of ``text`` between matches of ``pattern``, each with the offset
+    where it ends."""
+    pieces, start = [], 0
+    for match in pattern.finditer(text):
+        pieces.append((text[start : match.start()], match.start()))
+        start = match.end()
+    pieces.append((text[start:], len(text)))
+    return [(piece, end) for piece, end in pieces if piece.strip()]
+
+
+def split_by_position(text: str, val_fraction: float) -> tuple[str, str]:
+    """(train, validation): ``text`` cut at the line boundary nearest to its last
+    ``val_fraction`` (at that character where it has no line break)."""
+    target = round(len(text) * (1 - val_fraction))
+    before = text.rfind("\n", 0, target) + 1  # 0: no line boundary before the target
+    after = text.find("\n", target) + 1  # 0: none after it
+    bounds = [cut for cut in (before, after) if 0 < cut < len(text)]
+    cut = min(bounds, key=lambda b: abs(b - target)) if bounds else target
+    return text[:cut], text[cut:]
 
 
 def _read_text(path: Path) -> str:
@@ -287,6 +356,8 @@ def fingerprint(request: Request) -> dict[str, Any]:
         "column": request.column,
         "val_fraction": request.val_fraction,
         "seed": request.seed,
+        # absent unless given: folders prepared before --separator keep their fingerprint
+        **({} if request.separator is None else {"separator": request.separator}),
     }
 
 
@@ -327,11 +398,12 @@ def prepare(request: Request, progress: Callable[[int, int], None] | None = None
             f"{request.out} exists and was not prepared from these inputs and settings; "
             "choose another --out, or --force to replace it"
         )
-    encoder = _encoder(request)
+    notes: list[str] = []
+    encoder = _encoder(request, notes)
     staging = request.out.with_name(f".{request.out.name}.partial-{os.getpid()}")
     try:
         staging.mkdir(parents=True)
-        meta = _write(request, encoder, staging, source, total, progress)
+        meta = _write(request, encoder, staging, source, total, progress, notes)
         _replace(staging, request.out)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
@@ -339,7 +411,8 @@ def prepare(request: Request, progress: Callable[[int, int], None] | None = None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return Outcome(meta, request.out, total, time.monotonic() - start, skipped=False)
+    seconds = time.monotonic() - start
+    return Outcome(meta, request.out, total, seconds, False, tuple(dict.fromkeys(notes)))
 
 
 def _existing(folder: Path) -> tokens.TokenMeta | None:
@@ -351,26 +424,30 @@ def _existing(folder: Path) -> tokens.TokenMeta | None:
         return None  # not ours, or damaged: prepared again (with --force)
 
 
-def _encoder(request: Request) -> Encoder:
+def _encoder(request: Request, notes: list[str]) -> Encoder:
     spec = request.tokenizer
     if spec == "bytes":
         return Encoder("bytes")
     if spec.startswith("bpe:"):
-        texts = (doc.text for doc in _split_documents(request, want_val=False))
+        texts = (doc.text for doc in _split_documents(request, notes, want_val=False))
         return train_bpe(int(spec[4:]), texts)
     return load_tokenizer(Path(spec))
 
 
-def _split_documents(request: Request, want_val: bool | None = None) -> Iterator[Document]:
-    """Every document with its split drawn; only one split's if ``want_val`` is given."""
+def _split_documents(
+    request: Request, notes: list[str], want_val: bool | None = None
+) -> Iterator[Document]:
+    """Every document with its split (drawn unless fixed by position); only one split's if
+    ``want_val`` is given."""
     splitter = Splitter(request.val_fraction, request.seed)
     base = 0  # bytes of the inputs before this one
-    for name, docs in documents(request):
+    for name, docs in documents(request, notes):
         empty, end = True, 0
         for doc in docs:
             empty, end = empty and not doc.text, doc.end
             doc.end += base
-            doc.is_val = splitter.is_val()
+            if doc.is_val is None:
+                doc.is_val = splitter.is_val()
             if want_val is None or doc.is_val == want_val:
                 yield doc
         if empty:
@@ -385,6 +462,7 @@ def _write(
     source: dict[str, Any],
     total: int,
     progress: Callable[[int, int], None] | None,
+    notes: list[str],
 ) -> tokens.TokenMeta:
     dtype = tokens.DTYPES[tokens.dtype_for(encoder.vocab_size)]
     counts = {"train": 0, "val": 0}
@@ -402,7 +480,7 @@ def _write(
             counts[split] += len(ids)
             batches[split], sizes[split] = [], 0
 
-        for doc in _split_documents(request):
+        for doc in _split_documents(request, notes):
             split = "val" if doc.is_val else "train"
             batches[split].append(doc.text)
             sizes[split] += len(doc.text)
@@ -415,8 +493,9 @@ def _write(
     for split in tokens.SPLITS:
         if counts[split] < 2:
             raise DataError(
-                f"the {split} split got {counts[split]} tokens: give more documents or "
-                "change --val-fraction (documents are never cut between the splits)"
+                f"the {split} split got {counts[split]} tokens: give more documents, cut them "
+                "with --separator or change --val-fraction (documents are never cut between "
+                "the splits)"
             )
     if encoder.tokenizer is not None:
         encoder.tokenizer.save(str(folder / TOKENIZER_FILE))

@@ -15,7 +15,7 @@ from hptransfer import data
 from hptransfer.cli.main import main
 from hptransfer.config import DataConfig
 from hptransfer.data import load_dataset, tokens
-from hptransfer.data.prepare import Request, decode, prepare
+from hptransfer.data.prepare import Request, decode, prepare, split_by_position
 
 DOCS = [
     f"Doc {i}: ACT {i}.  Enter KING; exeunt.\n\tCafé — naïve «quote» 日本 {'x' * i}\n\n  end "
@@ -120,6 +120,60 @@ def test_parquet_column(tmp_path):
     assert int(x.max()) < 256
 
 
+BOOK = "".join(f"Line {i}: thou art more lovely and more temperate.\n" for i in range(200))
+
+
+def test_one_text_file_is_split_by_position_at_a_line_boundary(tmp_path, capsys):
+    path = tmp_path / "book.txt"
+    path.write_text(BOOK)
+    out = tmp_path / "tok"
+    argv = ["data", "prepare", str(path), "--out", str(out), "--tokenizer", "bpe:300"]
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""  # the rule for a lone text file: no note
+    (train,), (val,) = split_docs(out, "train"), split_docs(out, "val")
+    assert train + val == BOOK and val.startswith("Line 180:")  # the last 10%, whole lines
+    stamp = (out / "train.bin").read_bytes()
+    assert main(argv) == 0 and "up to date" in capsys.readouterr().out
+    again = tmp_path / "again"
+    assert main([*argv[:3], "--out", str(again), *argv[5:]]) == 0
+    for name in ("train.bin", "val.bin", "tokenizer.json"):
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
+    assert (out / "train.bin").read_bytes() == stamp
+
+
+def test_split_by_position_takes_the_nearest_line_boundary():
+    assert split_by_position("aaaa\nbbbb\ncc\n", 0.25) == ("aaaa\nbbbb\n", "cc\n")
+    assert split_by_position("aaaaaaaa\nb", 0.5) == ("aaaaaaaa\n", "b")
+    assert split_by_position("no line breaks", 0.5) == ("no line", " breaks")
+
+
+@pytest.mark.parametrize("separator", ["blank", r"^=+ [^=]+ =+$"], ids=["blank line", "regex"])
+def test_separator_cuts_text_into_documents_drawn_whole(tmp_path, capsys, separator):
+    chapters = [f"Chapter {c}.\n{'word ' * (20 + c)}\n" for c in range(30)]
+    glue = "\n  \n\n" if separator == "blank" else "\n= Title =\n"
+    path = tmp_path / "chapters.txt"
+    path.write_text(glue.join(chapters))
+    out = tmp_path / "tok"
+    argv = ["data", "prepare", str(path), "--out", str(out), "--tokenizer", "bpe:300"]
+    assert main([*argv, "--separator", separator, "--val-fraction", "0.3"]) == 0
+    assert capsys.readouterr().err == ""
+    train, val = split_docs(out, "train"), split_docs(out, "val")
+    assert train and val and len(train) + len(val) == len(chapters)
+    assert sorted(d.strip() for d in train + val) == sorted(c.strip() for c in chapters)
+    assert tokens.read_meta(out).source["separator"] == separator
+
+
+def test_a_separator_that_never_matches_falls_back_to_position_and_says_so(tmp_path, capsys):
+    path = tmp_path / "book.txt"
+    path.write_text(BOOK)
+    out = tmp_path / "tok"
+    assert main(["data", "prepare", str(path), "--out", str(out), "--separator", "^CHAPTER"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not cut" in err and "split by position" in err, err
+    train, val = split_docs(out, "train")[0], split_docs(out, "val")[0]
+    assert train + val == BOOK and val.startswith("Line 180:")
+
+
 def _bad_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     good = str(jsonl(tmp_path))
     empty = tmp_path / "empty.txt"
@@ -134,6 +188,8 @@ def _bad_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     other_json.write_text('{"model": {"type": "nothing"}}')
     return {
         "empty input": ([str(empty)], "holds no text"),
+        "empty input, separator": ([str(empty), "--separator", "blank"], "holds no text"),
+        "bad separator": ([good, "--separator", "(unclosed"], "not a regular expression"),
         "jsonl line without the field": ([str(no_field)], "nofield.jsonl:2: no field 'text'"),
         "jsonl not json": ([str(not_json)], "notjson.jsonl:2: not a JSON line"),
         "missing input": ([str(tmp_path / "nope.txt")], "not found"),
@@ -158,6 +214,8 @@ def _parquet(tmp_path: Path) -> str:
 
 BAD_CASES = (
     "empty input",
+    "empty input, separator",
+    "bad separator",
     "jsonl line without the field",
     "jsonl not json",
     "missing input",
