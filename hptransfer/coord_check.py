@@ -3,9 +3,10 @@ record, per layer and step, the mean |x| of activations, weight gradients, weigh
 output updates (how much one step moves a layer's output on the same batch).
 
 Under a correct parameterization each activation curve is flat in width and in density
-(SPEC.md); under depth rules (CompleteP) the residual stream's activations and output updates
-are flat in depth too. Records are long-format rows, one per (parameterization, width,
-density, depth, seed, step, layer, metric), ready for a DataFrame and Parquet.
+(``docs/parameterizations.md#what-the-papers-report``); under depth rules (CompleteP) the residual
+stream's activations and output updates are flat in depth too. Records are long-format rows, one per
+(parameterization, width, density, depth, seed, step, layer, metric), ready for a DataFrame and
+Parquet.
 """
 
 from __future__ import annotations

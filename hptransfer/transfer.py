@@ -4,7 +4,7 @@ The base HPs (σ, η, α_in, α_out, weight decay, α_attn) and base settings (t
 init) come from the sweep's ``fit.json``, fitted at the base shape; the target's per-parameter
 HPs follow from them and the parameterization's table (:func:`hptransfer.models.describe`).
 The target shares the sweep's data, batch size, steps and schedule unless overridden, which
-breaks transfer (SPEC.md) and is said loudly.
+breaks transfer (``docs/parameterizations.md#base-hyperparameters``) and is said loudly.
 Baselines (``compare``) train the same target with the same base HPs under other
 parameterizations; SP with the same base HPs is the paper's standard practice.
 

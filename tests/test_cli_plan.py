@@ -1,4 +1,5 @@
-"""``hptransfer plan``: values equal SPEC.md's table; bad input is a one-line error."""
+"""``hptransfer plan``: values equal docs/parameterizations.md's table; bad input is a one-line
+error."""
 
 import json
 import math

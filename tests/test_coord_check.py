@@ -1,5 +1,5 @@
-"""The coordinate check, run for real: SμPar keeps activations flat in width and density;
-SP and μP let them fall with density (SPEC.md, the paper's Fig. 5); CompleteP keeps the
+"""The coordinate check, run for real: SμPar keeps activations flat in width and density; SP and μP
+let them fall with density (docs/parameterizations.md, the paper's Fig. 5); CompleteP keeps the
 residual stream's activations and output updates flat in depth, μP lets them grow."""
 
 import dataclasses

@@ -1,6 +1,6 @@
-"""Depth rules (CompleteP, SPEC.md "Depth"): the table written out independently here, their
-reductions (α = 0 is today's rules; the base shape is bit-identical within each α), the
-residual branch multiplier, and bad input."""
+"""Depth rules (CompleteP, docs/parameterizations.md#depth-completep): the table written out
+independently here, their reductions (α = 0 is today's rules; the base shape is bit-identical within
+each α), the residual branch multiplier, and bad input."""
 
 import dataclasses
 import math
@@ -47,8 +47,8 @@ def resolve_at(p: str, kind: str, shape, train: TrainConfig, init_scale: float =
 
 
 def spec_depth_table(width_p: str, alpha: float, kind: str, shape):
-    """(init variance, Adam LR, Adam ε with ε scaling on, weight decay in the independent
-    mode) from SPEC.md's depth table; SμPar's hidden rows put m_d·m_rho in m_d's place."""
+    """(init variance, Adam LR, Adam ε with ε scaling on, weight decay in the independent mode) from
+    docs/parameterizations.md's depth table; SμPar's hidden rows put m_d·m_rho in m_d's place."""
     m_d, m_rho, m_L = shape
     fan = m_d * m_rho if width_p == "supar" else m_d
     s2, eta, lam = HPS.init_std**2, HPS.lr, HPS.weight_decay

@@ -200,8 +200,9 @@ def attention_logit_scale(run: RunConfig) -> float:
 
 @pytest.mark.parametrize(("to", "d_head"), [("width=512,heads=16", 32), ("width=512,heads=8", 64)])
 def test_mup_attention_keeps_base_head_size_when_heads_change(to, d_head):
-    """Base width 128 with 4 heads: d₀ = 32, whatever heads the target has (SPEC.md:
-    logits qᵀk·√d₀/d_head). With 16 heads at width 512, d_head = d₀, so μP scales like SP."""
+    """Base width 128 with 4 heads: d₀ = 32, whatever heads the target has
+    (docs/parameterizations.md: logits qᵀk·√d₀/d_head). With 16 heads at width 512, d_head = d₀, so
+    μP scales like SP."""
     from hptransfer.cli.plan import target_run
 
     base = tiny_gpt_run(width=128, heads=4, depth=1, input_size=64, output_size=64)

@@ -1,4 +1,5 @@
-"""The parameterization rules against SPEC.md's table, written out independently here."""
+"""The parameterization rules against docs/parameterizations.md's table, written out independently
+here."""
 
 import math
 
@@ -32,7 +33,7 @@ def resolve_at(role: Role, p: str, m_d: float, m_rho: float, train: TrainConfig 
 
 
 def spec_table(p: str, role: Role, m_d: float, m_rho: float) -> tuple[float, float, float]:
-    """(init variance, Adam LR, forward multiplier) straight from SPEC.md."""
+    """(init variance, Adam LR, forward multiplier) straight from docs/parameterizations.md."""
     s2, eta = HPS.init_std**2, HPS.lr
     hidden = {
         "sp": (s2, eta),

@@ -2,100 +2,13 @@
 
 A *group* is one value of each axis in ``results.GROUP_AXES`` present in trials.parquet
 (parameterization, model, depth, width, density). A *searched* HP is an HP column with more
-than one distinct value. Only completed trials with a finite loss at the full horizon (a
-trial's ``max_steps``; without that column, the most steps any completed trial ran) are
-fitted: ASHA-stopped and short trials bias the LR optimum (SPEC.md). Diverged trials count
-with an infinite loss: they make their grid point unstable. HP values <= 0 (e.g. weight
-decay 0) are off the log2 axis and skipped. Per group and HP, the optimum is located as in
-:mod:`hptransfer.analysis.optimum`: grid points past a loss jump or a divergence are
-unstable and left out, seed offsets are centred, a kernel-weighted parabola in log2(HP)
-around the arg-min gives the optimum between the arg-min's grid neighbours, a seed bootstrap
-its 95% interval; flags ``ok``/``cliff``/``edge``/``flat``/``few_points``/``off_argmin``.
+than one distinct value. Only completed trials with a finite loss at the full horizon are
+fitted; each optimum is located as in :mod:`hptransfer.analysis.optimum`, HPs searched
+together at the base shape also jointly (:mod:`hptransfer.analysis.joint`), budget lines by
+:mod:`hptransfer.analysis.horizon`.
 
-Joint searches: when several HPs vary within a group, each HP is fitted on its *slice*: the
-trials whose other HPs lie within ``slice_octaves`` of the best configuration's (method
-``slice``, the other HPs' values in ``slice_at``); otherwise the method is ``grid``. At the
-base shape the HPs searched together are also fitted jointly (a quadratic in log2 space
-around the best points, :mod:`hptransfer.analysis.joint`), and ``base_hps`` holds that joint
-optimum: what transfer uses.
-
-The *drift* of an optimum along an axis is max − min of its log2 over the groups that differ
-only in that axis (``axis`` = width, density, ...; ``at`` = the held axes' values); ``axis``
-``all`` is max − min over every group of the parameterization; ``argmin_octaves`` is the
-same for the grid arg-mins. Flagged optima are included (``n_flagged`` counts them): with
-edge optima the drift is a lower bound.
-
-fit.json (``schema_version`` 2; strict JSON, null for missing numbers; HP units unless a
-key says log2)::
-
-    {"schema_version": 2,
-     "sweep": "<folder name>", "created": "<ISO 8601 UTC>",
-     "provenance": {"hptransfer_version": str, "torch_version": str, "triton_version": str,
-                    "ray_version": str, "optuna_version": str, "commit": str},
-     "metric": "val_loss",
-     "horizon": {"steps": int, "tokens": int | null, "batch": int | null},
-            # the proxy's: the (longest) horizon the base HPs were fitted at, its batch
-     "spec_hash": [str, ...],
-     "base": {"width": int, "density": float, ["depth": int,] ["heads": int,] "source": str},
-            # source: "trials.parquet" (base_width/base_density), "spec.yaml" or a fallback;
-            # heads: the base trials' heads (μP's d₀ = width / heads)
-     "parameterizations": ["sp", "mup", "supar"], "searched_hps": ["lr", ...],
-     "group_axes": ["parameterization", "width", "density", ...],
-     "settings": {"metric": str, "n_boot": int, "window_octaves": float,
-                  "slice_octaves": float, "seed": int, "at_step": int | null,
-                  "cliff": float},
-     "base_hps": {parameterization: {hp: {"value": float, "log2": float | null,
-                                          "ci95": [lo, hi] | null, "flag": str}}},
-     "optima": [{<group axes>, "hp", "value", "log2", "ci95_lo", "ci95_hi", "ci95_cut",
-                 "flag", "argmin", "argmin_log2", "stable_lo", "stable_hi", "method",
-                 "slice_at": {hp: value} | null, "curvature", "loss", "n_points",
-                 "n_unstable", "n_fitted", "n_seeds", "n_trials", "n_diverged"}],
-     "drift": [{"parameterization", "hp", "axis", "at": {axis: value}, "octaves",
-                "argmin_octaves", "n_optima", "n_flagged"}],
-     "joint": {parameterization: {"hps": {hp: {"value", "log2", "flag", "ci95_log2"}},
-                                  "loss", "n_points", "n_fitted"}},
-     "budget": [{<group axes>, "hp": "lr", "axis": "tokens" | "batch",
-                 "gamma" | "beta", "ci95": [lo, hi] | null, "intercept", "cov",
-                 "residual_octaves", "n_located",
-                 "horizons": [{"steps", "tokens", "batch", "log2", "flag", "ci95_log2",
-                               "n_seeds"}]}],
-     "data": {"corpus": str, ["vocab_size": int,] ["tokenizer": {"name": str,
-              ["vocab_size": int, "sha256": str]}]},
-     "base_settings": {parameterization: {"readout_zero_init": bool}}}
-            # the proxy's data (hptransfer.data.tokens.data_identity): transfer refuses a
-            # target tokenized otherwise unless --allow-data-change
-
-Sweeps over several horizons (``train.steps: [..]``): the horizon (``max_steps``) is a group
-axis, so every horizon has its own optima; ``base_hps`` and ``joint`` are those at the
-longest horizon (``horizon``), and ``budget`` holds per group the line log2 η*(D) = intercept
-− gamma·log2 D through the LR optima (:mod:`hptransfer.analysis.horizon`), what
-``budget_rule: fitted`` extrapolates (axis ``tokens``). Sweeps over batch sizes at fixed
-tokens (``data.batch_size: [..]``) likewise: each batch size trains its own steps, so
-``max_steps`` is the group axis; the batch of each comes from spec.yaml, ``base_hps`` are the
-first batch's (the base), and ``budget`` holds log2 η*(B) = intercept + beta·log2 B (axis
-``batch``). Absent keys (``budget``, ``axis``: tokens, ``horizon.batch``) read as empty, as
-does ``data`` (fits made before it was recorded: transfer cannot check the data).
-
-Version 1 (no ``provenance``) is read with an empty one; a newer version is refused in one
-line, and never overwritten by ``write_fit``.
-
-``base_hps`` holds, per parameterization, the optima at the base shape plus every HP the
-sweep held fixed (flag ``fixed``, ``ci95`` null). A sweep over a base setting
-(``model.readout_zero_init: [false, true]``) fits each value as its own group (a group axis,
-like the horizon); ``base_settings`` holds the value whose best point at the base shape has
-the lower loss, and ``base_hps`` and ``joint`` are that value's.
-
-``curvature`` is the parabola's loss per octave² (the loss one octave off the optimum is
-``loss + curvature``); ``loss`` is the fitted (or, when flagged, observed mean) loss at the
-optimum. ``argmin`` is the grid point with the lowest (centred) seed mean among the stable
-ones, ``stable_lo``..``stable_hi`` the stable grid points; ``ci95_cut`` (none/low/high/both)
-says which ends of the interval were cut at them. Counts: ``n_points`` grid points with data,
-``n_unstable`` of them unstable, ``n_fitted`` in the parabola, ``n_seeds``, ``n_trials``
-fitted, ``n_diverged`` trials of the group that diverged (at any HP value).
-
-Reading a fit (what ``hptransfer transfer`` uses): :func:`load_fit` (file or sweep folder) or
-:func:`latest_fit`, then :meth:`Fit.base_config` (a :class:`~hptransfer.config.BaseHPs`),
-:meth:`Fit.base_shape` and ``Fit.base_hps[parameterization][hp].flag``.
+What the fit does, and the fit.json format (``schema_version`` 2) key by key:
+``docs/fit.md``. :func:`load_fit` reads it, :func:`write_fit` writes it.
 """
 
 from __future__ import annotations

@@ -4,17 +4,17 @@ bootstrapped over seeds.
 Input is a matrix ``losses[seed, point]`` over the grid ``x = log2(HP)`` (increasing): NaN
 where a seed has no trial at a point, +inf where its trial diverged.
 
-**Stability.** A grid point is *unstable* when a seed diverged there, or when it lies beyond
-a *loss jump*: walking outward from the arg-min of the seed means, the first step at which
-some seed's loss rises by more than ``cliff`` times the best mean loss (default 5%) *and* by
-more than twice its rises in the steps before and after it marks a cliff onto a plateau;
-that point and every point beyond it on that side are unstable. A smooth basin's rises grow
-step by step, so however steep, it has no jump. The 5% separates the committed studies'
-cliffs (a seed rising 10-20% in half an octave, onto the ~2.55-nat plateau) from their
-smooth basins (at most 5% per half-octave step, mostly under 4%); it is a setting, meant
-for grids of half an octave or finer (SPEC.md). A point where only some seeds diverged or
-jumped is unstable too: averaging the survivors would move the optimum. (Training stops a
-run only when its loss exceeds 3× its first loss; the cliff plateau is far below that.)
+**Stability.** A grid point is *unstable* when a seed diverged there, or when it lies beyond a *loss
+jump*: walking outward from the arg-min of the seed means, the first step at which some seed's loss
+rises by more than ``cliff`` times the best mean loss (default 5%) *and* by more than twice its
+rises in the steps before and after it marks a cliff onto a plateau; that point and every point
+beyond it on that side are unstable. A smooth basin's rises grow step by step, so however steep, it
+has no jump. The 5% separates the committed studies' cliffs (a seed rising 10-20% in half an octave,
+onto the ~2.55-nat plateau) from their smooth basins (at most 5% per half-octave step, mostly under
+4%); it is a setting, meant for grids of half an octave or finer (``docs/fit.md#one-hp-on-a-grid``).
+A point where only some seeds diverged or jumped is unstable too: averaging the survivors would move
+the optimum. (Training stops a run only when its loss exceeds 3× its first loss; the cliff plateau
+is far below that.)
 
 **Centring.** Each seed's offset (its mean deviation from the seed mean over the stable
 points every seed has) is removed before averaging, so a seed missing at a point does not

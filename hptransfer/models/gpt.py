@@ -3,10 +3,10 @@
 ``model.block`` picks the block: ``gpt2`` (LayerNorm, learned positions, GELU FFN) or
 ``llama`` (RMSNorm, rotary positions, SwiGLU, no biases; :mod:`.llama`).
 
-The hidden linears (QKV, attention out, FFN up, FFN down) are :class:`MaskedLinear`; embeddings,
-the readout and norms stay dense (SPEC.md). The parameterization enters through four forward
-scales (embedding and readout multipliers, attention logit scale, residual branch multiplier)
-and the per-parameter init/LR table that :mod:`hptransfer.param` resolves.
+The hidden linears (QKV, attention out, FFN up, FFN down) are :class:`MaskedLinear`; embeddings, the
+readout and norms stay dense (``docs/parameterizations.md#sparsity``). The parameterization enters
+through four forward scales (embedding and readout multipliers, attention logit scale, residual
+branch multiplier) and the per-parameter init/LR table that :mod:`hptransfer.param` resolves.
 """
 
 from __future__ import annotations

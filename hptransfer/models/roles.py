@@ -1,4 +1,5 @@
-"""Each parameter's role, declared by the type of the layer that holds it (SPEC.md's roles).
+"""Each parameter's role, declared by the type of the layer that holds it
+(``docs/parameterizations.md#parameter-roles``).
 
 A model says "this is the readout" by building a :class:`Readout`, not by tagging a module;
 :func:`param_spec` maps a layer type to its parameters' :class:`~hptransfer.param.ParamSpec`.

@@ -4,7 +4,7 @@ Every scaling rule is a power law in the width multiplier m_d = width / base wid
 density multiplier m_rho = density / base density and the depth multiplier m_L = depth /
 base depth (residual blocks); :meth:`BaseShape.multipliers` computes them for one layer (each
 parameter uses its own layer's density). The base also records its head count, since μP's
-attention scale needs the base head size d₀ (SPEC.md).
+attention scale needs the base head size d₀ (``docs/parameterizations.md``).
 """
 
 from __future__ import annotations

@@ -35,10 +35,10 @@ class OptimizerSettings(Protocol):
 class ParamSpec:
     """What a model says about one parameter.
 
-    ``init_scale`` is GPT-2's 1/√(2·n_layer) on the init std of residual output projections
-    (dropped under depth rules, SPEC.md); ``density`` is the requested density of a sparse
-    layer's weight (m_rho = density / base density), None for a parameter that is never
-    sparse (m_rho = 1); ``fill`` is a constant init (norm gains 1, biases 0) instead of a
+    ``init_scale`` is GPT-2's 1/√(2·n_layer) on the init std of residual output projections (dropped
+    under depth rules: ``docs/parameterizations.md#depth-completep``); ``density`` is the requested
+    density of a sparse layer's weight (m_rho = density / base density), None for a parameter that
+    is never sparse (m_rho = 1); ``fill`` is a constant init (norm gains 1, biases 0) instead of a
     normal draw; ``block``: the parameter is inside a residual block (depth rules apply).
     """
 

@@ -1,12 +1,14 @@
-"""SP, μP and SμPar as data: one rule per parameter role (SPEC.md's tables live here only).
+"""SP, μP and SμPar as data: one rule per parameter role (the only copy in code of the tables
+of ``docs/parameterizations.md``).
 
 Every factor is a power law in the width multiplier m_d and the density multiplier m_rho,
 so a rule is a pair of exponents. Adding a parameterization is adding one table entry.
 
-Depth (CompleteP, SPEC.md "Depth") composes with each entry: ``<name>+completep`` is the
-entry with depth exponent α = 1, ``<name>+completep=<α>`` any α in [0, 1] (0.5: depth-μP;
-0: depth rules off, the entry itself). Its factors are powers of m_L = depth / base depth
-that apply to parameters inside residual blocks (:meth:`Parameterization.block_lr`,
+Depth (CompleteP, ``docs/parameterizations.md#depth-completep``) composes with each entry:
+``<name>+completep`` is the entry with depth exponent α = 1, ``<name>+completep=<α>`` any α
+in [0, 1] (0.5: depth-μP; 0: depth rules off, the entry itself). Its factors are powers of
+m_L = depth / base depth that apply to parameters inside residual blocks
+(:meth:`Parameterization.block_lr`,
 :meth:`Parameterization.block_eps`) and to each block's output
 (:meth:`Parameterization.branch_multiplier`); width and density rules are unchanged.
 
@@ -33,7 +35,7 @@ from hptransfer.param.base import BudgetMultipliers, Multipliers
 
 
 class Role(str, Enum):
-    """How a parameter scales with width (SPEC.md)."""
+    """How a parameter scales with width (``docs/parameterizations.md#parameter-roles``)."""
 
     EMBEDDING = "embedding"  # fan-in fixed, fan-out grows: input layer / token embedding
     HIDDEN = "hidden"  # fan-in grows with width: QKV, attention out, FFN up/down, MLP hidden
@@ -228,9 +230,10 @@ FIXED = BudgetScaling()
 
 @dataclass(frozen=True)
 class BudgetRule:
-    """How the base HPs move with the training budget (SPEC.md "Depth", last point): factors
-    in (m_D, m_B) on η, on weight decay, on Adam's ε, and on 1 − β of both Adam moments.
-    They apply to every parameter alike, on top of the width, density (and depth) rules."""
+    """How the base HPs move with the training budget
+    (``docs/parameterizations.md#the-training-budget``): factors in (m_D, m_B) on η, on weight
+    decay, on Adam's ε, and on 1 − β of both Adam moments. They apply to every parameter
+    alike, on top of the width, density (and depth) rules."""
 
     name: str
     title: str

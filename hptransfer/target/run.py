@@ -265,7 +265,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     run: RunConfig = config["run"]
     target: TargetConfig = config["target"]
     folder: Location = config["folder"]
-    torch.set_num_threads(target.cpus_per_worker)  # no oversubscription (ENVIRONMENT.md)
+    torch.set_num_threads(target.cpus_per_worker)  # one thread per CPU: no oversubscription
     context = ray.train.get_context()
     worker = Worker(
         context.get_world_rank(), context.get_world_size(), ray.train.torch.get_device()

@@ -1,6 +1,6 @@
 """A tiny fitted sweep in seconds: the real spec, store rows and fit, with synthetic losses.
 
-The losses are a parabola in log2(lr) with its minimum at 2^-6 (SPEC.md's SμPar optimum),
+The losses are a parabola in log2(lr) with its minimum at 2^-6 (the SμPar paper's optimum),
 so ``hptransfer fit`` locates it; no model is trained here.
 """
 
