@@ -19,7 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # A cited document: a path ending in .md, maybe with a #heading; not part of a longer path
 # with placeholders (``results/<study>/README.md``) or globs (``plays/*/*.md``).
 CITED = re.compile(r"(?<![\w./<>*-])([\w./-]*\w\.md)(?:#([\w-]+))?")
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.M | re.S)
+
+
+def markdown_files() -> list[Path]:
+    docs = sorted((ROOT / "docs").glob("*.md"))
+    return [ROOT / "README.md", *docs, *sorted((ROOT / "results").glob("**/README.md"))]
 
 
 def slug(heading: str) -> str:
@@ -71,6 +77,19 @@ def test_every_document_the_code_cites_exists() -> None:
                 cited = f"{name}#{anchor}" if anchor else name
                 missing.append(f"{path.relative_to(ROOT)}: {cited} ({reasons[0]})")
     assert not missing, "documents cited but not in the repository:\n" + "\n".join(missing)
+
+
+def test_every_relative_link_in_the_markdown_resolves() -> None:
+    broken = []
+    for path in markdown_files():
+        for link in LINK.findall(FENCE.sub("", path.read_text())):
+            if re.match(r"[a-z]+:", link):  # https:, mailto:
+                continue
+            name, _, anchor = link.partition("#")
+            target = (path.parent / name).resolve() if name else path
+            if reason := problem(target, anchor or None):
+                broken.append(f"{path.relative_to(ROOT)}: {link} ({reason})")
+    assert not broken, "broken links:\n" + "\n".join(broken)
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,10 @@
 """Markdown tables of fitted optima, regenerated in place inside a README.
 
 A table is a marked block; everything between the two markers is rewritten from the
-study's fit.json::
+fit.json of the sweep folder it names, relative to the README's folder (``.``: the study's own
+folder, ``../lr_vs_width_8x``: another study's)::
 
-    <!-- fit lr_vs_density rows=density hp=lr -->
+    <!-- fit . rows=density hp=lr -->
     ...generated...
     <!-- /fit -->
 
@@ -12,9 +13,10 @@ first searched one); any other ``axis=value`` keeps only those groups (``density
 Columns are the parameterizations. A cell is the fitted optimum, the grid arg-min in
 parentheses and the 95% interval in log2 units (``<``/``>``: cut at the stable grid's end;
 "grid limits" when cut at both), then the flag unless ``ok``. Under the table, the drift over
-its rows of the fitted optima and of the grid arg-mins. Run::
+its rows of the fitted optima and of the grid arg-mins. Run (every study's write-up without
+arguments)::
 
-    python -m hptransfer.analysis.report results/README.md
+    python -m hptransfer.analysis.report results/lr_vs_density/README.md
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ BLOCK = re.compile(r"(<!-- fit (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- /fit --
 
 
 def render(results: Path, args: str) -> str:
-    """The markdown of one block, from ``results/<sweep>/fit.json``."""
+    """The markdown of one block, from the fit.json of the folder ``results / <sweep>``."""
     sweep, *options = args.split()
     settings = dict(option.split("=", 1) for option in options)
     fit = load_fit(results / sweep)
@@ -96,5 +98,5 @@ def regenerate(readme: Path, results: Path | None = None) -> int:
 
 
 if __name__ == "__main__":
-    for name in sys.argv[1:] or ["results/README.md"]:
+    for name in sys.argv[1:] or sorted(map(str, Path("results").glob("*/README.md"))):
         print(f"{name}: {regenerate(Path(name))} tables")

@@ -1,15 +1,15 @@
 """A reduced LR-vs-density study, run end to end with the product's own commands (slow).
 
-The committed study (results/lr_vs_density, see results/README.md) in miniature: a byte-level
-GPT on Shakespeare, densities 1 and 1/16, one seed, LR grid in whole octaves. The model is
-twice the base width (m_d = 2), so μP is not SP (at the base width they coincide); at density
-1 SμPar is μP, so the dense sweep trains SP and μP and SμPar's drift is measured from μP's
-dense optimum. The claim checked is the paper's ordering: SP's and μP's optima climb at
-least an octave further than SμPar's. (SμPar's own drift here was 1.18 octaves on the first
-run, 2026-11-25: at width 128 and density 1/16 a unit has 8 non-zero inputs, a finite-size
-effect that the committed width-256 diagnostic shows shrinking to 0.21 octaves; see
-results/README.md. So no absolute bound is asserted at this size.) 40 runs of 300 steps:
-about 9 minutes on 2 idle CPU cores (`python -m pytest -m slow tests/studies`).
+The committed study (results/lr_vs_density, see its README.md) in miniature: a byte-level GPT on
+Shakespeare, densities 1 and 1/16, one seed, LR grid in whole octaves. The model is twice the base
+width (m_d = 2), so μP is not SP (at the base width they coincide); at density 1 SμPar is μP, so the
+dense sweep trains SP and μP and SμPar's drift is measured from μP's dense optimum. The claim
+checked is the paper's ordering: SP's and μP's optima climb at least an octave further than SμPar's.
+(SμPar's own drift here was 1.18 octaves on the first run, 2026-11-25: at width 128 and density 1/16
+a unit has 8 non-zero inputs, a finite-size effect that the committed width-256 diagnostic shows
+shrinking to 0.21 octaves; see results/lr_vs_density/README.md. So no absolute bound is asserted at
+this size.) 40 runs of 300 steps: about 9 minutes on 2 idle CPU cores (`python -m pytest -m slow
+tests/studies`).
 """
 
 from __future__ import annotations

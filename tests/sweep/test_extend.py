@@ -115,10 +115,10 @@ SINGLE_SEED_MEASUREMENTS = ("horizon_1350.yaml",)
     "path", sorted(Path(__file__).parents[2].joinpath("sweeps").glob("*.yaml")), ids=str
 )
 def test_committed_grid_studies_ask_for_at_least_3_seeds(path: Path) -> None:
-    """2 seeds give 3 distinct bootstrap resamples: intervals then say little. (Optuna with
-    ASHA needs one seed; the proxy's fitted LR comes from its 3-seed slice.) Exception, said
-    in its spec and in results/README.md: the held-back long horizon of the horizon study,
-    one seed for lack of CPU time, which no fit of γ uses."""
+    """2 seeds give 3 distinct bootstrap resamples: intervals then say little. (Optuna with ASHA
+    needs one seed; the proxy's fitted LR comes from its 3-seed slice.) Exception, said in its spec
+    and in results/horizon_fit/README.md: the held-back long horizon of the horizon study, one seed
+    for lack of CPU time, which no fit of γ uses."""
     spec = load_spec(path)
     if spec.search.algorithm == "grid" and path.name not in SINGLE_SEED_MEASUREMENTS:
         fitted_seeds = spec.search.slice.seeds if spec.search.slice else spec.seeds
