@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hptransfer.cli.fit import results_folder
+from hptransfer.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,9 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--auto-extend",
-        action="store_true",
-        help="while a fitted optimum sits on the edge of a log2_range grid, add a step past "
-        "it and train the new runs (at most 4 steps per side; implies --extend)",
+        action=argparse.BooleanOptionalAction,
+        help="while a fitted optimum sits on the edge of the grid, add a step past it and "
+        "train the new runs, saying what each round added (implies --extend); rounds: the "
+        "spec's search.auto_extend, else 4. Default: on where the spec sets "
+        "search.auto_extend (sweeps/proxy.yaml does); --no-auto-extend turns it off",
     )
     parser.set_defaults(func=run)
 
@@ -109,10 +112,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(spec: SweepSpec, args: argparse.Namespace, execution: Execution) -> SweepOutcome:
-    """The sweep, or with ``--auto-extend`` the sweep grown until no optimum is on an edge."""
+    """The sweep, or auto-extended: grown until no optimum is on an edge (or the rounds run
+    out)."""
     from hptransfer.sweep import run_sweep
 
-    if not args.auto_extend:
+    rounds = _extend_rounds(spec, args.auto_extend)
+    if not rounds:
         return run_sweep(
             spec,
             args.results,
@@ -123,6 +128,9 @@ def _run(spec: SweepSpec, args: argparse.Namespace, execution: Execution) -> Swe
         )
     from hptransfer.store import ResultsStore
     from hptransfer.sweep.extend import auto_extend, covering
+
+    if spec.search.algorithm != "grid":
+        raise ConfigError(f"--auto-extend grows a grid; {spec.name!r} searches with optuna")
 
     outcomes: list[SweepOutcome] = []
 
@@ -136,5 +144,15 @@ def _run(spec: SweepSpec, args: argparse.Namespace, execution: Execution) -> Swe
         return outcomes[-1].trials
 
     stored = None if args.new else ResultsStore(args.results / spec.name).read_spec()
-    auto_extend(covering(spec, stored), once, execution.out)
+    auto_extend(covering(spec, stored), once, execution.out, max_rounds=rounds)
     return outcomes[-1]
+
+
+def _extend_rounds(spec: SweepSpec, flag: bool | None) -> int:
+    """Rounds of auto-extension: the spec's ``search.auto_extend`` unless ``--auto-extend``
+    (that, else 4) or ``--no-auto-extend`` (none) says otherwise."""
+    from hptransfer.sweep.extend import MAX_ROUNDS
+
+    if flag is None:
+        return spec.search.auto_extend
+    return (spec.search.auto_extend or MAX_ROUNDS) if flag else 0

@@ -55,6 +55,7 @@ from hptransfer.sweep.trials import (
     merge_twins,
     point_id,
     slice_runs,
+    slice_variant_ids,
     trial_id,
 )
 from hptransfer.sweep.twins import check_reuse, store_twins_of_stored
@@ -436,8 +437,10 @@ def _check_extends(store: ResultsStore, spec: SweepSpec) -> None:
             f"--extend grows a grid sweep; {spec.name!r} searches with "
             f"{spec.search.algorithm}: use --new or rename the sweep"
         )
+    trials = store.read_trials()
     planned = {trial_id(point_id(run), run.seed) for run in grid_runs(spec)}
-    stored = set(store.read_trials()["trial_id"])
+    planned |= slice_variant_ids(spec, trials)
+    stored = set(trials["trial_id"])
     if dropped := stored - planned:
         raise ConfigError(
             f"--extend keeps every stored run, but {len(dropped)} of the {len(stored)} in "

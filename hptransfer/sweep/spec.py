@@ -50,6 +50,7 @@ SPEC_VERSION = 2
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # A grid is listed in full before it runs: beyond this many runs it is a typo, not a plan.
 MAX_GRID_RUNS = 100_000
+MAX_EXTEND_ROUNDS = 16  # search.auto_extend: each round adds a grid face
 INT64 = 2**63  # integers are stored in int64 Parquet columns
 
 
@@ -115,6 +116,9 @@ class SearchSpec:
     # Optuna's study storage: None, a JournalStorage file in the sweep's folder; else an RDB
     # URL (postgresql://user@host/db, sqlite:///path). Where, not what: never hashed.
     storage: str | None = None
+    # Grid only: rounds of growing the grid past edge optima (hptransfer.sweep.extend) that
+    # `hptransfer sweep` runs; 0: none. How far to look, not what a run computes: not hashed.
+    auto_extend: int = 0
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -239,6 +243,8 @@ class SweepSpec:
         search["space"] = {hp.name: hp.to_dict() for hp in self.search.space}
         if self.search.storage is None:
             del search["storage"]  # absent unless given, like slice
+        if not self.search.auto_extend:
+            del search["auto_extend"]
         if self.search.slice is None:
             del search["slice"]  # absent, as before slices existed: old sweeps keep their hash
         else:
@@ -276,6 +282,7 @@ class SweepSpec:
         """Stable hash of what the sweep computes (resources and Ray address excluded)."""
         content = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_KEYS}
         content["search"].pop("storage", None)
+        content["search"].pop("auto_extend", None)
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -550,7 +557,7 @@ class _Parser:
         return data, batches
 
     def search(self, raw: Any) -> SearchSpec:
-        keys = ("algorithm", "space", "sampler", "num_samples", "seed", "slice", "storage")
+        keys = _fields(SearchSpec)
         section = self.mapping("search", raw if raw is not None else {}, keys)
         space_raw = self.mapping("search.space", section.get("space") or {}, BaseHPs.names())
         if not space_raw:
@@ -568,6 +575,10 @@ class _Parser:
             self.fail("search.sampler", f"must be one of {', '.join(SAMPLERS)}")
         if search.num_samples < 1:
             self.fail("search.num_samples", "must be >= 1")
+        if not 0 <= search.auto_extend <= MAX_EXTEND_ROUNDS:
+            self.fail("search.auto_extend", f"must be in [0, {MAX_EXTEND_ROUNDS}] (rounds)")
+        if search.auto_extend and search.algorithm != "grid":
+            self.fail("search.auto_extend", "grows a grid: it needs algorithm: grid")
         if not 0 <= search.seed < 2**32:  # numpy's seed range, which Optuna's samplers use
             self.fail("search.seed", f"must be in [0, 2^32); got {search.seed}")
         if search.storage is not None and "://" not in search.storage:

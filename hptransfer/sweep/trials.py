@@ -166,6 +166,24 @@ def slice_runs(spec: SweepSpec, cell: RunConfig, trials: pd.DataFrame) -> list[R
     ]
 
 
+def slice_variant_ids(spec: SweepSpec, trials: pd.DataFrame) -> set[str]:
+    """Trial ids of the runs a slice of ``spec`` may have trained at any grid point, at the
+    slice HP's stored values: a grid grown past the point a slice was run at keeps them."""
+    cut = spec.search.slice
+    if cut is None or cut.hp not in trials:
+        return set()
+    values = sorted(set(trials[cut.hp].dropna().astype(float)))
+    names = spec.search.names
+    return {
+        trial_id(point_id(run), run.seed)
+        for cell in spec.cells
+        for point in itertools.product(*(hp.values for hp in spec.search.space))
+        for value in values
+        for seed in cut.seeds or spec.seeds
+        for run in [with_hps(cell, {**dict(zip(names, point, strict=True)), cut.hp: value}, seed)]
+    }
+
+
 def best_searched_point(
     spec: SweepSpec, cell: RunConfig, trials: pd.DataFrame
 ) -> dict[str, float] | None:
