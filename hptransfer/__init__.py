@@ -8,3 +8,15 @@ def load_model(folder, device="cpu"):
     from hptransfer.target.artifact import load_model as _load_model
 
     return _load_model(folder, device)
+
+
+_OWN = ("parametrize", "describe", "param_groups", "build_optimizer")
+
+
+def __getattr__(name):
+    """``hptransfer.parametrize`` and the rest of :mod:`hptransfer.own`, imported on first use."""
+    if name in _OWN:
+        from hptransfer import own
+
+        return getattr(own, name)
+    raise AttributeError(f"module 'hptransfer' has no attribute {name!r}")

@@ -19,7 +19,11 @@ from hptransfer.param import ParamHP
 
 def param_groups(model: nn.Module, plans: list[ParamHP]) -> list[dict]:
     """One optimizer group per distinct (lr, weight_decay, eps); every parameter exactly once."""
-    params = dict(model.named_parameters())
+    return group_parameters(dict(model.named_parameters()), plans)
+
+
+def group_parameters(params: dict[str, nn.Parameter], plans: list[ParamHP]) -> list[dict]:
+    """:func:`param_groups` of the tensors ``params`` names (the plans' names)."""
     if {p.name for p in plans} != params.keys():
         raise AssertionError("the HP plan and the model's parameters disagree")
     grouped: dict[tuple[float, float, float], list[str]] = defaultdict(list)
