@@ -1,5 +1,6 @@
 """A user's own model for the tests (tied embeddings, its own attention through
-F.scaled_dot_product_attention, LayerNorm, biases), and SPEC.md's rules written out."""
+F.scaled_dot_product_attention, LayerNorm, biases), and docs/parameterizations.md's rules
+written out."""
 
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def expected(
     wd: float = 0.0,
     alpha_out: float = 1.0,
 ) -> dict[str, float]:
-    """SPEC.md's table (Adam, independent weight decay), written out per role."""
+    """docs/parameterizations.md's table (Adam, independent weight decay), per role."""
     width_rules = p != "sp"
     scale = m_d * (m_rho if p == "supar" else 1.0) if width_rules else 1.0
     residual_init = 1 / math.sqrt(2 * depth) if residual else 1.0
