@@ -21,6 +21,7 @@ from hptransfer.errors import ConfigError
 from hptransfer.param import PARAMETERIZATIONS
 from hptransfer.param.rules import BUDGET_RULES, COMPLETEDP
 from hptransfer.plan import format_table, forward_line, plan_header, plan_rows
+from hptransfer.sparse_evidence import sparse_lines
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -140,5 +141,6 @@ def run(args: argparse.Namespace) -> int:
     print(forward_line(target))
     if budget:
         print(budget)
+    print("\n".join(sparse_lines(target)))
     print(format_table(rows))
     return 0

@@ -13,6 +13,7 @@ from hptransfer.cli.fit import results_folder
 from hptransfer.errors import ConfigError
 from hptransfer.param.rules import BUDGET_RULES, COMPLETEDP
 from hptransfer.plan import format_table, forward_line, plan_header, plan_rows, shape_label
+from hptransfer.sparse_evidence import sparse_lines
 from hptransfer.store.folder import TARGETS_DIR, TRANSFER_CURVES_FILE, TRANSFER_FILE
 
 if TYPE_CHECKING:
@@ -280,7 +281,8 @@ def _print_plans(
     for label, group in itertools.groupby(first_seed, key=shape_label):
         group = list(group)
         for run in group:
-            print(f"\n{plan_header(run)}\n{forward_line(run)}\n{format_table(plan_rows(run))}")
+            lines = (plan_header(run), forward_line(run), *sparse_lines(run))
+            print("\n" + "\n".join(lines) + "\n" + format_table(plan_rows(run)))
         estimates[label] = cost.estimate(group[0], flops_per_s)
         how = ""
         if target is not None:
