@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hptransfer.config import ModelConfig, RunConfig
+from hptransfer.display import format_duration
 from hptransfer.errors import ConfigError, ResultsError
 from hptransfer.models import describe
 from hptransfer.models.llama import swiglu_hidden
 from hptransfer.param import ParamHP, Role
-from hptransfer.sweep.report import format_duration
 
 if TYPE_CHECKING:
-    from hptransfer.sweep import Execution
+    from hptransfer.runtime.cluster import Execution
 
 GIB = 2**30
 FP32_BYTES = 4

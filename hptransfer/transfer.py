@@ -39,6 +39,7 @@ from hptransfer.budget import (
     target_horizon,
 )
 from hptransfer.config import BaseHPs, DataConfig, RunConfig
+from hptransfer.display import format_hp
 from hptransfer.errors import ConfigError, ResultsError
 from hptransfer.param import parameterization
 from hptransfer.param.rules import (
@@ -50,6 +51,8 @@ from hptransfer.param.rules import (
     budget_rule_name,
     fitted_rule,
 )
+from hptransfer.runtime.cluster import Execution
+from hptransfer.runtime.resources import TargetConfig
 from hptransfer.store import Location, ResultsStore, location
 from hptransfer.store.folder import (
     FIT_FILE,
@@ -57,9 +60,7 @@ from hptransfer.store.folder import (
     TRANSFER_CURVES_FILE,
     TRANSFER_FILE,
 )
-from hptransfer.sweep import Execution, SweepSpec, load_spec, run_trials
-from hptransfer.sweep.report import format_hp
-from hptransfer.target.config import TargetConfig
+from hptransfer.sweep import SweepSpec, load_spec, run_trials
 
 # Preference order for the transferred parameterization when the fit has several.
 PRIMARY_ORDER = ("supar", "mup", "sp")

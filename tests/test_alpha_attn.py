@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from hptransfer.config import BaseShape, RunConfig
 from hptransfer.models import build_model
+from hptransfer.runtime.identity import config_hash, run_key
 from hptransfer.sweep import load_spec
-from hptransfer.sweep.trials import config_hash, run_key
 from tests.conftest import tiny_gpt_run
 
 ROOT = Path(__file__).parents[1]

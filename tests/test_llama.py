@@ -19,7 +19,7 @@ from hptransfer.errors import ConfigError
 from hptransfer.models import build_model, describe, param_specs
 from hptransfer.models.llama import rotate, swiglu_hidden
 from hptransfer.param import Role
-from hptransfer.sweep.trials import config_hash
+from hptransfer.runtime.identity import config_hash
 from hptransfer.train import train
 from tests.conftest import tiny_gpt_run
 

@@ -12,7 +12,7 @@ import torch
 import hptransfer
 from hptransfer import provenance
 from hptransfer.cli.main import main
-from hptransfer.sweep.trials import point_id, trial_row
+from hptransfer.runtime.identity import point_id, trial_row
 from hptransfer.train import train
 
 ROOT = Path(__file__).parents[1]

@@ -37,9 +37,10 @@ from hptransfer.analysis.horizon import (
 )
 from hptransfer.analysis.joint import JointOptimum, locate_joint
 from hptransfer.analysis.optimum import CLIFF, estimate
-from hptransfer.config import BaseHPs, BaseShape
+from hptransfer.budget import at_batch
+from hptransfer.config import BaseHPs, BaseShape, DataConfig, TrainConfig
 from hptransfer.errors import ConfigError, DataError, FormatVersionError, ResultsError
-from hptransfer.store import Location, location, write_text
+from hptransfer.store import location, write_text
 from hptransfer.store.folder import (
     CURVES_FILE,
     FIT_FILE,
@@ -727,8 +728,9 @@ def fit_sweep(sweep_dir: Path, settings: FitSettings | None = None) -> Fit:
     """Fit the sweep stored in ``sweep_dir`` (trials.parquet, optional spec.yaml)."""
     sweep_dir, settings = location(sweep_dir), settings or FitSettings()
     trials = read_fit_trials(sweep_dir, settings)
-    data = results.read_spec_section(sweep_dir, "data")
-    batches = _batch_steps(sweep_dir) if isinstance(data.get("batch_size"), list) else None
+    spec = results.read_spec_document(sweep_dir) or {}
+    data = spec.get("data") or {}
+    batches = _batch_steps(spec) if isinstance(data.get("batch_size"), list) else None
     return fit_trials(
         trials,
         sweep_dir.name,
@@ -740,12 +742,12 @@ def fit_sweep(sweep_dir: Path, settings: FitSettings | None = None) -> Fit:
     )
 
 
-def _batch_steps(sweep_dir: Location) -> dict[int, int]:
-    """A sweep over batch sizes: each batch size's steps → the batch size (spec.yaml)."""
-    from hptransfer.sweep.spec import load_spec
-
-    spec = load_spec(sweep_dir / SPEC_FILE)
-    return {train.steps: data.batch_size for train, data in spec.budgets}
+def _batch_steps(spec: dict[str, Any]) -> dict[int, int]:
+    """A sweep over batch sizes (spec.yaml): each batch size's steps → the batch size, every
+    batch training the first's tokens (:func:`~hptransfer.budget.at_batch`)."""
+    sizes = spec["data"]["batch_size"]
+    train, data = TrainConfig(steps=int(spec["train"]["steps"])), DataConfig(batch_size=sizes[0])
+    return {at_batch(train, data, size)[0].steps: size for size in sizes}
 
 
 def _data_identity(data: dict[str, Any]) -> dict[str, Any]:

@@ -280,29 +280,6 @@ def _optimum(fit: Fit, key: dict[str, Any]) -> dict[str, Any] | None:
     return None if optima.empty else optima.iloc[0].to_dict()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m hptransfer.analysis.horizon results/<study> results/<held-out>``: the
-    held-out table as markdown, and as ``holdout.json`` in the study's folder."""
-    import argparse
-    from pathlib import Path
-
-    from hptransfer.analysis.fit import load_fit
-    from hptransfer.errors import HPTransferError
-    from hptransfer.store import write_text
-
-    parser = argparse.ArgumentParser(prog="python -m hptransfer.analysis.horizon")
-    parser.add_argument("study", type=Path, help="the fitted sweep over several budgets")
-    parser.add_argument("held_back", type=Path, help="the fitted sweep at the held-back budget")
-    args = parser.parse_args(argv)
-    try:
-        table = holdout_table(load_fit(args.study), load_fit(args.held_back))
-    except HPTransferError as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    write_text(args.study / "holdout.json", table.to_json(orient="records", indent=1) + "\n")
-    print(markdown(table))
-    return 0
-
-
 def markdown(table: pd.DataFrame) -> str:
     """The held-out table for the results README (log2 η*, octaves)."""
     symbol = SYMBOLS[table["axis"].iloc[0]][0] if len(table) else "γ"
@@ -325,7 +302,3 @@ def markdown(table: pd.DataFrame) -> str:
 
 def _pair(ends: tuple[float, float]) -> str:
     return f"[{ends[0]:.2f}, {ends[1]:.2f}]"
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

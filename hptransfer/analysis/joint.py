@@ -35,17 +35,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from hptransfer.quadratic import n_coefficients, needed_points
+
 TAIL = 0.025  # each side of the 95% interval
-
-
-def n_coefficients(d: int) -> int:
-    """Coefficients of a full quadratic in ``d`` variables: 1 + d + d(d+1)/2."""
-    return 1 + d + d * (d + 1) // 2
-
-
-def needed_points(d: int) -> int:
-    """Distinct HP points a joint fit of ``d`` HPs needs: the quadratic's coefficients + 1."""
-    return n_coefficients(d) + 1
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""How tables and figures name, order and colour the parameterizations.
+"""How tables and figures name, order and colour the parameterizations, and label HPs.
 
 One place for both, so a README table and a figure of the same study agree, and a rule set
 with CompleteP's depth rules (``supar+completep``) is told apart from its width rules alone.
@@ -17,6 +17,20 @@ COLORS = {
     "sp": ("tab:blue", "tab:cyan", "tab:gray"),
     "mup": ("tab:orange", "tab:red", "tab:brown"),
     "supar": ("tab:green", "tab:purple", "tab:olive"),
+}
+
+# Axis labels of the searched HPs and the losses.
+HP_LABELS = {
+    "lr": "base learning rate η",
+    "init_std": "base init std σ",
+    "alpha_in": "input multiplier α_in",
+    "alpha_out": "output multiplier α_out",
+    "alpha_attn": "attention logit multiplier α_attn",
+    "weight_decay": "weight decay",
+}
+METRIC_LABELS = {
+    "val_loss": "validation loss (nats)",
+    "train_loss": "train loss (nats)",
 }
 
 

@@ -24,25 +24,20 @@ from matplotlib.figure import Figure
 
 from hptransfer.analysis import fit as fitting
 from hptransfer.analysis import results
-from hptransfer.analysis.names import param_color, param_label, param_order
+from hptransfer.analysis.names import (
+    HP_LABELS,
+    METRIC_LABELS,
+    param_color,
+    param_label,
+    param_order,
+)
 from hptransfer.analysis.regret import read_regret
+from hptransfer.analysis.tuning_plots import tuning_figures
 from hptransfer.store import atomic_write, location
 from hptransfer.store.folder import PLOTS_DIR, TRANSFER_CURVES_FILE, TRANSFER_FILE
 
 FORMATS = ("png", "svg")
 TRANSFER_COLUMNS = ("trial_id", "parameterization", "width", "density")
-HP_LABELS = {
-    "lr": "base learning rate η",
-    "init_std": "base init std σ",
-    "alpha_in": "input multiplier α_in",
-    "alpha_out": "output multiplier α_out",
-    "alpha_attn": "attention logit multiplier α_attn",
-    "weight_decay": "weight decay",
-}
-METRIC_LABELS = {
-    "val_loss": "validation loss (nats)",
-    "train_loss": "train loss (nats)",
-}
 # Axes that split figures (one figure per value) in the HP-stability plot.
 FIGURE_AXES = ("model", "depth", "width", "readout_zero_init")
 
@@ -376,9 +371,6 @@ def sweep_figures(sweep_dir: Path, fit: fitting.Fit) -> Iterator[tuple[str, Figu
     if curves is not None:
         yield from sweep_curve_figures(curves, trials, fit.settings)
     transfer_curves = results.read_curves(sweep_dir, TRANSFER_CURVES_FILE)
-    # Imported here: tuning_plots builds on this module's styles.
-    from hptransfer.analysis.tuning_plots import tuning_figures
-
     regret = read_regret(sweep_dir)
     runs = None
     if transfer_curves is not None:

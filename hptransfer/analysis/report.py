@@ -16,14 +16,13 @@ parentheses and the 95% interval in log2 units (``<``/``>``: cut at the stable g
 its rows of the fitted optima and of the grid arg-mins. Run (every study's write-up without
 arguments)::
 
-    python -m hptransfer.analysis.report results/lr_vs_density/README.md
+    python -m hptransfer.cli.report results/lr_vs_density/README.md
 """
 
 from __future__ import annotations
 
 import math
 import re
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -95,8 +94,3 @@ def regenerate(readme: Path, results: Path | None = None) -> int:
     if new != text:
         write_text(readme, new)
     return len(blocks)
-
-
-if __name__ == "__main__":
-    for name in sys.argv[1:] or sorted(map(str, Path("results").glob("*/README.md"))):
-        print(f"{name}: {regenerate(Path(name))} tables")

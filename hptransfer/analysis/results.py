@@ -94,27 +94,9 @@ def _checked(frame: pd.DataFrame, required: Sequence[str], path: Path) -> pd.Dat
     return frame
 
 
-def read_spec_section(sweep_dir: Path, section: str) -> dict[str, Any]:
-    """One top-level section of spec.yaml (e.g. ``data``); empty when absent or unreadable."""
-    path = location(sweep_dir) / SPEC_FILE
-    if not path.is_file():
-        return {}
-    import yaml
-
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        return {}
-    value = spec.get(section) if isinstance(spec, dict) else None
-    return value if isinstance(value, dict) else {}
-
-
-def read_spec_base(sweep_dir: Path) -> dict[str, Any] | None:
-    """The ``base`` shape (width, density, depth, heads) from spec.yaml, or None when absent
-    or unreadable.
-
-    Accepts ``base`` at the top level or one level down (e.g. under ``model``).
-    """
+def read_spec_document(sweep_dir: Path) -> dict[str, Any] | None:
+    """spec.yaml as the sweep wrote it (a mapping), None when the folder has none; a file
+    that is not a YAML mapping is a :class:`ResultsError` naming it."""
     path = location(sweep_dir) / SPEC_FILE
     if not path.is_file():
         return None
@@ -125,6 +107,23 @@ def read_spec_base(sweep_dir: Path) -> dict[str, Any] | None:
     except yaml.YAMLError as exc:
         raise ResultsError(f"{path} is not valid YAML ({exc})") from exc
     if not isinstance(spec, dict):
+        raise ResultsError(f"{path} is not a sweep spec (a YAML mapping)")
+    return spec
+
+
+def read_spec_section(sweep_dir: Path, section: str) -> dict[str, Any]:
+    """One top-level section of spec.yaml (e.g. ``data``); empty when absent."""
+    value = (read_spec_document(sweep_dir) or {}).get(section)
+    return value if isinstance(value, dict) else {}
+
+
+def read_spec_base(sweep_dir: Path) -> dict[str, Any] | None:
+    """The ``base`` shape (width, density, depth, heads) from spec.yaml, or None when absent.
+
+    Accepts ``base`` at the top level or one level down (e.g. under ``model``).
+    """
+    spec = read_spec_document(sweep_dir)
+    if spec is None:
         return None
     for section in [spec, *(v for v in spec.values() if isinstance(v, dict))]:
         base = section.get("base")

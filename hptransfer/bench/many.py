@@ -92,11 +92,11 @@ class _Sampler(threading.Thread):
 
 def bench_many(trials: int, concurrency: int) -> pd.DataFrame:
     """Run the tiny sweep; one row per memory sample, the summary columns in every row."""
+    from hptransfer.runtime.cluster import Execution, ray_session
+    from hptransfer.runtime.identity import point_id, trial_id
+    from hptransfer.runtime.resources import Resources
     from hptransfer.store import ResultsStore
-    from hptransfer.sweep import Execution, run_trials
-    from hptransfer.sweep.cluster import ray_session
-    from hptransfer.sweep.spec import Resources
-    from hptransfer.sweep.trials import point_id, trial_id
+    from hptransfer.sweep import run_trials
 
     runs = tiny_runs(trials)
     counter = _StoredCounter()

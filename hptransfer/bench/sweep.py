@@ -99,9 +99,9 @@ def time_optuna_loop(runs: list[RunConfig], concurrency: int) -> Timing:
 
 def time_ray(runs: list[RunConfig], concurrency: int) -> Timing:
     """The runs through run_trials on an embedded Ray; its start-up and shutdown timed apart."""
-    from hptransfer.sweep import Execution, run_trials
-    from hptransfer.sweep.cluster import ray_session
-    from hptransfer.sweep.spec import Resources
+    from hptransfer.runtime.cluster import Execution, ray_session
+    from hptransfer.runtime.resources import Resources
+    from hptransfer.sweep import run_trials
 
     execution = Execution(resources=Resources(max_concurrent=concurrency), out=io.StringIO())
     folder = Path(tempfile.mkdtemp(prefix="hpt-bench-"))

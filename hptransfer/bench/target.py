@@ -48,7 +48,8 @@ def bench_run(args: argparse.Namespace) -> RunConfig:
 def bench_target(run: RunConfig, workers: int, folder: Path) -> dict:
     """One run on ``workers`` workers (checkpoints every few steps to time them)."""
     from hptransfer.cost import estimate, measured_flops_per_s
-    from hptransfer.target import TargetConfig, run_target
+    from hptransfer.runtime.resources import TargetConfig
+    from hptransfer.target import run_target
     from hptransfer.target.cost import target_estimate
 
     every = max(1, run.train.steps // 3)

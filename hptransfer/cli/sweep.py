@@ -14,7 +14,8 @@ from hptransfer.errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from hptransfer.sweep import Execution, SweepOutcome, SweepSpec
+    from hptransfer.runtime.cluster import Execution
+    from hptransfer.sweep import SweepOutcome, SweepSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,8 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hptransfer.runtime.cluster import Execution
     from hptransfer.store.folder import CURVES_FILE, TRIALS_FILE
-    from hptransfer.sweep import Execution, load_spec
+    from hptransfer.sweep import load_spec
 
     spec = load_spec(args.spec)
     resources = spec.resources
@@ -144,7 +146,7 @@ def _run(spec: SweepSpec, args: argparse.Namespace, execution: Execution) -> Swe
         return outcomes[-1].trials
 
     stored = None if args.new else ResultsStore(args.results / spec.name).read_spec()
-    auto_extend(covering(spec, stored), once, execution.out, max_rounds=rounds)
+    auto_extend(covering(spec, stored), once, _grid_optima, execution.out, max_rounds=rounds)
     return outcomes[-1]
 
 
@@ -156,3 +158,10 @@ def _extend_rounds(spec: SweepSpec, flag: bool | None) -> int:
     if flag is None:
         return spec.search.auto_extend
     return (spec.search.auto_extend or MAX_ROUNDS) if flag else 0
+
+
+def _grid_optima(trials: pd.DataFrame) -> pd.DataFrame:
+    """The fitted optima with their grid arg-mins (one bootstrap draw: no intervals needed)."""
+    from hptransfer.analysis.fit import FitSettings, fit_optima
+
+    return fit_optima(trials, FitSettings(n_boot=1))

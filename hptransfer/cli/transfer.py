@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
     from hptransfer.config import RunConfig
     from hptransfer.cost import Estimate
-    from hptransfer.sweep import Execution
-    from hptransfer.target import TargetConfig
+    from hptransfer.runtime.cluster import Execution
+    from hptransfer.runtime.resources import TargetConfig
     from hptransfer.transfer import Request, Source
 
 
@@ -111,7 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_target(parser: argparse.ArgumentParser) -> None:
-    from hptransfer.target.config import PRECISIONS, STRATEGIES
+    from hptransfer.runtime.resources import PRECISIONS, STRATEGIES
 
     group = parser.add_argument_group(
         "targets on Ray Train (with any of these, or the spec's target: section): "
@@ -198,7 +198,7 @@ def _target(
     checked against the batch, the machine and (unless a dry run) the writability of the
     sweep folder's targets/, on a disk or in object storage; None (the sweep's Ray Tune
     path) when neither is given."""
-    from hptransfer.target import TargetConfig
+    from hptransfer.runtime.resources import TargetConfig
     from hptransfer.target.run import check_resources, check_writable
 
     flags = {name: getattr(args, name) for name in TARGET_FLAGS if getattr(args, name) is not None}
@@ -244,7 +244,7 @@ def _request(args: argparse.Namespace, source: Source) -> Request:
 
 
 def _execution(args: argparse.Namespace, source: Source) -> Execution:
-    from hptransfer.sweep import Execution
+    from hptransfer.runtime.cluster import Execution
 
     resources = source.spec.resources
     for flag, field, minimum in (("cpus", "cpus_per_trial", 1), ("gpus", "gpus_per_trial", 0)):

@@ -7,15 +7,12 @@ kernel module are imported lazily, on first use of the ``triton`` backend.
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
-
 import torch
 
-from hptransfer.errors import BackendUnavailableError
 from hptransfer.kernels import selfcheck
 from hptransfer.kernels.block_layout import BlockLayout, block_layout
 from hptransfer.kernels.torch_masked import reference_masked_linear, torch_masked_linear
+from hptransfer.kernels.triton_loader import triton_kernels
 
 BACKENDS = ("torch", "triton")
 
@@ -46,19 +43,6 @@ def _triton_importable() -> bool:
     except ImportError:
         return False
     return True
-
-
-def triton_kernels() -> ModuleType:
-    """The Triton kernel module, imported on first use (with an install hint if it cannot be)."""
-    try:
-        return importlib.import_module("hptransfer.kernels.triton_masked")
-    except ImportError as exc:
-        if exc.name is None or exc.name.split(".")[0] != "triton":
-            raise
-        raise BackendUnavailableError(
-            "kernel 'triton' needs the triton package: pip install 'hptransfer[triton]' "
-            "(or use kernel: torch)"
-        ) from None
 
 
 def masked_linear(

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import torch
 
+from hptransfer.atomic import replace_atomically
 from hptransfer.kernels.block_layout import BlockLayout, block_layout
 from hptransfer.kernels.torch_masked import reference_masked_linear
-from hptransfer.store import write_text
+from hptransfer.kernels.triton_loader import triton_kernels
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +190,6 @@ def auto_choice(device: torch.device, dtype: torch.dtype = torch.float32) -> str
 def run_check(device: torch.device, dtype: torch.dtype) -> Verdict:
     """The self-check of the real Triton kernels (a missing triton is a failed check)."""
     try:
-        from hptransfer.kernels import triton_kernels
-
         kernel = triton_kernels().triton_masked_linear
     except Exception as exc:
         kernel = _raiser(exc)
@@ -224,6 +223,7 @@ def _write_cache(key: str, verdict: Verdict) -> None:
     """Best effort: a read-only home only means checking again in the next process."""
     path = cache_path()
     doc = {k: asdict(v) for k, v in {**_read_cache(), key: verdict}.items()}
-    with contextlib.suppress(OSError):  # the store's atomic write leaves no temp file behind
+    text = json.dumps(doc, indent=1) + "\n"
+    with contextlib.suppress(OSError):  # an atomic write leaves no temp file behind
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, json.dumps(doc, indent=1) + "\n")
+        replace_atomically(path, lambda handle: handle.write(text.encode()))

@@ -10,10 +10,7 @@ never a silently different number.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
-import uuid
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
@@ -21,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hptransfer.atomic import replace_atomically
 from hptransfer.errors import ResultsError
 from hptransfer.store.location import Location, ObjectPath
 from hptransfer.store.schema import check_readable, with_defaults
@@ -34,22 +32,7 @@ def atomic_write(path: Location, write: Callable[[IO[bytes]], Any]) -> None:
         write(buffer)
         path.write_bytes(buffer.getvalue())
         return
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # make the rename itself durable
-    finally:
-        os.close(directory)
+    replace_atomically(path, write)
 
 
 def write_text(path: Location, text: str) -> None:

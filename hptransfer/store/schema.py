@@ -35,7 +35,7 @@ TRIALS = pa.schema(
     [
         ("trial_id", pa.string()),
         ("point_id", pa.string()),  # the HP point: the trial's config without its seed
-        # what determines the trained model (sweep.trials.run_key): runs with equal keys are
+        # what determines the trained model (runtime.identity.run_key): runs with equal keys are
         # trained once
         ("run_key", pa.string()),
         ("sweep", pa.string()),

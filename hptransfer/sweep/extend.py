@@ -1,6 +1,7 @@
 """Growing a grid past its edge optima: ``search.auto_extend`` / ``sweep --auto-extend``.
 
-After the sweep every (group, searched HP) is fitted (:mod:`hptransfer.analysis.fit`).
+After the sweep every (group, searched HP) is fitted (by the caller's ``optima``, the fit of
+:mod:`hptransfer.analysis.fit`: the sweep does not import the analysis).
 Where the grid arg-min of a searched HP is its grid's lowest or highest value (or beyond it:
 a slice reaches past the grid), that end moves out by one step and the new runs are trained:
 a ``log2_range`` by its ``step``, a ``values`` list by the ratio of its two outermost positive
@@ -28,12 +29,9 @@ MAX_ROUNDS = 4  # the default bound: e.g. 2 octaves past a half-octave range on 
 SIDES = ("low", "high")
 
 
-def edge_sides(spec: SweepSpec, trials: pd.DataFrame) -> dict[str, set[str]]:
+def edge_sides(spec: SweepSpec, optima: pd.DataFrame) -> dict[str, set[str]]:
     """Per searched grid HP, the ends (``low``/``high``) some group's grid arg-min sits on
-    (or past)."""
-    from hptransfer.analysis.fit import FitSettings, fit_optima
-
-    optima = fit_optima(trials, FitSettings(n_boot=1))
+    (or past); ``optima``: one row per group and HP, with ``hp`` and ``argmin_log2``."""
     sides: dict[str, set[str]] = {}
     for hp in spec.search.space:
         positive = _positive(hp)
@@ -104,23 +102,24 @@ def _with_space(spec: SweepSpec, change: Callable[[HPRange], dict[str, Any] | No
 def auto_extend(
     spec: SweepSpec,
     run: Callable[[SweepSpec], pd.DataFrame],
+    optima: Callable[[pd.DataFrame], pd.DataFrame],
     out: TextIO,
     max_rounds: int = MAX_ROUNDS,
 ) -> tuple[SweepSpec, pd.DataFrame]:
     """Run ``spec`` (``run`` trains what is missing and returns every stored trial), then
-    widen it past edge optima and run again, at most ``max_rounds`` times. Returns the last
-    spec and its trials; says on ``out`` what each round added and, if it grew, how it
-    ended (optima inside, or why not)."""
+    widen it past edge optima (``optima`` fits the trials) and run again, at most
+    ``max_rounds`` times. Returns the last spec and its trials; says on ``out`` what each
+    round added and, if it grew, how it ended (optima inside, or why not)."""
     trials = run(spec)
     for round_ in range(1, max_rounds + 1):
-        sides = edge_sides(spec, trials)
+        sides = edge_sides(spec, optima(trials))
         if not sides:
             _say_end(spec, trials, sides, round_ - 1, out)
             return spec, trials
         grown = extended(spec, sides)
         print(f"auto-extend round {round_}/{max_rounds}: {_added(spec, grown, sides)}", file=out)
         spec, trials = grown, run(grown)
-    _say_end(spec, trials, edge_sides(spec, trials), max_rounds, out)
+    _say_end(spec, trials, edge_sides(spec, optima(trials)), max_rounds, out)
     return spec, trials
 
 

@@ -1,7 +1,7 @@
 """Driver-side Tune callback: gathers each trial's reported metrics and curve points and
 appends them to the store the moment the trial ends (so no shared filesystem is needed).
 
-Imports Ray: import this module only after :func:`hptransfer.sweep.cluster.configure_env`.
+Imports Ray: import this module only after :func:`hptransfer.runtime.cluster.configure_env`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.stopper import Stopper
 
+from hptransfer.runtime.identity import trial_row
 from hptransfer.store import ResultsStore
 from hptransfer.sweep.report import Progress
 from hptransfer.sweep.trainable import SUMMARY_FIELDS
-from hptransfer.sweep.trials import Job, trial_row, twin_row
+from hptransfer.sweep.trials import Job, twin_row
 
 CURVE_KEYS = ("step", "tokens", "train_loss", "val_loss")
 ERROR_CHARS = 4000

@@ -9,25 +9,10 @@ from typing import Any, TextIO
 
 import pandas as pd
 
+from hptransfer.display import format_duration, format_hp
 from hptransfer.sweep.trials import objective
 
 CELL = ["parameterization", "width", "density", "depth"]
-
-
-def format_hp(value: float) -> str:
-    """``2^-7.5`` for values on a quarter-octave grid, else three significant digits."""
-    if value > 0:
-        exponent = math.log2(value)
-        if abs(exponent * 4 - round(exponent * 4)) < 1e-9:
-            return f"2^{round(exponent * 4) / 4:g}"
-    return f"{value:.3g}"
-
-
-def format_duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
 
 
 class Progress:

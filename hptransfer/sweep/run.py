@@ -20,10 +20,7 @@ import yaml
 
 from hptransfer.config import RunConfig
 from hptransfer.errors import ConfigError, FormatVersionError, ResultsError
-from hptransfer.store import ResultsStore, location
-from hptransfer.store.folder import CURVES_FILE, TRIALS_FILE
-from hptransfer.store.location import remove_tree
-from hptransfer.sweep.cluster import (
+from hptransfer.runtime.cluster import (
     TUNE_NAME,
     Execution,
     check_execution,
@@ -32,6 +29,9 @@ from hptransfer.sweep.cluster import (
     ray_working_dir,
     tune_storage,
 )
+from hptransfer.store import ResultsStore, location
+from hptransfer.store.folder import CURVES_FILE, TRIALS_FILE
+from hptransfer.store.location import remove_tree
 from hptransfer.sweep.report import Progress, best_per_cell, format_summary
 from hptransfer.sweep.search import (
     CellPlan,
@@ -48,15 +48,14 @@ if TYPE_CHECKING:
 
     from hptransfer.sweep.recorder import Recorder
 
+from hptransfer.runtime.identity import point_id, trial_id
 from hptransfer.sweep.trials import (
     Job,
     grid_runs,
     jobs_for_runs,
     merge_twins,
-    point_id,
     slice_runs,
     slice_variant_ids,
-    trial_id,
 )
 from hptransfer.sweep.twins import check_reuse, store_twins_of_stored
 

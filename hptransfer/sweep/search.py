@@ -25,10 +25,11 @@ import pandas as pd
 
 from hptransfer.config import RunConfig
 from hptransfer.errors import BackendUnavailableError, ConfigError
+from hptransfer.runtime.identity import config_hash
 from hptransfer.store import HP_COLUMNS
 from hptransfer.store.folder import OPTUNA_JOURNAL_FILE
 from hptransfer.sweep.spec import SearchSpec, SweepSpec
-from hptransfer.sweep.trials import Job, config_hash, objective, with_hps
+from hptransfer.sweep.trials import Job, objective, with_hps
 
 
 @dataclass

@@ -18,7 +18,6 @@ from typing import Any
 
 import yaml
 
-from hptransfer.analysis.joint import needed_points
 from hptransfer.budget import at_batch, at_horizon
 from hptransfer.config import (
     BaseHPs,
@@ -30,8 +29,9 @@ from hptransfer.config import (
 )
 from hptransfer.errors import ConfigError, FormatVersionError, did_you_mean
 from hptransfer.param import parameterization
+from hptransfer.quadratic import needed_points
+from hptransfer.runtime.resources import RayOptions, Resources, TargetConfig
 from hptransfer.store.location import Location, location
-from hptransfer.target.config import TargetConfig
 
 ALGORITHMS = ("grid", "optuna")
 SAMPLERS = ("tpe", "gp", "cmaes", "random")
@@ -132,27 +132,6 @@ class AshaSpec:
     grace_period: int = 1
     reduction_factor: float = 2.0
     brackets: int = 1
-
-
-@dataclass(frozen=True)
-class Resources:
-    """Per-trial resources; ``max_concurrent`` None means CPUs available / cpus_per_trial.
-
-    ``max_retries``: how many times a trial whose worker died (or that raised: Tune cannot
-    tell them apart) runs again before it is stored with status ``error``.
-    """
-
-    cpus_per_trial: int = 1
-    gpus_per_trial: float = 0.0
-    max_concurrent: int | None = None
-    max_retries: int = 1
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """``address`` None starts an embedded local Ray; otherwise attach (e.g. ``host:6379``)."""
-
-    address: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Runs whose model is stored already: copied, not trained.
 
 A pending run is a *twin* of a stored run when both have the same
-:func:`~hptransfer.sweep.trials.run_key`. Stored runs come from the sweep's own folder (a
+:func:`~hptransfer.runtime.identity.run_key`. Stored runs come from the sweep's own folder (a
 twin added by ``--extend``, or one whose twin was stored before it) and from the folders
 given with ``--reuse`` (another sweep of the same study: the LR-vs-density sweeps of SP, μP
 and SμPar share every μP run with SP). The twin's row repeats the stored outcome, with
@@ -24,8 +24,9 @@ import pyarrow as pa
 import yaml
 
 from hptransfer.errors import ConfigError, ResultsError
+from hptransfer.runtime.identity import point_id, run_key, trial_id
 from hptransfer.store import TRIALS, ResultsStore, location
-from hptransfer.sweep.trials import Job, grid_runs, point_id, run_key, trial_id, twin_row
+from hptransfer.sweep.trials import Job, grid_runs, twin_row
 
 
 @dataclass(frozen=True)

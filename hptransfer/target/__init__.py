@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from hptransfer.target.config import TargetConfig
-
 _LAZY = {
     "load_model": "hptransfer.target.artifact",
     "load_run": "hptransfer.target.artifact",
@@ -20,7 +18,7 @@ _LAZY = {
     "train_targets": "hptransfer.target.runs",
 }
 
-__all__ = ["TargetConfig", *_LAZY]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

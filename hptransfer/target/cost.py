@@ -14,7 +14,7 @@ import dataclasses
 
 from hptransfer.config import RunConfig
 from hptransfer.cost import FP32_BYTES, Estimate
-from hptransfer.target.config import TargetConfig
+from hptransfer.runtime.resources import TargetConfig
 
 BF16_BYTES = 2
 

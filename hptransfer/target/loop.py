@@ -25,8 +25,8 @@ from hptransfer.data import load_dataset
 from hptransfer.models import build_model, plan_parameters, sparse_layers
 from hptransfer.models.sparse import local_shard, local_tensor
 from hptransfer.optim import build_optimizer, build_schedule
+from hptransfer.runtime.resources import TargetConfig
 from hptransfer.target.checkpoint import TrainingState
-from hptransfer.target.config import TargetConfig
 from hptransfer.target.parallel import Worker, parallelize, without_gradient_sync
 from hptransfer.target.progress import ProgressLog, Send
 from hptransfer.train import (

@@ -25,17 +25,16 @@ from typing import Any
 
 from hptransfer.config import RunConfig
 from hptransfer.errors import ConfigError, HPTransferError, ResultsError
+from hptransfer.runtime.cluster import Execution, check_address, ray_session
+from hptransfer.runtime.resources import Resources, TargetConfig
 from hptransfer.store import Location, ObjectPath, location, write_text
 from hptransfer.store.location import move
-from hptransfer.sweep.cluster import Execution, check_address, ray_session
-from hptransfer.sweep.spec import Resources
 from hptransfer.target.checkpoint import (
     TrainingState,
     latest_checkpoint,
     read_checkpoint,
     write_checkpoint,
 )
-from hptransfer.target.config import TargetConfig
 from hptransfer.target.progress import Follower, Record, drain, ray_sender
 
 RESULT_FILE = "result.json"
@@ -224,7 +223,7 @@ class _Watcher:
 
 
 def progress_line(name: str, record: dict[str, Any], steps: int) -> str:
-    from hptransfer.sweep.report import format_duration
+    from hptransfer.display import format_duration
 
     return (
         f"{name}: step {record['step']}/{steps}, loss {record['loss']:.4f}, "

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 import pandas as pd
 
 from hptransfer.config import RunConfig
+from hptransfer.runtime.cluster import Execution
+from hptransfer.runtime.identity import point_id, trial_id, trial_row
+from hptransfer.runtime.resources import TargetConfig
 from hptransfer.store import Location, ResultsStore
 from hptransfer.store.folder import TARGETS_DIR
-from hptransfer.sweep.cluster import Execution
-from hptransfer.sweep.trials import point_id, trial_id, trial_row
-from hptransfer.target.config import TargetConfig
 from hptransfer.target.run import TargetFailedError, run_target
 
 ERROR_CHARS = 2000

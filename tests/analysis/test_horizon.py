@@ -200,7 +200,7 @@ def test_holdout_table_scores_both_rules_at_a_larger_batch(batch_fit, tmp_path: 
 def test_holdout_command_writes_the_table_and_refuses_bad_folders_in_one_line(
     tmp_path: Path, capsys
 ):
-    from hptransfer.analysis.horizon import main
+    from hptransfer.cli.holdout import main
 
     study = write_sweep(tmp_path / "study", horizons=HORIZONS, seeds=(0, 1, 2))
     held = write_sweep(tmp_path / "held", horizons=(270,), seeds=(0, 1))

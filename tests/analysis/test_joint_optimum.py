@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hptransfer.analysis.joint import locate_joint, needed_points
+from hptransfer.analysis.joint import locate_joint
+from hptransfer.quadratic import needed_points
 
 HPS = ("lr", "init_std", "alpha_out")
 

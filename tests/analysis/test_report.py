@@ -1,4 +1,4 @@
-"""Study write-ups' tables regenerated from fit.json (``python -m hptransfer.analysis.report``)."""
+"""Study write-ups' tables regenerated from fit.json (``python -m hptransfer.cli.report``)."""
 
 from __future__ import annotations
 

@@ -20,9 +20,10 @@ import pytest
 from hptransfer.analysis import results
 from hptransfer.cli.main import main
 from hptransfer.errors import ResultsError
+from hptransfer.runtime.identity import point_id, trial_row
 from hptransfer.store import ResultsStore
 from hptransfer.sweep import parse_spec
-from hptransfer.sweep.trials import grid_runs, point_id, trial_row
+from hptransfer.sweep.trials import grid_runs
 
 
 def stored(directory: Path, runs: int = 6) -> ResultsStore:

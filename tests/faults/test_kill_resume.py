@@ -22,8 +22,9 @@ import faultkit
 import pandas as pd
 import pytest
 
+from hptransfer.runtime.identity import point_id, trial_id
 from hptransfer.sweep import parse_spec
-from hptransfer.sweep.trials import grid_runs, point_id, trial_id
+from hptransfer.sweep.trials import grid_runs
 
 SEED = int(os.environ.get("HPT_FAULT_SEED", random.randrange(2**16)))
 KILLS_MID_SWEEP = 2

@@ -21,8 +21,8 @@ import pytest
 
 from hptransfer.cli.main import main
 from hptransfer.errors import ConfigError
+from hptransfer.runtime.cluster import ray_temp_dir
 from hptransfer.sweep import load_spec
-from hptransfer.sweep.cluster import ray_temp_dir
 
 PACKAGE = faultkit.REPO / "hptransfer"
 DATA_SUFFIXES = {".parquet", ".json", ".yaml", ".png", ".svg", ".md"}

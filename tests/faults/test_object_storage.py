@@ -19,9 +19,10 @@ import pandas as pd
 import pytest
 
 from hptransfer.cli.main import main
+from hptransfer.runtime.identity import point_id, trial_id
 from hptransfer.store import ResultsStore, location
 from hptransfer.sweep import parse_spec
-from hptransfer.sweep.trials import grid_runs, point_id, trial_id
+from hptransfer.sweep.trials import grid_runs
 from tests.faults.s3kit import BUCKET, objects, uri
 
 NAME = faultkit.SPEC["name"]

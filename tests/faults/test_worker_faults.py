@@ -20,8 +20,9 @@ import pandas as pd
 
 from hptransfer.cli.main import main
 from hptransfer.config import RunConfig
+from hptransfer.runtime.identity import point_id, trial_id
 from hptransfer.sweep import parse_spec
-from hptransfer.sweep.trials import grid_runs, point_id, trial_id, with_hps
+from hptransfer.sweep.trials import grid_runs, with_hps
 from hptransfer.train import train
 
 FAILING_LR = 2.0**-7

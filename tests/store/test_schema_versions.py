@@ -91,7 +91,8 @@ def test_version_3_reads_with_alpha_attn_1_and_keeps_its_keys() -> None:
     """A table from before the attention multiplier: α_attn 1 (and no zero-initialised
     readout) in every reader, and the runs
     its spec plans today have the trial ids and run keys it stored."""
-    from hptransfer.sweep.trials import grid_runs, point_id, run_key, trial_id
+    from hptransfer.runtime.identity import point_id, run_key, trial_id
+    from hptransfer.sweep.trials import grid_runs
 
     assert table_version(pq.read_schema(VERSION_3 / "trials.parquet")) == 3
     assert "alpha_attn" not in pq.read_schema(VERSION_3 / "trials.parquet").names

@@ -48,7 +48,7 @@ def test_tiny_bench_writes_parquet(tmp_path, capsys):
 
 def test_many_tiny_runs_are_distinct_and_the_summary_says_what_was_met():
     from hptransfer.bench import many
-    from hptransfer.sweep.trials import point_id
+    from hptransfer.runtime.identity import point_id
 
     assert len({point_id(run) for run in many.tiny_runs(50)}) == 50
     row = {"trials": 1000, "concurrency": 2, "stored_rows": 1000, "stored_once": True,

@@ -22,10 +22,11 @@ from conftest import tiny_spec
 from hptransfer.analysis.fit import FitSettings, fit_optima
 from hptransfer.cli import sweep as sweep_cli
 from hptransfer.errors import ConfigError
+from hptransfer.runtime.identity import point_id, trial_id
 from hptransfer.store import HP_COLUMNS
 from hptransfer.sweep import SweepSpec, load_spec, parse_spec
 from hptransfer.sweep.extend import MAX_ROUNDS, auto_extend, covering, edge_sides, extended
-from hptransfer.sweep.trials import grid_runs, point_id, slice_runs, slice_variant_ids, trial_id
+from hptransfer.sweep.trials import grid_runs, slice_runs, slice_variant_ids
 
 SPEC = tiny_spec(
     parameterization=["sp", "supar"],
@@ -72,6 +73,11 @@ def synthetic_runner(true: float | dict[str, float], calls: list[SweepSpec], div
     return run
 
 
+def grid_optima(trials: pd.DataFrame) -> pd.DataFrame:
+    """What the CLI hands auto-extension: the fit's optima, one bootstrap draw."""
+    return fit_optima(trials, FitSettings(n_boot=1))
+
+
 def _log2(value: float) -> float:
     return math.log2(value) if value > 0 else -30.0  # weight decay 0: far from any optimum
 
@@ -99,7 +105,7 @@ def _row(run, loss: float, diverged: bool) -> dict:
 def test_edge_optimum_is_grown_into_and_recovered_within_half_a_step(true: float) -> None:
     calls: list[SweepSpec] = []
     out = io.StringIO()
-    spec, trials = auto_extend(parse_spec(SPEC), synthetic_runner(true, calls), out)
+    spec, trials = auto_extend(parse_spec(SPEC), synthetic_runner(true, calls), grid_optima, out)
     optima = fit_optima(trials, FitSettings(n_boot=200))
     assert set(optima["flag"]) == {"ok"}
     assert (abs(optima["log2"] - true) < 0.25).all()
@@ -117,14 +123,16 @@ def test_edge_optimum_is_grown_into_and_recovered_within_half_a_step(true: float
 def test_interior_optimum_runs_once() -> None:
     calls: list[SweepSpec] = []
     out = io.StringIO()
-    spec, _ = auto_extend(parse_spec(SPEC), synthetic_runner(-7.1, calls), out)
+    spec, _ = auto_extend(parse_spec(SPEC), synthetic_runner(-7.1, calls), grid_optima, out)
     assert len(calls) == 1 and spec.hash == parse_spec(SPEC).hash and out.getvalue() == ""
 
 
 def test_extension_is_bounded_and_says_so() -> None:
     calls: list[SweepSpec] = []
     out = io.StringIO()
-    spec, _ = auto_extend(parse_spec(SPEC), synthetic_runner(0.0, calls), out, max_rounds=3)
+    spec, _ = auto_extend(
+        parse_spec(SPEC), synthetic_runner(0.0, calls), grid_optima, out, max_rounds=3
+    )
     assert len(calls) == 3 + 1
     assert spec.search.space[0].log2_range == (-8, -6 + 0.5 * 3)
     lines = out.getvalue().splitlines()
@@ -143,7 +151,7 @@ def test_values_and_log2_hps_of_a_joint_grid_grow_past_their_edges() -> None:
     calls: list[SweepSpec] = []
     out = io.StringIO()
     true = {"lr": -7.2, "init_std": -6.6, "alpha_out": 2.7}  # σ 0.0103, α_out 6.5
-    spec, trials = auto_extend(parse_spec(JOINT), synthetic_runner(true, calls), out)
+    spec, trials = auto_extend(parse_spec(JOINT), synthetic_runner(true, calls), grid_optima, out)
     space = {hp.name: hp for hp in spec.search.space}
     assert space["init_std"].values == (0.005, 0.01, 0.02, 0.04, 0.08, 0.16)
     assert space["alpha_out"].log2_range == (0, 4) and len(calls) == 3
@@ -156,7 +164,7 @@ def test_values_and_log2_hps_of_a_joint_grid_grow_past_their_edges() -> None:
         first,
     ), first
     assert "every optimum inside the grid" in out.getvalue().splitlines()[-1]
-    assert edge_sides(spec, trials) == {}
+    assert edge_sides(spec, grid_optima(trials)) == {}
 
 
 def test_a_values_list_with_zero_grows_between_zero_and_its_lowest_positive_value() -> None:
@@ -167,7 +175,7 @@ def test_a_values_list_with_zero_grows_between_zero_and_its_lowest_positive_valu
     out = io.StringIO()
     runner = synthetic_runner({"lr": -7.0, "weight_decay": math.log2(0.05)}, calls)
     spec, _ = auto_extend(
-        parse_spec(tiny_spec(search={"space": space}, seeds=[0, 1, 2])), runner, out
+        parse_spec(tiny_spec(search={"space": space}, seeds=[0, 1, 2])), runner, grid_optima, out
     )
     assert spec.search.space[1].values == (0.0, 0.025, 0.05, 0.1, 0.2) and len(calls) == 3
     assert "added weight_decay (low end) 0.05;" in out.getvalue()
@@ -177,7 +185,7 @@ def test_an_end_where_every_run_diverged_is_named() -> None:
     calls: list[SweepSpec] = []
     out = io.StringIO()
     runner = synthetic_runner(-5.9, calls, diverge=lambda run: run.hps.lr > 2**-5.75)
-    spec, _ = auto_extend(parse_spec(SPEC), runner, out)
+    spec, _ = auto_extend(parse_spec(SPEC), runner, grid_optima, out)
     assert spec.search.space[0].log2_range == (-8, -5.5) and len(calls) == 2
     assert out.getvalue().splitlines()[-1] == (
         "auto-extend: after 1 round, every optimum inside the grid; every run at lr 2^-5.5 "

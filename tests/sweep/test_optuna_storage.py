@@ -23,9 +23,9 @@ from conftest import tiny_spec
 
 from hptransfer.cli.main import main
 from hptransfer.errors import BackendUnavailableError, ConfigError
+from hptransfer.runtime.cluster import configure_env
 from hptransfer.store import TRIALS, ResultsStore, write_table
 from hptransfer.sweep import parse_spec
-from hptransfer.sweep.cluster import configure_env
 from hptransfer.sweep.search import optuna_searcher, plan_cell, study_storage
 
 OPTUNA = tiny_spec(

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from conftest import tiny_spec
 
+from hptransfer.runtime.identity import point_id, trial_row
 from hptransfer.store import TRIALS
 from hptransfer.sweep import parse_spec
 from hptransfer.sweep.run import _expected_runs
-from hptransfer.sweep.trials import grid_runs, point_id, slice_runs, trial_row
+from hptransfer.sweep.trials import grid_runs, slice_runs
 
 SPACE = {
     "lr": {"log2_range": [-9, -5], "step": 1},

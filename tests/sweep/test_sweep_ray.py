@@ -23,10 +23,11 @@ import yaml
 from conftest import tiny_spec
 
 from hptransfer.cli.main import main
+from hptransfer.runtime.cluster import TUNE_NAME, ray_temp_dir, ray_working_dir
+from hptransfer.runtime.identity import point_id, trial_id
 from hptransfer.store import CURVES, TRIALS, ResultsStore
 from hptransfer.sweep import load_spec, parse_spec
-from hptransfer.sweep.cluster import TUNE_NAME, ray_temp_dir, ray_working_dir
-from hptransfer.sweep.trials import grid_runs, point_id, trial_id
+from hptransfer.sweep.trials import grid_runs
 from hptransfer.train import train
 
 REPO = Path(__file__).resolve().parents[2]

@@ -382,7 +382,7 @@ def test_slice_offsets_seeds_and_hash():
 
 
 def test_alpha_attn_is_searched_or_fixed_like_alpha_out():
-    from hptransfer.sweep.trials import point_id, trial_row
+    from hptransfer.runtime.identity import point_id, trial_row
 
     space = {"lr": {"log2_range": [-8, -6], "step": 1}, "alpha_attn": {"values": [1, 2, 4]}}
     searched = parse_spec(tiny_spec(search={"space": space}))
@@ -399,7 +399,7 @@ def test_alpha_attn_is_searched_or_fixed_like_alpha_out():
 
 
 def test_readout_zero_init_as_a_list_is_a_base_setting_searched_like_an_axis():
-    from hptransfer.sweep.trials import point_id, trial_row
+    from hptransfer.runtime.identity import point_id, trial_row
 
     spec = parse_spec(tiny_spec(model={"readout_zero_init": [False, True]}))
     assert spec.zero_inits == (False, True) and not spec.model.readout_zero_init

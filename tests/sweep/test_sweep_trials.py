@@ -8,22 +8,15 @@ import sys
 import pandas as pd
 from conftest import tiny_spec
 
+from hptransfer.display import format_hp
+from hptransfer.runtime.cluster import ray_temp_dir
+from hptransfer.runtime.identity import config_hash, trial_row
 from hptransfer.store import ResultsStore
 from hptransfer.sweep import parse_spec
-from hptransfer.sweep.cluster import ray_temp_dir
-from hptransfer.sweep.report import best_per_cell, format_hp
+from hptransfer.sweep.report import best_per_cell
 from hptransfer.sweep.run import move_aside
 from hptransfer.sweep.search import plan_cell
-from hptransfer.sweep.trials import (
-    DIVERGED_CAP,
-    Job,
-    config_hash,
-    grid_runs,
-    jobs_for_runs,
-    objective,
-    trial_row,
-    with_hps,
-)
+from hptransfer.sweep.trials import DIVERGED_CAP, Job, grid_runs, jobs_for_runs, objective, with_hps
 
 OPTUNA = tiny_spec(
     search={"algorithm": "optuna", "num_samples": 5, "space": {"lr": {"low": 1e-4, "high": 1e-1}}},
@@ -125,7 +118,7 @@ def test_new_moves_old_results_aside(tmp_path):
 def test_a_recorded_base_head_count_is_part_of_the_point_id():
     """Unrecorded base heads hash as before (see the committed-study test below); a base
     whose heads differ from the run's is another configuration."""
-    from hptransfer.sweep.trials import point_id
+    from hptransfer.runtime.identity import point_id
     from tests.conftest import tiny_gpt_run
 
     run = tiny_gpt_run()
@@ -138,8 +131,9 @@ def test_committed_study_runs_keep_their_trial_ids() -> None:
     ones its spec plans (so re-running it trains nothing already stored)."""
     from pathlib import Path
 
+    from hptransfer.runtime.identity import point_id, trial_id
     from hptransfer.sweep import load_spec
-    from hptransfer.sweep.trials import grid_runs, point_id, trial_id
+    from hptransfer.sweep.trials import grid_runs
 
     root = Path(__file__).parents[2]
     stored = set(pd.read_parquet(root / "results/lr_vs_density_supar/trials.parquet")["trial_id"])

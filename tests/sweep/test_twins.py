@@ -16,17 +16,10 @@ from conftest import tiny_spec
 
 from hptransfer.cli.main import main
 from hptransfer.config import RunConfig
+from hptransfer.runtime.identity import CONFIG_COLUMNS, point_id, run_key, trial_id
 from hptransfer.store import ResultsStore
 from hptransfer.sweep import load_spec
-from hptransfer.sweep.trials import (
-    CONFIG_COLUMNS,
-    grid_runs,
-    jobs_for_runs,
-    merge_twins,
-    point_id,
-    run_key,
-    trial_id,
-)
+from hptransfer.sweep.trials import grid_runs, jobs_for_runs, merge_twins
 
 FAULTKIT = Path(__file__).parents[1] / "faults" / "faultkit.py"
 

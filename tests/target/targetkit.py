@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from hptransfer.config import DataConfig, RunConfig, TrainConfig
+from hptransfer.runtime.resources import TargetConfig
 from hptransfer.store import Location
-from hptransfer.target import TargetConfig
 from hptransfer.target.loop import train_target
 from hptransfer.target.progress import step_losses
 from hptransfer.target.run import TargetResult, run_target

@@ -35,7 +35,8 @@ SCRIPT = f"""
 import dataclasses, sys
 from tests.target.targetkit import target_run
 from hptransfer.config import TrainConfig
-from hptransfer.target import TargetConfig, run_target
+from hptransfer.runtime.resources import TargetConfig
+from hptransfer.target import run_target
 run = dataclasses.replace(target_run(), train=TrainConfig(steps={STEPS}, eval_every={EVERY}))
 target = TargetConfig(workers=2, checkpoint_every={EVERY}, max_failures=1)
 steps = open(sys.argv[2], "a", buffering=1)

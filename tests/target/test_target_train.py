@@ -15,7 +15,7 @@ import hptransfer
 from hptransfer.data import load_dataset
 from hptransfer.errors import ConfigError, ResultsError
 from hptransfer.models import sparse_layers
-from hptransfer.target import TargetConfig
+from hptransfer.runtime.resources import TargetConfig
 from hptransfer.target.checkpoint import (
     STATE_JSON,
     STATE_TENSORS,

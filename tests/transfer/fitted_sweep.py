@@ -11,9 +11,10 @@ from pathlib import Path
 
 from hptransfer.analysis.fit import fit_sweep, write_fit
 from hptransfer.config import RunConfig
+from hptransfer.runtime.identity import point_id, trial_row
 from hptransfer.store import ResultsStore
 from hptransfer.sweep import parse_spec
-from hptransfer.sweep.trials import grid_runs, point_id, trial_row
+from hptransfer.sweep.trials import grid_runs
 
 TINY_SPEC = {
     "name": "tiny",

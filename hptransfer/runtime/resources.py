@@ -1,8 +1,10 @@
-"""How a target trains: workers, strategy, precision, checkpoints (the spec's ``target:``).
+"""What runs need and where they run: the spec's ``resources:``, ``ray:`` and ``target:``.
 
-None of it changes what is computed, up to floating-point reassociation: the global batch is
-the run's (the target's batch, by default the proxy's), split evenly across workers and,
-inside a worker, into micro-batches.
+:class:`Resources` is one trial's share of a sweep's cluster; :class:`RayOptions` says which
+Ray; :class:`TargetConfig` how a target trains: workers, strategy, precision, checkpoints.
+None of it changes what is computed, up to floating-point reassociation: a target's global
+batch is the run's (the target's batch, by default the proxy's), split evenly across workers
+and, inside a worker, into micro-batches.
 """
 
 from __future__ import annotations
@@ -15,6 +17,27 @@ from hptransfer.errors import ConfigError
 
 STRATEGIES = ("ddp", "fsdp")
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per-trial resources; ``max_concurrent`` None means CPUs available / cpus_per_trial.
+
+    ``max_retries``: how many times a trial whose worker died (or that raised: Tune cannot
+    tell them apart) runs again before it is stored with status ``error``.
+    """
+
+    cpus_per_trial: int = 1
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    max_retries: int = 1
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """``address`` None starts an embedded local Ray; otherwise attach (e.g. ``host:6379``)."""
+
+    address: str | None = None
 
 
 @dataclass(frozen=True)

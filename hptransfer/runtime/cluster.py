@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hptransfer.errors import BackendUnavailableError, ConfigError
+from hptransfer.runtime.resources import Resources
 from hptransfer.store.folder import RAY_DIR
 from hptransfer.store.location import Location, ObjectPath, remove_tree
-from hptransfer.sweep.spec import Resources
 
 # Ray's Unix socket paths (<temp>/session_<date>_<pid>/sockets/plasma_store) must stay
 # under 107 bytes; the session part takes about 64 of them.

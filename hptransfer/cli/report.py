@@ -1,0 +1,21 @@
+"""``python -m hptransfer.cli.report [README.md ...]``: regenerate the fitted-optima tables
+marked in each file (:mod:`hptransfer.analysis.report`; default: every study's write-up,
+``results/*/README.md``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from hptransfer.analysis.report import regenerate
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = sys.argv[1:] if argv is None else argv
+    for name in names or sorted(map(str, Path("results").glob("*/README.md"))):
+        print(f"{name}: {regenerate(Path(name))} tables")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
