@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,22 +41,32 @@ def layer_group(layer: str) -> str:
     )
 
 
-def probed_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The modules whose outputs are measured: every linear/embedding and each block."""
+def probed_layers(model: nn.Module, blocks: Collection[str] = ()) -> dict[str, nn.Module]:
+    """The modules whose outputs are measured: every linear/embedding and each block (the
+    modules named ``blocks``, else ``blocks.<i>``)."""
     layers = {
         name: module
         for name, module in model.named_modules()
-        if isinstance(module, (nn.Linear, nn.Embedding)) or re.fullmatch(r"blocks\.\d+", name)
+        if isinstance(module, (nn.Linear, nn.Embedding))
+        or name in blocks
+        or (not blocks and re.fullmatch(r"blocks\.\d+", name))
     }
     layers["logits"] = model
     return layers
+
+
+def _tensor(output: object) -> torch.Tensor:
+    """A module's output tensor: itself, a tuple's first, a transformers output's logits."""
+    if isinstance(output, (tuple, list)):
+        return output[0]
+    return getattr(output, "logits", output)
 
 
 @contextmanager
 def _record_outputs(layers: dict[str, nn.Module], sink: dict[str, torch.Tensor]) -> Iterator[None]:
     def hook(name: str) -> Callable:
         def record(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
-            sink[name] = output.detach().clone()
+            sink[name] = _tensor(output).detach().clone()
 
         return record
 
@@ -82,15 +92,38 @@ def check_run(run: RunConfig) -> list[dict[str, object]]:
     run = complete_run(run, dataset)
     model = build_model(run)
     optimizer = build_optimizer(model, plan_parameters(model, run), run.train)
-    layers = probed_layers(model)
-    weights = _weights(model, layers)
     generator = torch.Generator().manual_seed(run.seed)
-    rows: list[dict[str, object]] = []
-    for step in range(1, run.train.steps + 1):
-        x, y = dataset.train_batch(run.data.batch_size, run.data.seq_len, generator)
+    batches = (
+        dataset.train_batch(run.data.batch_size, run.data.seq_len, generator)
+        for _ in range(run.train.steps)
+    )
+    labels = {
+        "parameterization": run.parameterization,
+        "width": run.model.width,
+        "density": run.model.density,
+        "depth": run.model.depth,
+        "seed": run.seed,
+    }
+    steps = record_steps(model, optimizer, probed_layers(model), batches, loss_fn)
+    return [row for step, values in steps for row in _rows(labels, step, values)]
+
+
+Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def record_steps(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    layers: dict[str, nn.Module],
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loss_of: Loss,
+) -> Iterator[tuple[int, dict[str, dict[str, float]]]]:
+    """One optimizer step per batch; yields (step, metric → layer → mean |x|) for each."""
+    weights = _weights(model, layers)
+    for step, (x, y) in enumerate(batches, 1):
         outputs: dict[str, torch.Tensor] = {}
         with _record_outputs(layers, outputs):
-            loss = loss_fn(model, x, y)
+            loss = loss_of(model, x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         before = {name: w.detach().clone() for name, w in weights.items()}
@@ -98,30 +131,36 @@ def check_run(run: RunConfig) -> list[dict[str, object]]:
         after: dict[str, torch.Tensor] = {}
         with torch.no_grad(), _record_outputs(layers, after):
             model(x)
-        values = {
-            "activation": {n: out.abs().mean().item() for n, out in outputs.items()},
-            "gradient": {n: w.grad.abs().mean().item() for n, w in weights.items()},
-            "update": {n: (w.detach() - before[n]).abs().mean().item() for n, w in weights.items()},
-            "output_update": {
-                n: (after[n] - out).abs().mean().item() for n, out in outputs.items()
+        yield (
+            step,
+            {
+                "activation": {n: out.abs().mean().item() for n, out in outputs.items()},
+                "gradient": {n: w.grad.abs().mean().item() for n, w in weights.items()},
+                "update": {
+                    n: (w.detach() - before[n]).abs().mean().item() for n, w in weights.items()
+                },
+                "output_update": {
+                    n: (after[n] - out).abs().mean().item() for n, out in outputs.items()
+                },
             },
-        }
-        rows.extend(_rows(run, step, values))
-    return rows
+        )
 
 
-def _rows(run: RunConfig, step: int, values: dict[str, dict[str, float]]) -> Iterator[dict]:
+def _rows(
+    labels: dict[str, object],
+    step: int,
+    values: dict[str, dict[str, float]],
+    group: Callable[[str], str] = layer_group,
+) -> Iterator[dict]:
+    """Long-format rows: ``labels`` (parameterization, width, density, depth, seed), then
+    step, layer, its group, metric and value."""
     for metric, per_layer in values.items():
         for layer, value in per_layer.items():
             yield {
-                "parameterization": run.parameterization,
-                "width": run.model.width,
-                "density": run.model.density,
-                "depth": run.model.depth,
-                "seed": run.seed,
+                **labels,
                 "step": step,
                 "layer": layer,
-                "group": layer_group(layer),
+                "group": group(layer),
                 "metric": metric,
                 "value": value,
             }

@@ -40,6 +40,10 @@ What :func:`parametrize` does, in place:
   m_L = their count / the base build's. Residual output projections (in each module of a
   block, the last hidden matrix of fan-out = width) keep GPT-2's 1/√(2·depth) init without
   depth rules and carry the branch multiplier with them.
+- :func:`coord_check` trains a few steps at several widths and densities and writes the
+  same Parquet and figures as ``hptransfer coord-check``: flat lines, a correct model.
+- :func:`from_fit` does all of it with the base HPs a fitted proxy sweep found (``fit.json``),
+  moved to the target's budget, and returns the optimizer groups and LR-schedule factor.
 - The table of it all is kept off the tensors, keyed by name (:class:`OwnTable`), so it
   survives ``torch.compile``, DDP, FSDP2's ``fully_shard`` and a ``state_dict`` round trip.
 """
@@ -53,6 +57,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hptransfer.own.coordinates import coord_check
+from hptransfer.own.fitted import Recipe, from_fit
 from hptransfer.own.parametrize import parametrize
 from hptransfer.own.table import (
     OwnTable,
@@ -92,8 +98,11 @@ def scaled_dot_product_attention(
 
 __all__ = [
     "OwnTable",
+    "Recipe",
     "build_optimizer",
+    "coord_check",
     "describe",
+    "from_fit",
     "param_groups",
     "parametrize",
     "plan_rows",

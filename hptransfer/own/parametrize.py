@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -73,15 +74,11 @@ def parametrize(
         optimizer=optimizer, weight_decay_mode=weight_decay_mode, eps=eps, scale_eps=scale_eps
     )
     base_model, other = _built(base), _built(delta) if delta is not None else model
-    block_names = structure.find_blocks(model, blocks)
-    base_blocks = structure.find_blocks(base_model, blocks)
+    builds = Builds.of(model, base_model, other, blocks)
+    block_names, base_blocks = builds.blocks, builds.base_blocks
+    model_shapes, base_shapes, other_shapes = builds.model, builds.base, builds.other
+    width = builds.width
     depth, base_depth = len(block_names) or None, len(base_blocks) or None
-    model_shapes = sh.shapes(model)
-    base_shapes = sh.aligned(model_shapes, sh.shapes(base_model), block_names, base_blocks, "base")
-    other_shapes = sh.aligned(
-        model_shapes, sh.shapes(other), block_names, structure.find_blocks(other, blocks), "delta"
-    )
-    width = sh.measure_width(base_shapes, other_shapes, model_shapes)
     tensors = sh.tensors(model)
     chosen = sh.overrides(tensors, roles or {})
     role_of = _roles(tensors, chosen, base_shapes, other_shapes)
@@ -151,6 +148,44 @@ def parametrize(
     )
     attach(model, table)
     return table
+
+
+@dataclass(frozen=True)
+class Builds:
+    """The model's shapes and the base's and other build's under the model's names, the
+    blocks of the model and of the base, and the width they give."""
+
+    model: dict[str, tuple[int, ...]]
+    base: dict[str, tuple[int, ...]]
+    other: dict[str, tuple[int, ...]]
+    blocks: list[str]
+    base_blocks: list[str]
+    width: sh.Width
+
+    @classmethod
+    def of(
+        cls,
+        model: nn.Module,
+        base: nn.Module,
+        other: nn.Module,
+        blocks: str | Sequence[str] | None = None,
+    ) -> Builds:
+        names = structure.find_blocks(model, blocks)
+        base_blocks = structure.find_blocks(base, blocks)
+        shapes = sh.shapes(model)
+        base_shapes = sh.aligned(shapes, sh.shapes(base), names, base_blocks, "base")
+        other_blocks = structure.find_blocks(other, blocks)
+        other_shapes = sh.aligned(shapes, sh.shapes(other), names, other_blocks, "delta")
+        width = sh.measure_width(base_shapes, other_shapes, shapes)
+        return cls(shapes, base_shapes, other_shapes, names, base_blocks, width)
+
+
+def base_width(
+    model: nn.Module, base: Build, delta: Build | None = None, blocks: str | None = None
+) -> int:
+    """The base build's width, as :func:`parametrize` measures it."""
+    other = _built(delta) if delta is not None else model
+    return Builds.of(model, _built(base), other, blocks).width.base
 
 
 def _hps(hps: BaseHPs | Mapping[str, float] | None) -> BaseHPs:
