@@ -57,8 +57,11 @@ def problem(target: Path, anchor: str | None) -> str | None:
 
 
 def docstrings_and_comments(path: Path) -> str:
-    """The text of a module's docstrings and comments (not its string literals: file names)."""
+    """The text of a module's docstrings and comments (not its string literals: file names);
+    a sweep spec's comments."""
     source = path.read_text()
+    if path.suffix == ".yaml":
+        return "\n".join(line.partition("#")[2] for line in source.splitlines())
     documented = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
     nodes = [n for n in ast.walk(ast.parse(source)) if isinstance(n, documented)]
     texts = [ast.get_docstring(n, clean=False) or "" for n in nodes]
@@ -69,7 +72,8 @@ def docstrings_and_comments(path: Path) -> str:
 
 def test_every_document_the_code_cites_exists() -> None:
     missing = []
-    for path in sorted([*(ROOT / "hptransfer").rglob("*.py"), *(ROOT / "tests").rglob("*.py")]):
+    code = [p for folder in ("hptransfer", "tests", "tools") for p in (ROOT / folder).rglob("*.py")]
+    for path in sorted([*code, *(ROOT / "sweeps").glob("*.yaml")]):
         for name, anchor in CITED.findall(docstrings_and_comments(path)):
             candidates = [ROOT / name, path.parent / name]
             reasons = [problem(c, anchor) for c in candidates]
