@@ -146,8 +146,10 @@ def train(
     *,
     on_eval: Callable[[dict[str, float]], None] | None = None,
     device: str = "cpu",
+    autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext,
 ) -> RunResult:
-    """Train ``run`` and return its metrics; ``on_eval`` receives each curve point."""
+    """Train ``run`` and return its metrics; ``on_eval`` receives each curve point;
+    ``autocast`` wraps each forward, validation included (mixed precision)."""
     start = time.perf_counter()
     dataset = load_dataset(run.data)
     run = complete_run(run, dataset)
@@ -164,13 +166,15 @@ def train(
 
     def val_loss() -> float:
         nonlocal last_eval
-        last_eval = evaluate(model, val)
+        with autocast():
+            last_eval = evaluate(model, val)
         return last_eval.loss
 
     step = 0
     for step in range(1, run.train.steps + 1):
         x, y = dataset.train_batch(run.data.batch_size, run.data.seq_len, generator)
-        loss = train_step(model, optimizer, [(x.to(device), y.to(device))], run.train.grad_clip)
+        batch = [(x.to(device), y.to(device))]
+        loss = train_step(model, optimizer, batch, run.train.grad_clip, autocast)
         schedule.step()
         diverged = tracker.add(loss)
         if diverged or is_eval_step(step, run.train):

@@ -13,6 +13,7 @@ BENCHMARKS = (
     "hptransfer.bench.many",
     "hptransfer.bench.target",
     "hptransfer.bench.prepare",
+    "hptransfer.bench.scale",
 )
 
 
