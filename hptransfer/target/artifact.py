@@ -2,7 +2,9 @@
 
 ``model.safetensors`` holds every weight and every mask (bool); ``model.json`` the whole run
 configuration (shape, mask kind and seed, parameterization, base HPs and shape, data,
-training budget) and the final metrics. :func:`load_model` rebuilds the model from them.
+training budget) and the final metrics. :func:`load_model` rebuilds the model from them, or
+from one of the target's checkpoints (:mod:`hptransfer.target.checkpoint`), which carry the
+same configuration and tensors.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ from hptransfer.config import (
 )
 from hptransfer.errors import ResultsError
 from hptransfer.store import Location, atomic_write, location, write_text
+from hptransfer.target.checkpoint import (
+    STATE_JSON,
+    STATE_TENSORS,
+    checkpoint_folders,
+    read_meta,
+    section,
+)
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model.json"
@@ -70,18 +79,59 @@ def load_run(folder: str | Path) -> RunConfig:
 
 
 def load_model(folder: str | Path, device: torch.device | str = "cpu") -> nn.Module:
-    """The trained target in ``folder`` (local, or an object storage URI), rebuilt with its
-    parameterization's forward scales and its masks, for evaluation or further training."""
-    from safetensors.torch import load, load_file
-
+    """The target in ``folder`` (local, or an object storage URI), rebuilt with its
+    parameterization's forward scales and its masks, for evaluation or further training:
+    a trained target's folder gives the final model, one of its ``checkpoint_*`` folders
+    the model as it was at that checkpoint's step (a target still training has those)."""
     from hptransfer.models import build_model
 
-    run = load_run(folder)
-    model = build_model(run, device=device)
-    path = location(folder) / WEIGHTS_FILE
-    if isinstance(path, Path):
-        weights = load_file(path, device=str(device))  # memory-mapped
+    where = location(folder)
+    if (where / CONFIG_FILE).is_file():
+        run, weights = load_run(where), _tensors(where / WEIGHTS_FILE, device)
+    elif (where / STATE_JSON).is_file():
+        run, weights = _checkpoint_model(where, device)
     else:
-        weights = {k: v.to(device) for k, v in load(path.read_bytes()).items()}
+        raise ResultsError(_not_a_model(where))
+    model = build_model(run, device=device)
     model.load_state_dict(weights)
     return model
+
+
+def _checkpoint_model(
+    folder: Location, device: torch.device | str
+) -> tuple[RunConfig, dict[str, torch.Tensor]]:
+    """A checkpoint's configuration and model tensors (weights and masks)."""
+    meta = read_meta(folder)
+    if meta is None:
+        raise ResultsError(f"checkpoint {folder} is incomplete (cut short, or still uploading)")
+    if "config" in meta:
+        run = run_from_dict(meta["config"])
+    elif (folder.parent / CONFIG_FILE).is_file():  # written before checkpoints had it
+        run = load_run(folder.parent)
+    else:
+        raise ResultsError(
+            f"checkpoint {folder} predates checkpoints that carry their configuration and its "
+            f"target has no {CONFIG_FILE} yet: load it once the target has finished"
+        )
+    return run, section(_tensors(folder / STATE_TENSORS, device), "model")
+
+
+def _tensors(path: Location, device: torch.device | str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load, load_file
+
+    if isinstance(path, Path):
+        return load_file(path, device=str(device))  # memory-mapped
+    return {k: v.to(device) for k, v in load(path.read_bytes()).items()}
+
+
+def _not_a_model(folder: Location) -> str:
+    found = checkpoint_folders(folder) if folder.is_dir() else []
+    if found:
+        return (
+            f"{folder} has no {CONFIG_FILE} yet (still training?): load one of its "
+            f"checkpoints, e.g. {found[-1]}"
+        )
+    return (
+        f"{folder} is neither a trained target's folder ({CONFIG_FILE}) nor one of its "
+        f"checkpoints ({STATE_JSON})"
+    )

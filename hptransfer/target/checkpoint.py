@@ -2,8 +2,8 @@
 
 One checkpoint is a folder with ``state.safetensors`` (model weights and masks, optimizer
 tensors, RNG states) and ``state.json`` (step, schedule, optimizer groups, loss tracker, the
-curve so far, the first step of every attempt, the run's fingerprint, and the tensors file's
-size and SHA-256). The folder is on a disk or in object storage
+curve so far, the first step of every attempt, the run's fingerprint and whole configuration,
+and the tensors file's size and SHA-256). The folder is on a disk or in object storage
 (:mod:`hptransfer.store.location`). Nothing in it is unpickled. A
 tensors file of the wrong size is an upload cut short (a killed run; the checkpoint before it
 is used); the right size with another hash is damage, refused rather than silently replaced
@@ -60,7 +60,14 @@ def fingerprint(run: RunConfig) -> dict[str, Any]:
     }
 
 
-def write_checkpoint(folder: Path, state: TrainingState, run: RunConfig) -> None:
+def checkpoint_name(step: int) -> str:
+    """The folder name of the checkpoint at ``step`` (Ray Train's ``checkpoint_dir_name``)."""
+    return f"checkpoint_{step:09d}"
+
+
+def write_checkpoint(folder: Path, state: TrainingState, run: RunConfig, model: RunConfig) -> None:
+    """``model`` is ``run`` with its dataset-derived sizes filled in: what
+    :func:`hptransfer.load_model` rebuilds the checkpoint's model from."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -72,6 +79,7 @@ def write_checkpoint(folder: Path, state: TrainingState, run: RunConfig) -> None
         "format": FORMAT,
         "step": state.step,
         "run": fingerprint(run),
+        "config": dataclasses.asdict(model),
         "schedule": state.schedule,
         "tracker": state.tracker,
         "metrics": state.metrics,
@@ -132,18 +140,19 @@ def read_checkpoint(folder: Path, run: RunConfig) -> TrainingState:
     tensors = load_file(folder / STATE_TENSORS)
     return TrainingState(
         step=meta["step"],
-        model=_section(tensors, "model"),
-        optimizer=_unflatten_optimizer(_section(tensors, "optim"), meta["param_groups"]),
+        model=section(tensors, "model"),
+        optimizer=_unflatten_optimizer(section(tensors, "optim"), meta["param_groups"]),
         schedule=meta["schedule"],
         tracker=meta["tracker"],
-        rng=_section(tensors, "rng"),
+        rng=section(tensors, "rng"),
         metrics=meta["metrics"],
         curve=meta["curve"],
         starts=meta["starts"],
     )
 
 
-def _section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors stored under ``prefix/`` (``model``, ``optim``, ``rng``), prefix removed."""
     start = len(prefix) + 1
     return {k[start:]: v for k, v in tensors.items() if k.startswith(f"{prefix}/")}
 

@@ -31,6 +31,7 @@ from hptransfer.store import Location, ObjectPath, location, write_text
 from hptransfer.store.location import move
 from hptransfer.target.checkpoint import (
     TrainingState,
+    checkpoint_name,
     latest_checkpoint,
     read_checkpoint,
     write_checkpoint,
@@ -274,21 +275,23 @@ def worker_loop(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state = read_checkpoint(Path(directory), run)
+    complete = complete_run(run, load_dataset(run.data))  # vocabulary size filled in
     metrics, final = train_target(
         run,
         target,
-        lambda s, m: _save(run, s, m),
+        lambda s, m: _save(run, complete, s, m),
         send=ray_sender(config["queue"]),
         worker=worker,
         state=state,
     )
     if worker.rank == 0 and final is not None:
-        complete = complete_run(run, load_dataset(run.data))  # vocabulary size filled in
         write_artifact(folder, complete, final.model, metrics)
         write_text(folder / RESULT_FILE, json.dumps({"metrics": metrics, "curve": final.curve}))
 
 
-def _save(run: RunConfig, state: TrainingState | None, metrics: dict[str, Any]) -> None:
+def _save(
+    run: RunConfig, complete: RunConfig, state: TrainingState | None, metrics: dict[str, Any]
+) -> None:
     """Every rank reports (a barrier); rank 0 with the checkpoint."""
     import ray.train
 
@@ -296,9 +299,9 @@ def _save(run: RunConfig, state: TrainingState | None, metrics: dict[str, Any]) 
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory(prefix="hpt-checkpoint-") as directory:
-        write_checkpoint(Path(directory), state, run)
+        write_checkpoint(Path(directory), state, run, complete)
         ray.train.report(
             metrics,
             checkpoint=ray.train.Checkpoint.from_directory(directory),
-            checkpoint_dir_name=f"checkpoint_{state.step:09d}",
+            checkpoint_dir_name=checkpoint_name(state.step),
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import hptransfer
 from hptransfer.analysis.plots import TRANSFER_CURVES_FILE, TRANSFER_FILE
@@ -117,8 +118,11 @@ def test_a_target_trains_into_object_storage_as_on_disk(sweep, trained, s3, caps
     assert (folder / RESULT_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
     model = hptransfer.load_model(f"s3://{BUCKET}/cli/{name}/{TARGETS_DIR}/{tid}{s3['query']}")
     run = complete_run(load_run(folder), load_dataset(load_run(folder).data))
-    val_loss = evaluate(model, val_batches(run, load_dataset(run.data), "cpu")).loss
-    assert val_loss == pytest.approx(runs["val_loss"].iloc[0], rel=1e-6)
+    batches = val_batches(run, load_dataset(run.data), "cpu")
+    assert evaluate(model, batches).loss == pytest.approx(runs["val_loss"].iloc[0], rel=1e-6)
+    last = f"s3://{BUCKET}/cli/{name}/{TARGETS_DIR}/{tid}/checkpoint_000000010{s3['query']}"
+    with torch.no_grad():  # the last checkpoint, read from object storage, is the final model
+        assert torch.equal(hptransfer.load_model(last)(batches[0][0]), model(batches[0][0]))
     stored = len(objects(s3, "cli"))
     code, again, _ = transfer(capsys, "--results", uri(s3, "cli"), *TARGET)  # stored: not again
     assert code == 0 and again.splitlines()[-2:] == out.splitlines()[-2:]
