@@ -82,7 +82,7 @@ def test_loading_nonzero_masked_weights_re_zeroes_them():
     assert (layer.weight[~layer.mask] == 0).all() and (layer.weight[layer.mask] == 1).all()
 
 
-@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+@pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd"])
 def test_masked_weights_stay_zero_and_get_zero_gradient(optimizer):
     run = tiny_gpt_run(density=0.25)
     run = dataclasses.replace(run, train=dataclasses.replace(run.train, optimizer=optimizer))

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
+
+
+def load_average() -> float:
+    """The machine's 1-minute load: CPU timings on a shared machine are only as good as this."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
 def positive_int(text: str) -> int:

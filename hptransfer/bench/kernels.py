@@ -16,7 +16,6 @@ where only the torch paths run (Triton's interpreter measures correctness, not s
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 from collections.abc import Callable
@@ -27,7 +26,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from hptransfer.bench import add_out_folder, positive_int, positive_ints
+from hptransfer.bench import add_out_folder, load_average, positive_int, positive_ints
 from hptransfer.config import BLOCK_SIZES
 from hptransfer.kernels.block_layout import block_layout
 from hptransfer.kernels.torch_masked import torch_masked_linear
@@ -100,11 +99,6 @@ def _median_ms(fn: Callable[[], object], device: torch.device, min_run_time: flo
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
-def _load_average() -> float:
-    """The machine's 1-minute load: CPU timings on a shared machine are only as good as this."""
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-
-
 def _step(method, x, w, m, layout, pass_: str) -> Callable[[], object]:
     """One forward (no autograd graph) or one forward+backward (grads of x and W)."""
     if pass_ == "fwd":
@@ -158,7 +152,7 @@ def bench_kernels(spec: BenchSpec, device: torch.device) -> pd.DataFrame:
             for _ in range(spec.rounds):
                 for (_, step), case_times, case_loads in zip(cases, times, loads, strict=True):
                     case_times.append(_median_ms(step, device, spec.min_run_time / spec.rounds))
-                    case_loads.append(_load_average())
+                    case_loads.append(load_average())
             rows += [
                 {
                     "d": d,
@@ -346,7 +340,7 @@ def run(args: argparse.Namespace) -> int:
         min_run_time=args.min_run_time,
         rounds=args.rounds if args.rounds is not None else (1 if device.type == "cuda" else 5),
     )
-    print(f"device: {device_name(device)}; load average {_load_average():.2f}")
+    print(f"device: {device_name(device)}; load average {load_average():.2f}")
     if device.type != "cuda":
         print(
             "no GPU: timing the torch paths only (Triton kernels need a GPU to be timed; "

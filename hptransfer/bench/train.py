@@ -8,8 +8,11 @@ Variants, all the same shape and the same SμPar HPs:
 - ``parametrize, density ρ``: masking by ``torch.nn.utils.parametrize`` (``W ⊙ M`` recomputed
   each step), as in SμPar's reference implementation.
 
-Variants are timed in interleaved rounds and the median per variant is reported, so a busy
-machine slows them alike; ratios are against ``nn.Linear`` from the same run.
+Variants are timed in interleaved rounds (the order rotating from round to round), so a busy
+machine slows them alike. Each round gives every variant a ratio against ``nn.Linear`` timed
+in that same round; the table keeps the median of the per-round steps/s and ratios and the
+ratios' spread (quartiles, min and max). The default clock is the process's CPU time, which a
+loaded machine inflates far less than wall time (``--clock wall`` for the latter).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from hptransfer.bench import add_out_folder
+from hptransfer.bench import add_out_folder, load_average, positive_int
 from hptransfer.bench.kernels import device_name
 from hptransfer.config import BaseShape, DataConfig, ModelConfig, RunConfig
 from hptransfer.models import MaskedLinear, build_model, plan_parameters
@@ -85,7 +88,14 @@ def _renamed(name: str, names: dict[str, object]) -> str:
     return name.replace(".weight", ".parametrizations.weight.original")
 
 
-def bench_train(run: RunConfig, density: float, steps: int, rounds: int) -> pd.DataFrame:
+CLOCKS: dict[str, Callable[[], float]] = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def bench_train(
+    run: RunConfig, density: float, steps: int, rounds: int, clock: str = "cpu"
+) -> pd.DataFrame:
+    """Seconds per training step of every variant, ``rounds`` interleaved rounds of ``steps``."""
+    now = CLOCKS[clock]
     variants = {
         "nn.Linear": _variant(run, 1.0, "plain"),
         "ours, density 1": _variant(run, 1.0, None),
@@ -94,29 +104,57 @@ def bench_train(run: RunConfig, density: float, steps: int, rounds: int) -> pd.D
     }
     for step in variants.values():  # warm-up
         step()
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, step in variants.items():
-            start = time.perf_counter()
+    names = list(variants)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    load_start = load_average()
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start = now()
             for _ in range(steps):
-                step()
-            times[name].append((time.perf_counter() - start) / steps)
-    base = statistics.median(times["nn.Linear"])
-    rows = [
-        {
-            "variant": name,
-            "steps_per_s": 1 / statistics.median(t),
-            "ratio_vs_nn_linear": base / statistics.median(t),
-            "width": run.model.width,
-            "depth": run.model.depth,
-            "batch": run.data.batch_size,
-            "seq_len": run.data.seq_len,
-            "device": device_name(torch.device("cpu")),
-            "threads": torch.get_num_threads(),
-        }
-        for name, t in times.items()
-    ]
+                variants[name]()
+            times[name].append((now() - start) / steps)
+    context = {
+        "width": run.model.width,
+        "depth": run.model.depth,
+        "batch": run.data.batch_size,
+        "seq_len": run.data.seq_len,
+        "rounds": rounds,
+        "steps_per_round": steps,
+        "clock": clock,
+        "device": device_name(torch.device("cpu")),
+        "threads": torch.get_num_threads(),
+        "load_start": load_start,
+        "load_end": load_average(),
+    }
+    rows = [_summary(name, t, times["nn.Linear"]) | context for name, t in times.items()]
     return pd.DataFrame(rows)
+
+
+def _summary(name: str, seconds: list[float], baseline: list[float]) -> dict[str, object]:
+    """Median steps/s, and the per-round ratios against the baseline: median and spread."""
+    ratios = [base / t for base, t in zip(baseline, seconds, strict=True)]
+    one = len(ratios) == 1
+    q1, _, q3 = (ratios * 3) if one else statistics.quantiles(ratios, n=4, method="inclusive")
+    return {
+        "variant": name,
+        "steps_per_s": 1 / statistics.median(seconds),
+        "ratio_vs_nn_linear": statistics.median(ratios),
+        "ratio_q1": q1,
+        "ratio_q3": q3,
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """Steps/s and the ratio to nn.Linear with its interquartile range and full range."""
+    lines = [f"{'variant':<26} {'steps/s':>8}  ratio  IQR          min–max"]
+    for row in table.itertuples():
+        lines.append(
+            f"{row.variant:<26} {row.steps_per_s:8.3f}  {row.ratio_vs_nn_linear:.3f}"
+            f"  {row.ratio_q1:.3f}–{row.ratio_q3:.3f}  {row.ratio_min:.3f}–{row.ratio_max:.3f}"
+        )
+    return "\n".join(lines)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -126,9 +164,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--density", type=float, default=0.125)
-    parser.add_argument("--steps", type=int, default=5, help="steps per timed round")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--steps", type=positive_int, default=2, help="steps per variant and round (default: 2)"
+    )
+    parser.add_argument(
+        "--rounds", type=positive_int, default=15, help="interleaved rounds (default: 15)"
+    )
+    parser.add_argument("--threads", type=positive_int, default=1)
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="cpu",
+        help="cpu: the process's CPU time (default; robust to a loaded machine), or wall time",
+    )
     add_out_folder(parser, "train.parquet")
     parser.set_defaults(func=run)
 
@@ -147,12 +195,14 @@ def run(args: argparse.Namespace) -> int:
         data=DataConfig(batch_size=args.batch_size, seq_len=args.seq_len),
         base=BaseShape(width=args.width),
     )
-    table = bench_train(config, args.density, args.steps, args.rounds)
+    table = bench_train(config, args.density, args.steps, args.rounds, args.clock)
     print(
         f"GPT width {args.width}, depth {args.depth}, batch {args.batch_size}×{args.seq_len}, "
-        f"{args.threads} thread(s) on {table['device'][0]}"
+        f"{args.threads} thread(s) on {table['device'][0]}; median of {args.rounds} interleaved "
+        f"rounds of {args.steps} steps, {args.clock} time; load average "
+        f"{table['load_start'][0]:.2f} → {table['load_end'][0]:.2f}"
     )
-    print(table[["variant", "steps_per_s", "ratio_vs_nn_linear"]].round(3).to_string(index=False))
+    print(format_table(table))
     args.out.mkdir(parents=True, exist_ok=True)
     write_frame(args.out / "train.parquet", table)
     print(f"wrote {args.out / 'train.parquet'}")
