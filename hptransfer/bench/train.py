@@ -165,10 +165,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--density", type=float, default=0.125)
     parser.add_argument(
-        "--steps", type=positive_int, default=2, help="steps per variant and round (default: 2)"
+        "--steps", type=positive_int, default=1, help="steps per variant and round (default: 1)"
     )
     parser.add_argument(
-        "--rounds", type=positive_int, default=15, help="interleaved rounds (default: 15)"
+        "--rounds", type=positive_int, default=30, help="interleaved rounds (default: 30)"
     )
     parser.add_argument("--threads", type=positive_int, default=1)
     parser.add_argument(
