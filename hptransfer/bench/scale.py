@@ -7,7 +7,8 @@ CUDA, fp32 on CPU). The data are the shipped Shakespeare bytes and the base HPs 
 default flow's (``results/default_flow``), so a bare checkout can run it. Unless ``--steps``
 is given, a short timed run sizes the horizon to ``--time-budget`` seconds for all runs.
 Writes ``scale.parquet`` (one row per run), ``scale.png`` (loss against η per density) and
-``scale.md`` (the table, tokens per non-zero non-embedding parameter, epochs, the gaps).
+a Markdown summary beside them (the table, tokens per non-zero non-embedding
+parameter, epochs, the gaps).
 """
 
 from __future__ import annotations
