@@ -123,14 +123,29 @@ def budget_multipliers(proxy: Horizon, target: Horizon) -> BudgetMultipliers:
 def move(
     rule: BudgetRule, m: BudgetMultipliers, hps: BaseHPs, train: TrainConfig
 ) -> tuple[BaseHPs, TrainConfig]:
-    """The base HPs and optimizer settings at budget ``m``: η and weight decay, ε and each
-    1 − β times the rule's factors (β kept in [0, 1))."""
+    """The base HPs and optimizer settings at budget ``m``: η and weight decay, Adam's ε, and
+    each 1 − β (Adam's two, Muon's momentum) times the rule's factors (β kept in [0, 1))."""
     hps = dataclasses.replace(
         hps, lr=hps.lr * rule.lr(m), weight_decay=hps.weight_decay * rule.weight_decay(m)
     )
     beta = rule.one_minus_beta(m)
-    betas = train.betas if beta == 1 else tuple(max(0.0, 1 - (1 - b) * beta) for b in train.betas)
-    return hps, dataclasses.replace(train, eps=train.eps * rule.eps(m), betas=betas)
+    if beta == 1:
+        return hps, dataclasses.replace(train, eps=train.eps * rule.eps(m))
+    betas = tuple(_moved_beta(b, beta) for b in train.betas)
+    # Muon's momentum buffer is the same kind of EMA as Adam's first moment (torch lerps it):
+    # its timescale moves alike (docs/muon.md). Muon's ε is not Adam's: the ε factor skips it.
+    muon = {"muon_momentum": _moved_beta(train.muon_momentum, beta)}
+    return hps, dataclasses.replace(
+        train,
+        eps=train.eps * rule.eps(m),
+        betas=betas,
+        **(muon if train.optimizer == "muon" else {}),
+    )
+
+
+def _moved_beta(beta: float, one_minus_factor: float) -> float:
+    """β with 1 − β times the factor, kept in [0, 1)."""
+    return max(0.0, 1 - (1 - beta) * one_minus_factor)
 
 
 def budgeted(run: RunConfig, proxy: Horizon, target: Target, rule: BudgetRule) -> RunConfig:

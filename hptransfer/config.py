@@ -21,7 +21,7 @@ BLOCKS = ("gpt2", "llama")  # GPT blocks: GPT-2's, or LLaMA's (RMSNorm, rotary, 
 KERNELS = ("auto", "torch", "triton")
 MASK_KINDS = ("random", "row_balanced", "block")
 BLOCK_SIZES = (16, 32, 64, 128)  # mask blocks = kernel tiles; tl.dot needs tiles of >= 16
-OPTIMIZERS = ("adamw", "adam", "sgd")
+OPTIMIZERS = ("adamw", "adam", "sgd", "muon")  # muon: Muon on hidden matrices, AdamW on the rest
 SCHEDULES = ("cosine", "linear", "constant")
 WEIGHT_DECAY_MODES = ("independent", "coupled")
 CORPORA = ("shakespeare", "text", "tokens", "digits", "synthetic")
@@ -162,6 +162,7 @@ class TrainConfig:
     eps: float = 1e-8
     scale_eps: bool = False
     momentum: float = 0.9
+    muon_momentum: float = 0.95
     grad_clip: float | None = 1.0
     eval_every: int = 0
     divergence_factor: float = 3.0
@@ -179,9 +180,30 @@ class TrainConfig:
         require(self.eps > 0, "train.eps must be > 0")
         require(all(0 <= b < 1 for b in self.betas), "train.betas must be in [0, 1)")
         require(self.momentum >= 0, "train.momentum must be >= 0")
+        require(0 <= self.muon_momentum < 1, "train.muon_momentum must be in [0, 1)")
+        self._check_optimizer_settings()
         require(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip must be > 0")
         require(self.eval_every >= 0, "train.eval_every must be >= 0 (0: only at the end)")
         require(self.divergence_factor > 1, "train.divergence_factor must be > 1")
+
+    def _check_optimizer_settings(self) -> None:
+        """A setting of another optimizer than the one chosen is refused: it would do nothing."""
+        defaults = TrainConfig.__dataclass_fields__
+        own = {"momentum": "sgd", "muon_momentum": "muon"}
+        for name, optimizer in own.items():
+            require(
+                self.optimizer == optimizer or getattr(self, name) == defaults[name].default,
+                f"train.{name} is {optimizer}'s setting, not {self.optimizer}'s"
+                + ("; Muon's momentum is train.muon_momentum" if name == "momentum" else ""),
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain fields for YAML and hashes; ``muon_momentum`` only when the optimizer is Muon,
+        so every spec and run written before Muon keeps its hash."""
+        fields = dataclasses.asdict(self)
+        if self.optimizer != "muon":
+            del fields["muon_momentum"]
+        return fields
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """Optimizers built from the resolved per-parameter HPs, and relative LR schedules.
 
-Parameters with equal (lr, weight decay, ε) share a group. Schedules are ``LambdaLR``
-factors: every group's LR is its own initial LR times the same factor, so the per-group
-μP/SμPar multipliers survive warmup and decay (scaling absolute LRs would erase them).
+Parameters with equal (optimizer, lr, weight decay, ε) share a group. ``optimizer: muon``
+trains the hidden matrices with :class:`torch.optim.Muon` and every other parameter with
+AdamW, as one optimizer (:class:`MuonAdamW`) so schedules and checkpoints see one object.
+Schedules are ``LambdaLR`` factors: every group's LR is its own initial LR times the same
+factor, so the per-group μP/SμPar multipliers survive warmup and decay (scaling absolute
+LRs would erase them).
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ import torch
 from torch import nn
 
 from hptransfer.config import TrainConfig
+from hptransfer.models.sparse import MaskedLinear
 from hptransfer.param import ParamHP
+from hptransfer.param.resolve import MUON
 
 
 def param_groups(model: nn.Module, plans: list[ParamHP]) -> list[dict]:
-    """One optimizer group per distinct (lr, weight_decay, eps); every parameter exactly once."""
+    """One optimizer group per distinct (optimizer, lr, weight_decay, eps); every parameter
+    exactly once. Muon's groups carry ``"optimizer": "muon"``."""
     return group_parameters(dict(model.named_parameters()), plans)
 
 
@@ -26,9 +32,9 @@ def group_parameters(params: dict[str, nn.Parameter], plans: list[ParamHP]) -> l
     """:func:`param_groups` of the tensors ``params`` names (the plans' names)."""
     if {p.name for p in plans} != params.keys():
         raise AssertionError("the HP plan and the model's parameters disagree")
-    grouped: dict[tuple[float, float, float], list[str]] = defaultdict(list)
+    grouped: dict[tuple[str | None, float, float, float], list[str]] = defaultdict(list)
     for plan in plans:
-        grouped[(plan.lr, plan.weight_decay, plan.eps)].append(plan.name)
+        grouped[(plan.optimizer, plan.lr, plan.weight_decay, plan.eps)].append(plan.name)
     return [
         {
             "params": [params[n] for n in names],
@@ -36,8 +42,9 @@ def group_parameters(params: dict[str, nn.Parameter], plans: list[ParamHP]) -> l
             "lr": lr,
             "weight_decay": wd,
             "eps": eps,
+            **({"optimizer": optimizer} if optimizer else {}),
         }
-        for (lr, wd, eps), names in grouped.items()
+        for (optimizer, lr, wd, eps), names in grouped.items()
     ]
 
 
@@ -49,8 +56,69 @@ def build_optimizer(
         for group in groups:
             del group["eps"]
         return torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=train.momentum)
+    if train.optimizer == MUON:
+        masks = _masks(model)
+        return MuonAdamW(groups, betas=train.betas, momentum=train.muon_momentum, masks=masks)
     optimizer_cls = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
     return optimizer_cls(groups, lr=groups[0]["lr"], betas=train.betas)
+
+
+def _masks(model: nn.Module) -> dict[torch.nn.Parameter, torch.Tensor]:
+    """Each sparse layer's weight and its static mask."""
+    return {
+        module.weight: module.mask
+        for module in model.modules()
+        if isinstance(module, MaskedLinear) and module.mask is not None
+    }
+
+
+class MuonAdamW(torch.optim.Optimizer):
+    """Muon on the groups marked ``"optimizer": "muon"``, AdamW on the others, as one optimizer.
+
+    Both inner optimizers hold this optimizer's own group dicts and state, so an LR schedule,
+    ``state_dict`` and ``load_state_dict`` act on one object. Muon's orthogonalized update is
+    dense; after each step the sparse weights are re-masked, so a masked entry stays exactly
+    zero (the update is the orthogonalized masked momentum times the mask, ``docs/muon.md``).
+    """
+
+    def __init__(
+        self,
+        groups: list[dict],
+        *,
+        betas: tuple[float, float],
+        momentum: float,
+        masks: dict[torch.nn.Parameter, torch.Tensor],
+    ) -> None:
+        super().__init__(groups, defaults={})
+        self._masks = masks
+        self._betas, self._momentum = betas, momentum
+        self._link_inner()
+
+    def _link_inner(self) -> None:
+        muon = [g for g in self.param_groups if g.get("optimizer") == MUON]
+        adamw = [g for g in self.param_groups if g.get("optimizer") != MUON]
+        self._muon = torch.optim.Muon(muon, momentum=self._momentum) if muon else None
+        self._adamw = torch.optim.AdamW(adamw, betas=self._betas) if adamw else None
+        for inner in (self._muon, self._adamw):
+            if inner is not None:
+                inner.state = self.state  # one state: keys are disjoint parameters
+
+    @torch.no_grad()
+    def step(self, closure=None):  # torch's signature
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for inner in (self._muon, self._adamw):
+            if inner is not None:
+                inner.step()
+        for weight, mask in self._masks.items():
+            weight.mul_(mask)
+        return loss
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)  # new group dicts and state: re-link the inner ones
+        self._link_inner()
 
 
 def lr_factor_at(step: int, train: TrainConfig) -> float:

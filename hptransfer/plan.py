@@ -10,6 +10,7 @@ from __future__ import annotations
 from hptransfer.config import RunConfig
 from hptransfer.models import describe, forward_scales
 from hptransfer.param import parameterization
+from hptransfer.param.resolve import MUON
 
 
 def shape_label(run: RunConfig) -> str:
@@ -18,8 +19,13 @@ def shape_label(run: RunConfig) -> str:
 
 
 def plan_rows(run: RunConfig) -> list[dict[str, object]]:
-    """``hptransfer plan``'s per-parameter table of the run (meta device, no memory)."""
-    return [p.table_row() for p in describe(run)]
+    """``hptransfer plan``'s per-parameter table of the run (meta device, no memory); under
+    ``optimizer: muon`` each row also names the parameter's optimizer (muon or adamw)."""
+    params = describe(run)
+    muon = run.train.optimizer == MUON
+    return [
+        {**p.table_row(), **({"optimizer": p.optimizer or "adamw"} if muon else {})} for p in params
+    ]
 
 
 def plan_header(run: RunConfig) -> str:

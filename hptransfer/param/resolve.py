@@ -10,12 +10,19 @@ disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Protocol
 
+from hptransfer.errors import ConfigError
 from hptransfer.param.base import BaseHPs, BaseShape, Multipliers
 from hptransfer.param.rules import Parameterization, Role
+
+MUON = "muon"
+# Muon's ε sits in its Newton–Schulz normalisation (torch's default), not in an Adam-style
+# denominator: no rule or budget factor scales it (docs/muon.md).
+MUON_EPS = 1e-7
 
 
 class OptimizerSettings(Protocol):
@@ -63,6 +70,7 @@ class ParamHP:
     multiplier: float
     weight_decay: float
     eps: float
+    optimizer: str | None = None  # "muon" for a Muon-trained matrix; None: the run's optimizer
 
     def table_row(self) -> dict[str, object]:
         """The columns ``hptransfer plan`` shows, in its order."""
@@ -76,6 +84,14 @@ class ParamHP:
             "multiplier": self.multiplier,
         }
 
+    def to_dict(self) -> dict[str, object]:
+        """Plain fields for hashes; ``optimizer`` only when set, so every run written before
+        Muon keeps its key."""
+        fields = dataclasses.asdict(self)
+        if self.optimizer is None:
+            del fields["optimizer"]
+        return fields
+
 
 def multipliers(
     spec: ParamSpec, width: int, base: BaseShape, depth: int | None = None
@@ -87,8 +103,27 @@ def multipliers(
 
 
 def lr_factor(p: Parameterization, role: Role, m: Multipliers, optimizer: str) -> float:
+    """The role's width-and-density LR factor for ``optimizer`` (``muon``: the role's Muon
+    rule when it has one, else its Adam rule: those parameters train with AdamW)."""
     rule = p.rule(role)
-    return (rule.sgd_lr if optimizer == "sgd" else rule.adam_lr)(m)
+    if optimizer == "sgd":
+        return rule.sgd_lr(m)
+    if optimizer == MUON and rule.muon_lr is not None:
+        return rule.muon_lr(m)
+    return rule.adam_lr(m)
+
+
+def trains_with_muon(name: str, shape: tuple[int, ...], role: Role, p: Parameterization) -> bool:
+    """Whether parameter ``name`` goes to Muon under ``optimizer: muon``: its role has a Muon
+    rule. Muon updates matrices only, so a 1-D parameter given such a role is refused."""
+    if p.rule(role).muon_lr is None:
+        return False
+    if len(shape) != 2:
+        raise ConfigError(
+            f"parameter {name} of shape {list(shape)} has role {role.value}, which trains with "
+            "Muon, but Muon updates matrices only: give it role vector"
+        )
+    return True
 
 
 def output_multiplier(p: Parameterization, role: Role, hps: BaseHPs, m: Multipliers) -> float:
@@ -122,6 +157,7 @@ def resolve(
     """The HPs of parameter ``name`` of a model of ``width`` and ``depth`` tuned at ``base``."""
     m = multipliers(spec, width, base, depth)
     rule = p.rule(spec.role)
+    muon = train.optimizer == MUON and trains_with_muon(name, tuple(shape), spec.role, p)
     lr_mult = lr_factor(p, spec.role, m, train.optimizer)
     if spec.block and p.depth_rules:
         init_scale, depth_lr = 1.0, p.block_lr(m)
@@ -139,7 +175,8 @@ def resolve(
         lr=hps.lr * lr_mult * depth_lr,
         multiplier=output_multiplier(p, spec.role, hps, m),
         weight_decay=_weight_decay(rule.decay, hps.weight_decay, lr_mult, train.weight_decay_mode),
-        eps=train.eps * eps,
+        eps=MUON_EPS if muon else train.eps * eps,
+        optimizer=MUON if muon else None,
     )
 
 

@@ -63,12 +63,15 @@ class RoleRule:
 
     init variance = σ² · init_var; Adam LR = η · adam_lr; SGD LR = η · sgd_lr; the layer's
     output is multiplied by ``output`` (times α_in for embeddings, α_out for the readout).
-    ``decay`` says whether weight decay applies.
+    ``decay`` says whether weight decay applies. ``muon_lr``: the role's matrices train with
+    Muon under ``optimizer: muon``, at LR η · muon_lr on top of torch's own shape adjustment
+    (``docs/muon.md``); None: the role stays on AdamW with its Adam rule.
     """
 
     init_var: Scaling = ONE
     adam_lr: Scaling = ONE
     sgd_lr: Scaling = ONE
+    muon_lr: Scaling | None = None
     output: Scaling = ONE
     decay: bool = True
 
@@ -123,7 +126,7 @@ SP = Parameterization(
     title="standard practice (same σ, η at every shape)",
     rules={
         Role.EMBEDDING: _EMBEDDING,
-        Role.HIDDEN: RoleRule(),
+        Role.HIDDEN: RoleRule(muon_lr=ONE),
         Role.READOUT: RoleRule(),
         Role.VECTOR: _VECTOR,
     },
@@ -135,12 +138,17 @@ MUP = Parameterization(
     title="maximal update parameterization (μP)",
     rules={
         Role.EMBEDDING: RoleRule(sgd_lr=Scaling(width=1)),
-        Role.HIDDEN: RoleRule(init_var=Scaling(width=-1), adam_lr=Scaling(width=-1)),
+        # Muon: torch's "original" adjustment √max(1, out/in) already meets the spectral
+        # condition at a fixed aspect ratio, so the width factor is 1 (docs/muon.md).
+        Role.HIDDEN: RoleRule(init_var=Scaling(width=-1), adam_lr=Scaling(width=-1), muon_lr=ONE),
         Role.READOUT: RoleRule(sgd_lr=Scaling(width=1), output=Scaling(width=-1)),
         Role.VECTOR: RoleRule(sgd_lr=Scaling(width=1), decay=False),
     },
     mup_attention=True,
 )
+
+# SμPar's density rule for Muon's hidden LR: η · m_rho^k (docs/muon.md derives and measures k).
+MUON_SUPAR_DENSITY = Scaling(density=-1)
 
 SUPAR = Parameterization(
     name="supar",
@@ -153,6 +161,7 @@ SUPAR = Parameterization(
             init_var=Scaling(width=-1, density=-1),
             adam_lr=Scaling(width=-1, density=-1),
             sgd_lr=Scaling(density=-1),
+            muon_lr=MUON_SUPAR_DENSITY,
         ),
     },
     mup_attention=True,

@@ -37,6 +37,7 @@ def config_hash(run: RunConfig) -> str:
     content = {
         **dataclasses.asdict(run),
         "model": run.model.to_dict(),
+        "train": run.train.to_dict(),
         "hps": run.hps.to_dict(),
         "base": run.base.to_dict(),
     }
@@ -64,10 +65,10 @@ def run_key(run: RunConfig) -> str:
     content = {
         "model": run.model.to_dict(),
         "data": dataclasses.asdict(run.data),
-        "train": dataclasses.asdict(run.train),
+        "train": run.train.to_dict(),
         "seed": run.seed,
         "scales": dataclasses.asdict(forward_scales(run)),
-        "params": [dataclasses.asdict(param) for param in describe(run)],
+        "params": [param.to_dict() for param in describe(run)],
     }
     text = json.dumps(content, sort_keys=True, default=str)  # floats as repr: exact
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -228,7 +228,7 @@ class SweepSpec:
             del search["slice"]  # absent, as before slices existed: old sweeps keep their hash
         else:
             search["slice"]["seeds"] = list(self.search.slice.seeds)
-        train = dataclasses.asdict(self.train)
+        train = self.train.to_dict()
         train["betas"] = list(self.train.betas)
         if self.horizons:  # a single horizon stays a number: old sweeps keep their hash
             train["steps"] = list(self.horizons)

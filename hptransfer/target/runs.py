@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from hptransfer.config import RunConfig
+from hptransfer.errors import ConfigError
 from hptransfer.runtime.cluster import Execution
 from hptransfer.runtime.identity import point_id, trial_id, trial_row
 from hptransfer.runtime.resources import TargetConfig
@@ -34,6 +35,11 @@ def train_targets(
     restart: bool = False,
 ) -> pd.DataFrame:
     """Train the runs not stored yet; the stored rows of ``runs``, in order."""
+    if target.strategy == "fsdp" and any(run.train.optimizer == "muon" for run in runs):
+        raise ConfigError(
+            "train.optimizer muon with target.strategy fsdp is not supported yet: Muon "
+            "orthogonalizes whole matrices, FSDP2 shards them by rows; use strategy ddp"
+        )
     execution = execution or Execution()
     ids = [trial_id(point_id(run), run.seed) for run in runs]
     with store.lock():
