@@ -157,6 +157,12 @@ CASES: dict[str, Case] = {
     "model-context-short": spec_case(tiny(data={"seq_len": 64}), "exceeds model.context"),
     "train-betas-above-one": spec_case(tiny(train={"betas": [0.9, 1.5]}), "train.betas"),
     "train-momentum-negative": spec_case(tiny(train={"momentum": -0.5}), "train.momentum"),
+    "train-muon-with-sgd-momentum": spec_case(
+        tiny(train={"optimizer": "muon", "momentum": 0.5}), "train.momentum is sgd's setting"
+    ),
+    "train-muon-momentum-on-adamw": spec_case(
+        tiny(train={"muon_momentum": 0.9}), "train.muon_momentum is muon's setting"
+    ),
     "train-schedule": spec_case(tiny(train={"schedule": "exp"}), "train.schedule"),
     "train-warmup-beyond-steps": spec_case(tiny(train={"warmup_steps": 99}), "warmup_steps"),
     # -- data paths -----------------------------------------------------------------------
