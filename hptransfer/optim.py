@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from hptransfer.config import TrainConfig
-from hptransfer.models.sparse import MaskedLinear
 from hptransfer.param import ParamHP
 from hptransfer.param.resolve import MUON
 
@@ -64,11 +63,12 @@ def build_optimizer(
 
 
 def _masks(model: nn.Module) -> dict[torch.nn.Parameter, torch.Tensor]:
-    """Each sparse layer's weight and its static mask."""
+    """Each sparse layer's weight and its static mask (a layer with a ``mask`` buffer, as
+    :class:`hptransfer.models.sparse.MaskedLinear` has; optim sits beside models, not above)."""
     return {
         module.weight: module.mask
         for module in model.modules()
-        if isinstance(module, MaskedLinear) and module.mask is not None
+        if isinstance(getattr(module, "mask", None), torch.Tensor)
     }
 
 

@@ -147,9 +147,6 @@ MUP = Parameterization(
     mup_attention=True,
 )
 
-# SμPar's density rule for Muon's hidden LR: η · m_rho^k (docs/muon.md derives and measures k).
-MUON_SUPAR_DENSITY = Scaling(density=-1)
-
 SUPAR = Parameterization(
     name="supar",
     title="sparse maximal update parameterization (SμPar)",
@@ -161,7 +158,10 @@ SUPAR = Parameterization(
             init_var=Scaling(width=-1, density=-1),
             adam_lr=Scaling(width=-1, density=-1),
             sgd_lr=Scaling(density=-1),
-            muon_lr=MUON_SUPAR_DENSITY,
+            # Muon: no density factor. Orthogonalizing the masked momentum already holds the
+            # masked update's effect on the layer's output flat in density; η/m_rho (Adam's
+            # rule) blows it up ~300× at 1/16 (docs/muon.md, results/muon_coord_density).
+            muon_lr=ONE,
         ),
     },
     mup_attention=True,
