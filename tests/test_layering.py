@@ -21,9 +21,10 @@ import hptransfer
 # is a facade over them all and belongs to none.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
-    ("transfer", "bench", "coord_check"),
+    ("bench", "own"),  # the scale probe and the own-model door use transfer and coord_check
+    ("transfer", "coord_check"),
     ("sweep", "target", "analysis"),
-    ("runtime", "own"),
+    ("runtime",),
     ("train", "plan", "cost", "sparse_evidence"),
     ("models", "optim", "budget"),
     ("kernels", "store", "data"),

@@ -44,7 +44,7 @@ def plans_by_name(run):
         ("sp", 1.0, 1.0),  # one global LR: torch's default use
         ("mup", 1.0, 1.0),  # the adjustment already meets the spectral condition in width
         ("mup", 0.25, 1.0),  # μP has no density rule
-        ("supar", 0.25, 0.25**rules.MUON_SUPAR_DENSITY.density),
+        ("supar", 0.25, 1.0),  # measured: no density factor (docs/muon.md)
     ],
 )
 def test_muon_groups_get_eta_times_the_rule_only(p, density, hidden_factor):
