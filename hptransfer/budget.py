@@ -22,11 +22,25 @@ from hptransfer.param.rules import BudgetRule
 
 
 @dataclass(frozen=True)
-class Target:
-    """One ``--to`` target: model overrides (``shape``: width, density, depth, heads) and its
-    budget (``tokens`` or ``steps``, and ``batch``; None: the proxy's)."""
+class TargetShape:
+    """What a ``--to`` target changes in the proxy's model (None: the proxy's own)."""
 
-    shape: dict[str, int | float] = field(default_factory=dict)
+    width: int | None = None
+    density: float | None = None
+    depth: int | None = None
+    heads: int | None = None
+
+    def changes(self) -> dict[str, int | float]:
+        """The model fields this shape sets, for :meth:`~hptransfer.config.RunConfig.retarget`."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """One ``--to`` target: its shape and its budget (``tokens`` or ``steps``, and ``batch``;
+    None: the proxy's)."""
+
+    shape: TargetShape = field(default_factory=TargetShape)
     tokens: int | None = None
     steps: int | None = None
     batch: int | None = None
@@ -42,12 +56,12 @@ class Target:
     @property
     def label(self) -> str:
         budget = {"tokens": self.tokens, "steps": self.steps, "batch": self.batch}
-        items = {**self.shape, **{k: v for k, v in budget.items() if v is not None}}
+        items = {**self.shape.changes(), **{k: v for k, v in budget.items() if v is not None}}
         return ",".join(
             f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in items.items()
         )
 
-    def with_default_budget(self, steps: int | None, batch: int | None) -> Target:
+    def with_default_budget(self, steps: int | None, batch: int | None) -> TargetSpec:
         """This target with ``steps``/``batch`` where it names no horizon/batch of its own."""
         own_horizon = self.tokens is not None or self.steps is not None
         return dataclasses.replace(
@@ -96,7 +110,7 @@ def at_batch(train: TrainConfig, data: DataConfig, batch: int) -> tuple[TrainCon
     )
 
 
-def target_horizon(proxy: Horizon, target: Target) -> Horizon:
+def target_horizon(proxy: Horizon, target: TargetSpec) -> Horizon:
     """The target's budget: its tokens (whole steps of its batch) or steps, else the proxy's."""
     batch = proxy.batch if target.batch is None else target.batch
     if batch < 1:
@@ -148,7 +162,7 @@ def _moved_beta(beta: float, one_minus_factor: float) -> float:
     return max(0.0, 1 - (1 - beta) * one_minus_factor)
 
 
-def budgeted(run: RunConfig, proxy: Horizon, target: Target, rule: BudgetRule) -> RunConfig:
+def budgeted(run: RunConfig, proxy: Horizon, target: TargetSpec, rule: BudgetRule) -> RunConfig:
     """``run`` (the proxy's budget and base HPs) trained for ``target``'s budget under
     ``rule``; ``run`` itself when the target names no budget."""
     if not target.has_budget:

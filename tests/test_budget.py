@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from hptransfer.budget import (
     Horizon,
-    Target,
+    TargetShape,
+    TargetSpec,
     at_horizon,
     budget_multipliers,
     budgeted,
@@ -54,10 +55,10 @@ def test_factors_are_exactly_one_at_the_proxy_budget():
 
 def test_a_budget_equal_to_the_proxys_is_bit_identical_to_none():
     run = RunConfig(train=TRAIN, hps=HPS)
-    same = Target(tokens=150 * 16 * 64, batch=16)
+    same = TargetSpec(tokens=150 * 16 * 64, batch=16)
     assert budgeted(run, PROXY, same, COMPLETEDP) == run
-    assert budgeted(run, PROXY, Target(steps=150), COMPLETEDP) == run
-    assert budgeted(run, PROXY, Target(shape={"width": 64}), COMPLETEDP) is run
+    assert budgeted(run, PROXY, TargetSpec(steps=150), COMPLETEDP) == run
+    assert budgeted(run, PROXY, TargetSpec(shape=TargetShape(width=64)), COMPLETEDP) is run
 
 
 def test_fitted_rule_moves_lr_only_by_the_power_law():
@@ -67,10 +68,10 @@ def test_fitted_rule_moves_lr_only_by_the_power_law():
 
 
 def test_target_horizon_from_tokens_steps_or_the_proxys():
-    assert target_horizon(PROXY, Target()) == PROXY
-    assert target_horizon(PROXY, Target(steps=600, batch=32)) == Horizon(600, 32, 64)
+    assert target_horizon(PROXY, TargetSpec()) == PROXY
+    assert target_horizon(PROXY, TargetSpec(steps=600, batch=32)) == Horizon(600, 32, 64)
     # tokens round down to whole steps of the target's batch
-    horizon = target_horizon(PROXY, Target(tokens=4 * PROXY.tokens + 100, batch=32))
+    horizon = target_horizon(PROXY, TargetSpec(tokens=4 * PROXY.tokens + 100, batch=32))
     assert (horizon.steps, horizon.tokens) == (300, 4 * PROXY.tokens)
     m = budget_multipliers(PROXY, horizon)
     assert (m.tokens, m.batch) == (4.0, 2.0)
@@ -78,14 +79,14 @@ def test_target_horizon_from_tokens_steps_or_the_proxys():
 
 def test_tokens_fewer_than_one_batch_are_refused():
     with pytest.raises(ConfigError, match=r"tokens=1,000 is fewer than one batch \(32 rows"):
-        target_horizon(PROXY, Target(tokens=1000, batch=32))
+        target_horizon(PROXY, TargetSpec(tokens=1000, batch=32))
     with pytest.raises(ConfigError, match="tokens or steps, not both"):
-        Target(tokens=10_000, steps=3)
+        TargetSpec(tokens=10_000, steps=3)
 
 
 def test_warmup_keeps_its_fraction_and_the_run_trains_the_targets_batch():
     run = RunConfig(train=TRAIN, hps=HPS)
-    moved = budgeted(run, PROXY, Target(tokens=4 * PROXY.tokens, batch=32), COMPLETEDP)
+    moved = budgeted(run, PROXY, TargetSpec(tokens=4 * PROXY.tokens, batch=32), COMPLETEDP)
     assert (moved.train.steps, moved.train.warmup_steps, moved.data.batch_size) == (300, 30, 32)
     assert moved.hps.lr == pytest.approx(HPS.lr * math.sqrt(2 / 4))
     assert at_horizon(TRAIN, 1350) == dataclasses.replace(TRAIN, steps=1350, warmup_steps=135)

@@ -25,18 +25,18 @@ def test_gpt_plan_matches_spec(capsys, p, width, density):
     m_d, m_rho = width / 128, density
     fan = {"sp": 1, "mup": m_d, "supar": m_d * m_rho}[p]
     qkv = rows["blocks.0.attn.qkv.weight"]
-    assert set(qkv) == {"name", "role", "shape", "density", "init_std", "lr", "multiplier"}
+    assert set(qkv) == {"name", "role", "shape", "density", "init", "lr", "multiplier"}
     assert qkv["role"] == "hidden" and qkv["shape"] == [3 * width, width]
     assert qkv["density"] == density
-    assert qkv["init_std"] == pytest.approx(SIGMA / math.sqrt(fan))
+    assert qkv["init"] == pytest.approx(SIGMA / math.sqrt(fan))
     assert qkv["lr"] == pytest.approx(ETA / fan)
     residual = rows["blocks.1.ffn.down.weight"]
-    assert residual["init_std"] == pytest.approx(SIGMA / math.sqrt(fan) / 2)  # 1/√(2·depth)
+    assert residual["init"] == pytest.approx(SIGMA / math.sqrt(fan) / 2)  # 1/√(2·depth)
     head = rows["head.weight"]
-    assert head["lr"] == pytest.approx(ETA) and head["init_std"] == pytest.approx(SIGMA)
+    assert head["lr"] == pytest.approx(ETA) and head["init"] == pytest.approx(SIGMA)
     assert head["multiplier"] == pytest.approx(1 if p == "sp" else 1 / m_d)
     emb = rows["tok_emb.weight"]
-    assert (emb["lr"], emb["init_std"], emb["multiplier"]) == pytest.approx((ETA, SIGMA, 1))
+    assert (emb["lr"], emb["init"], emb["multiplier"]) == pytest.approx((ETA, SIGMA, 1))
 
 
 @pytest.mark.parametrize(("width", "density"), [(64, 0.5), (256, 0.0625)])
@@ -46,7 +46,7 @@ def test_mlp_plan_matches_spec(capsys, width, density):
     )
     fan = width / 64 * density
     assert rows["hidden.0.weight"]["lr"] == pytest.approx(ETA / fan)
-    assert rows["hidden.0.weight"]["init_std"] == pytest.approx(SIGMA / math.sqrt(fan))
+    assert rows["hidden.0.weight"]["init"] == pytest.approx(SIGMA / math.sqrt(fan))
     assert rows["input.weight"]["lr"] == pytest.approx(ETA)
     assert rows["readout.weight"]["multiplier"] == pytest.approx(64 / width)
 

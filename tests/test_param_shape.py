@@ -35,13 +35,13 @@ def test_hp_names_in_order() -> None:
     assert BaseHPs.names() == names
 
 
-def test_plan_rows_show_zero_init_std_for_filled_parameters() -> None:
+def test_plan_rows_show_the_constant_a_filled_parameter_starts_at() -> None:
     run = tiny_gpt_run(readout_zero_init=True, input_size=32)
     rows = {r.name: r.table_row() for r in describe(run)}
-    assert rows["ln_f.weight"]["init_std"] == 0.0 and rows["head.weight"]["init_std"] == 0.0
-    assert rows["tok_emb.weight"]["init_std"] == pytest.approx(run.hps.init_std)
+    assert rows["ln_f.weight"]["init"] == 1.0 and rows["head.weight"]["init"] == 0.0
+    assert rows["tok_emb.weight"]["init"] == pytest.approx(run.hps.init_std)
     plain = dataclasses.replace(run, model=run.model.replace(readout_zero_init=False))
-    assert {r.name: r.table_row() for r in describe(plain)}["head.weight"]["init_std"] > 0
+    assert {r.name: r.table_row() for r in describe(plain)}["head.weight"]["init"] > 0
 
 
 def test_base_hp_errors_name_the_hp_and_the_bound() -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from hptransfer.errors import ConfigError
-from hptransfer.param import parameterization
+from hptransfer.param import PARAMETERIZATIONS, parameterization
 
-WIDTH_RULES = {"sp": "SP", "mup": "μP", "supar": "SμPar"}  # the paper's order
+WIDTH_RULES = {name: p.label for name, p in PARAMETERIZATIONS.items()}  # the papers' order
 # Per width rule: its colour alone, with CompleteP (α = 1), with any other depth exponent.
 COLORS = {
     "sp": ("tab:blue", "tab:cyan", "tab:gray"),

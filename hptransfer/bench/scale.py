@@ -27,7 +27,7 @@ import torch
 
 from hptransfer.bench import add_out_folder, positive_int
 from hptransfer.bench.kernels import device_name
-from hptransfer.budget import Target
+from hptransfer.budget import TargetShape, TargetSpec
 from hptransfer.config import RunConfig
 from hptransfer.errors import ConfigError
 from hptransfer.sparse_evidence import sparse_budget
@@ -153,7 +153,7 @@ def target_runs(probe: Probe, steps: int) -> list[tuple[RunConfig, float]]:
 
     source = load_source(probe.source)
     targets = [
-        Target(shape={"width": probe.width, "density": d}, steps=steps, batch=probe.batch_size)
+        TargetSpec(TargetShape(width=probe.width, density=d), steps=steps, batch=probe.batch_size)
         for d in probe.densities
     ]
     primary, *baselines = PARAMETERIZATIONS  # the baselines train with SμPar's base HPs

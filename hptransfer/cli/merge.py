@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hptransfer.cli.fit import results_folder
+from hptransfer.cli.options import results_folder
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -115,7 +115,7 @@ def target_run(run: RunConfig, to: str, rule: str = COMPLETEDP.name) -> tuple[Ru
     if not to:
         return run, ""
     target = parse_target(to)
-    reshaped = run.retarget(**target.shape)
+    reshaped = run.retarget(**target.shape.changes())
     if not target.has_budget:
         return reshaped, ""
     rules = BUDGET_RULES[rule]

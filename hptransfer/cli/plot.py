@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hptransfer.cli.fit import add_sweep_arguments, sweep_folder
+from hptransfer.cli.options import add_sweep_arguments, sweep_folder
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hptransfer.cli.fit import results_folder
+from hptransfer.cli.options import add_results_option, results_folder
 from hptransfer.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -30,13 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="attach to a running Ray cluster (host:port); default: the spec's ray.address, "
         "$RAY_ADDRESS, else an embedded local Ray",
     )
-    parser.add_argument(
-        "--results",
-        type=results_folder,
-        default=Path("results"),
-        help="results root: a folder, or object storage such as s3://bucket/results "
-        "(default: results)",
-    )
+    add_results_option(parser)
     parser.add_argument(
         "--max-concurrent", type=int, help="trials at a time (default: CPUs / cpus_per_trial)"
     )

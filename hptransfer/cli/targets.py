@@ -1,9 +1,9 @@
 """``--to`` specs: the target shapes and budgets that ``plan`` and ``transfer`` move a proxy
-run to (:class:`hptransfer.budget.Target`)."""
+run to (:class:`hptransfer.budget.TargetSpec`)."""
 
 from __future__ import annotations
 
-from hptransfer.budget import Target
+from hptransfer.budget import TargetShape, TargetSpec
 from hptransfer.config import parse_fraction
 from hptransfer.errors import ConfigError
 from hptransfer.param.base import check_density, require
@@ -13,7 +13,7 @@ BUDGET_KEYS = ("tokens", "steps", "batch")
 TARGET_KEYS = (*SHAPE_KEYS, *BUDGET_KEYS)
 
 
-def parse_target(text: str) -> Target:
+def parse_target(text: str) -> TargetSpec:
     """Parse a ``--to`` spec such as ``width=4096,density=0.125,tokens=2e9,batch=64``."""
     if not text or not text.strip():
         raise ConfigError("empty --to spec; expected e.g. width=4096,density=0.125")
@@ -28,7 +28,7 @@ def parse_target(text: str) -> Target:
             raise ConfigError(f"--to key {key!r} given twice")
         overrides[key] = _parse_target_value(key, raw)
     budget = {key: int(overrides.pop(key)) for key in BUDGET_KEYS if key in overrides}
-    return Target(shape=overrides, **budget)
+    return TargetSpec(shape=TargetShape(**overrides), **budget)
 
 
 def _parse_target_value(key: str, raw: str) -> int | float:
@@ -53,6 +53,6 @@ def _integer(key: str, raw: str) -> int:
     return int(value)
 
 
-def parse_targets(text: str) -> list[Target]:
+def parse_targets(text: str) -> list[TargetSpec]:
     """Several targets separated by ``;``."""
     return [parse_target(part) for part in text.split(";") if part.strip()] or [parse_target("")]

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hptransfer.budget import Target, at_horizon
+from hptransfer.budget import TargetSpec, at_horizon
 from hptransfer.config import TrainConfig
 from hptransfer.errors import ConfigError
 from hptransfer.optim import lr_factor_at
@@ -68,17 +68,13 @@ def from_fit(
     ``sweep`` (its folder or fit.json), moved to the target's budget (``tokens`` or
     ``steps``, and ``batch``; none: the proxy's) by ``budget_rule``; ``base`` builds the
     model at the fit's base shape. ``options`` go to :func:`~hptransfer.own.parametrize`."""
-    from hptransfer.transfer import (
-        Request,
-        _target_run,
-        default_parameterization,
-        load_source,
-    )
-    from hptransfer.transfer import budget_rule as rule_of
+    from hptransfer.transfer.runs import Request, _target_run
+    from hptransfer.transfer.runs import budget_rule as rule_of
+    from hptransfer.transfer.source import default_parameterization, load_source
 
     source = load_source(Path(sweep))
     p = parameterization or default_parameterization(source.fit)
-    target = Target(tokens=tokens, steps=steps, batch=batch)
+    target = TargetSpec(tokens=tokens, steps=steps, batch=batch)
     rule, line = rule_of(source, Request([target], p, budget_rule=budget_rule))
     proxy = source.proxy_horizon
     cell = source.spec.cells[0]

@@ -73,13 +73,14 @@ class ParamHP:
     optimizer: str | None = None  # "muon" for a Muon-trained matrix; None: the run's optimizer
 
     def table_row(self) -> dict[str, object]:
-        """The columns ``hptransfer plan`` shows, in its order."""
+        """The columns ``hptransfer plan`` shows, in its order; ``init`` is the normal init's
+        std, or the constant a filled parameter starts at (a norm gain's 1)."""
         return {
             "name": self.name,
             "role": self.role.value,
             "shape": list(self.shape),
             "density": self.density,
-            "init_std": 0.0 if self.fill is not None else self.init_std,
+            "init": self.init_std if self.fill is None else self.fill,
             "lr": self.lr,
             "multiplier": self.multiplier,
         }

@@ -82,6 +82,7 @@ class Parameterization:
 
     name: str
     title: str
+    label: str  # how tables and figures name it
     rules: Mapping[Role, RoleRule]
     mup_attention: bool  # True: logits qᵀk·√d₀/d_head; False: qᵀk/√d_head
     depth_alpha: float = 0.0  # 0: no depth rules (GPT-2's residual init, branches × 1)
@@ -123,6 +124,7 @@ _EMBEDDING = RoleRule()
 
 SP = Parameterization(
     name="sp",
+    label="SP",
     title="standard practice (same σ, η at every shape)",
     rules={
         Role.EMBEDDING: _EMBEDDING,
@@ -135,6 +137,7 @@ SP = Parameterization(
 
 MUP = Parameterization(
     name="mup",
+    label="μP",
     title="maximal update parameterization (μP)",
     rules={
         Role.EMBEDDING: RoleRule(sgd_lr=Scaling(width=1)),
@@ -149,6 +152,7 @@ MUP = Parameterization(
 
 SUPAR = Parameterization(
     name="supar",
+    label="SμPar",
     title="sparse maximal update parameterization (SμPar)",
     rules={
         **MUP.rules,
@@ -167,7 +171,10 @@ SUPAR = Parameterization(
     mup_attention=True,
 )
 
+# The registry, in the papers' order (tables and figures follow it).
 PARAMETERIZATIONS: dict[str, Parameterization] = {p.name: p for p in (SP, MUP, SUPAR)}
+# Which one ``transfer`` trains when not told, of those a sweep fitted: the most scale-aware.
+TRANSFER_PREFERENCE = (SUPAR.name, MUP.name, SP.name)
 
 COMPLETEP = "completep"  # the depth suffix: ``<name>+completep[=<α>]``
 

@@ -93,6 +93,16 @@ def test_bad_results_are_one_line_exit_2(tmp_path: Path, capsys, command, make, 
     assert message in err
 
 
+def test_a_one_cell_sweep_prints_no_drift_and_the_note_counts_seeds(tmp_path: Path, capsys) -> None:
+    one_cell = make_trials(parameterizations=("supar",), widths=(64,), densities=(1.0,))
+    code, out, _ = run(capsys, "fit", str(write_sweep(tmp_path / "one", one_cell)))
+    assert code == 0 and "supar" in out and "drift of the optimum" not in out
+    few = make_trials(widths=(64,), densities=(1.0,), seeds=(0, 1))
+    _, out, _ = run(capsys, "fit", str(write_sweep(tmp_path / "few", few)), "--n-boot", "50")
+    assert "2 optima rest on fewer than 3 seeds (2 on 2 seeds)" in out
+    assert "drift of the optimum" not in out  # two parameterizations, one shape: no drift
+
+
 def test_no_results_yet_and_bad_flags_are_one_line_exit_2(tmp_path: Path, capsys) -> None:
     code, _, err = run(capsys, "fit", "--results", str(tmp_path))
     assert code == 2 and "no sweep results" in err and err.count("\n") == 1

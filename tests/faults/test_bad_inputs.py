@@ -419,7 +419,7 @@ def test_random_to_strings_parse_or_fail_in_one_line(text):
     assert parsed
     for target in parsed:
         budget = {"tokens": target.tokens, "steps": target.steps, "batch": target.batch}
-        given = {**target.shape, **{k: v for k, v in budget.items() if v is not None}}
+        given = {**target.shape.changes(), **{k: v for k, v in budget.items() if v is not None}}
         assert set(given) <= set(TARGET_KEYS)
         for key, value in given.items():
             if key == "density":

@@ -21,7 +21,7 @@ from fitted_sweep import (
 from hptransfer.cli.main import main
 from hptransfer.cli.targets import parse_targets
 from hptransfer.models import describe
-from hptransfer.transfer import Request, load_source, target_runs, transferred
+from hptransfer.transfer import Request, load_source, target_runs
 
 PROXY_TOKENS = 10 * TOKENS_PER_STEP  # TINY_SPEC: 10 steps × batch 4 × 8 tokens
 
@@ -64,7 +64,7 @@ def test_regret_grid_centres_on_each_targets_moved_lr(sweep_dir: Path) -> None:
     targets = parse_targets(f"width=32;width=32,tokens={4 * PROXY_TOKENS}")
     request = Request(targets, "supar", regret=True)
     runs = target_runs(source, request)
-    centres = sorted(run.hps.lr for run in transferred(runs, source, request))
+    centres = sorted(run.hps.lr for run in runs.transferred())
     assert centres == pytest.approx([2.0**OPTIMUM_LOG2_LR * 0.5, 2.0**OPTIMUM_LOG2_LR])
     assert len(runs) == 2 * 5
 

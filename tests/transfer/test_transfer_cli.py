@@ -18,7 +18,7 @@ from hptransfer.cli.targets import parse_targets
 from hptransfer.models import describe
 from hptransfer.param import Role
 from hptransfer.store.folder import TRANSFER_CURVES_FILE, TRANSFER_FILE
-from hptransfer.transfer import Request, load_source, target_runs, transferred
+from hptransfer.transfer import Request, load_source, target_runs
 
 
 def transfer(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -106,7 +106,7 @@ def test_regret_grid_is_five_half_octave_lrs_per_parameterization_and_seed(sweep
     for param in ("supar", "sp"):
         lrs = sorted({math.log2(r.hps.lr) for r in runs if r.parameterization == param})
         assert lrs == pytest.approx([OPTIMUM_LOG2_LR + k for k in (-1, -0.5, 0, 0.5, 1)])
-    assert len(transferred(runs, source, request)) == 4
+    assert len(runs.transferred()) == 4
 
 
 def test_dry_run_prints_plan_and_estimate_fast(sweep_dir: Path, capsys) -> None:
