@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from hptransfer.cli.options import add_results_option, results_folder
+from hptransfer.cli.trackers import add_log_flag, chosen_trackers
 from hptransfer.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "spec's search.auto_extend, else 4. Default: on where the spec sets "
         "search.auto_extend (sweeps/proxy.yaml does); --no-auto-extend turns it off",
     )
+    add_log_flag(parser)
     parser.set_defaults(func=run)
 
 
@@ -74,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
     if args.max_concurrent is not None:
         resources = dataclasses.replace(resources, max_concurrent=args.max_concurrent)
     execution = Execution(
-        resources=resources, address=args.address or spec.ray.address, verbose=args.verbose
+        resources=resources,
+        address=args.address or spec.ray.address,
+        verbose=args.verbose,
+        trackers=chosen_trackers(args, spec),
     )
     try:
         outcome = _run(spec, args, execution)

@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from hptransfer.cli.options import add_results_option, integers, results_folder
+from hptransfer.cli.trackers import add_log_flag
 from hptransfer.param.rules import BUDGET_RULES, COMPLETEDP
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="print the plan and the estimate; train nothing"
     )
+    add_log_flag(parser)
     _register_target(parser)
     parser.set_defaults(func=run)
 
@@ -128,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 REQUEST_FLAGS = ("steps", "batch_size", "regret", "data", "allow_data_change", "budget_rule")
-RUN_FLAGS = ("source", "results", "cpus", "gpus", "address", "restart", "dry_run", "verbose")
+RUN_FLAGS = (
+    "source", "results", "cpus", "gpus", "address", "restart", "dry_run", "verbose", "log",
+)  # fmt: skip
 
 
 def _options(args: argparse.Namespace) -> TransferOptions:

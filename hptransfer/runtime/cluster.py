@@ -20,12 +20,15 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from hptransfer.errors import BackendUnavailableError, ConfigError
 from hptransfer.runtime.resources import Resources
 from hptransfer.store.folder import RAY_DIR
 from hptransfer.store.location import Location, ObjectPath, remove_tree
+
+if TYPE_CHECKING:
+    from hptransfer.trackers import Tracker
 
 # Ray's Unix socket paths (<temp>/session_<date>_<pid>/sockets/plasma_store) must stay
 # under 107 bytes; the session part takes about 64 of them.
@@ -40,12 +43,14 @@ TUNE_NAME = "tune"  # Tune's experiment folder in ray_working_dir()
 
 @dataclass(frozen=True)
 class Execution:
-    """Where and how trials run (not part of what they compute)."""
+    """Where and how trials run, and where they are followed (not part of what they compute):
+    ``trackers`` log each trial and target (:mod:`hptransfer.trackers`)."""
 
     resources: Resources = dataclasses.field(default_factory=Resources)
     address: str | None = None
     verbose: bool = False
     out: TextIO = dataclasses.field(default_factory=lambda: sys.stdout)
+    trackers: tuple[Tracker, ...] = ()
 
 
 def configure_env() -> None:

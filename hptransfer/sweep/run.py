@@ -321,8 +321,10 @@ def _fit(fit: TuneFit, execution: Execution, slots: int) -> None:
     from ray import tune
 
     from hptransfer.sweep.trainable import train_job
+    from hptransfer.trackers.tune import tune_trackers
 
     resources = execution.resources
+    trackers = tune_trackers(fit, execution)  # none without --log
     trainable = tune.with_parameters(
         train_job,
         jobs=list(fit.jobs),
@@ -346,7 +348,7 @@ def _fit(fit: TuneFit, execution: Execution, slots: int) -> None:
             name=TUNE_NAME,
             **tune_storage(fit.store.directory),
             verbose=2 if execution.verbose else 0,
-            callbacks=[fit.recorder],
+            callbacks=[fit.recorder, *trackers],
             stop=fit.recorder.stopper,
             # A trial whose worker died (or that raised) runs again from its start.
             failure_config=tune.FailureConfig(max_failures=resources.max_retries),
@@ -355,6 +357,8 @@ def _fit(fit: TuneFit, execution: Execution, slots: int) -> None:
     try:
         tuner.fit()
     finally:
+        for tracker in trackers:
+            tracker.close()
         # pickles: nothing to keep
         remove_tree(ray_working_dir(fit.store.directory) / TUNE_NAME)
     if fit.recorder.failure is not None:  # the store refused a write: say why, in one line

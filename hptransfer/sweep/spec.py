@@ -32,15 +32,17 @@ from hptransfer.param import parameterization
 from hptransfer.quadratic import needed_points
 from hptransfer.runtime.resources import RayOptions, Resources, TargetConfig
 from hptransfer.store.location import Location, location
+from hptransfer.trackers import Tracker, parse_trackers
 
 ALGORITHMS = ("grid", "optuna")
 SAMPLERS = ("tpe", "gp", "cmaes", "random")
 TOP_KEYS = (
     "schema_version", "name", "model", "data", "train", "parameterization", "base", "hps",
-    "search", "seeds", "asha", "resources", "ray", "target",
+    "search", "seeds", "asha", "resources", "ray", "target", "log",
 )  # fmt: skip
-# Keys that say where and how fast a sweep runs, not what it computes: not hashed.
-UNHASHED_KEYS = ("schema_version", "resources", "ray", "target")
+# Keys that say where and how fast a sweep runs, or where it is followed, not what it
+# computes: not hashed.
+UNHASHED_KEYS = ("schema_version", "resources", "ray", "target", "log")
 # The spec format's version, written into results/<sweep>/spec.yaml. Version 2: an absent or
 # null model.mask_seed draws masks per run seed. Version 1 (mask_seed fixed, default 0) is
 # migrated on read. A spec without the key (a hand-written sweep file, or a spec.yaml written
@@ -161,6 +163,7 @@ class SweepSpec:
     resources: Resources = field(default_factory=Resources)
     ray: RayOptions = field(default_factory=RayOptions)
     target: TargetConfig | None = None  # how `transfer` trains targets on Ray Train
+    log: tuple[Tracker, ...] = ()  # experiment trackers of the sweep and its transfers
     horizons: tuple[int, ...] = ()  # train.steps as a list: () is (train.steps,)
     depths: tuple[int, ...] = ()  # model.depth as a list: () is (model.depth,)
     # data.batch_size as a list: () is (data.batch_size,); every batch trains the first's tokens
@@ -251,6 +254,7 @@ class SweepSpec:
             "ray": dataclasses.asdict(self.ray),
             # absent unless given: specs written before targets had a section stay the same
             **({} if self.target is None else {"target": dataclasses.asdict(self.target)}),
+            **({"log": [tracker.to_yaml() for tracker in self.log]} if self.log else {}),
         }
 
     def to_yaml(self) -> str:
@@ -360,6 +364,7 @@ class _Parser:
             else self.build("target", TargetConfig, root["target"]),
             horizons=horizons,
             batches=batches,
+            log=self.checked(lambda: parse_trackers(root.get("log"))),
         )
         self.cross_checks(spec)
         return spec

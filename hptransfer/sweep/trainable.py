@@ -36,11 +36,16 @@ def train_job(
     import torch
 
     torch.set_num_threads(threads)  # one torch thread per CPU of the trial: no oversubscription
-    hps = {name: config[name] for name in HP_COLUMNS if name in config}
     scores: list[float] = []
-    for index, run in enumerate(jobs[config.get("job", 0)].runs):
-        run = _resolve_data_path(with_hps(run, hps), workdir)
+    for index, run in enumerate(trial_runs(jobs[config.get("job", 0)], config)):
+        run = _resolve_data_path(run, workdir)
         scores.append(_train_and_report(run, index, device, scores))
+
+
+def trial_runs(job: Job, config: dict[str, Any]) -> list[RunConfig]:
+    """The runs a trial of ``job`` trains: the job's, with the HPs in ``config`` over theirs."""
+    hps = {name: config[name] for name in HP_COLUMNS if name in config}
+    return [with_hps(run, hps) for run in job.runs]
 
 
 def _train_and_report(run: RunConfig, index: int, device: str, scores: list[float]) -> float:

@@ -8,7 +8,7 @@ unfinished one resumes from its last checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 
@@ -19,7 +19,9 @@ from hptransfer.runtime.identity import point_id, trial_id, trial_row
 from hptransfer.runtime.resources import TargetConfig
 from hptransfer.store import Location, ResultsStore
 from hptransfer.store.folder import TARGETS_DIR
+from hptransfer.target.progress import Record
 from hptransfer.target.run import TargetFailedError, run_target
+from hptransfer.trackers.targets import TargetTracking
 
 ERROR_CHARS = 2000
 
@@ -45,10 +47,13 @@ def train_targets(
     with store.lock():
         stored = store.read_trials()
         done = set(stored.loc[stored["status"].eq("completed"), "trial_id"])
+        tracking = TargetTracking(execution, sweep, spec_hash)
         for run, tid in zip(runs, ids, strict=True):
             if tid in done and not restart:
                 continue
-            outcome, curve = _train_one(run, tid, store, target, execution, restart)
+            with tracking.target(run, tid, target) as follower:
+                outcome, curve = _train_one(run, tid, store, target, execution, restart, follower)
+                follower.end(failed=outcome["status"] == "error")
             row = trial_row(point_id(run), run, sweep, spec_hash, outcome)
             store.append([row], [{"trial_id": tid, **point} for point in curve])
         trials = store.read_trials()
@@ -66,8 +71,10 @@ def _train_one(
     target: TargetConfig,
     execution: Execution,
     restart: bool,
+    on_progress: Callable[[Record], None],
 ) -> tuple[dict, list[dict]]:
-    """The run's outcome (metrics and status) and its curve."""
+    """The run's outcome (metrics and status) and its curve; ``on_progress`` takes each
+    progress record (the trackers')."""
     try:
         result = run_target(
             run,
@@ -76,6 +83,7 @@ def _train_one(
             execution=execution,
             restart=restart,
             on_points=lambda curve: store.append_curve(tid, curve),
+            on_progress=on_progress,
         )
     except TargetFailedError as exc:
         return {"status": "error", "error": str(exc)[-ERROR_CHARS:]}, []

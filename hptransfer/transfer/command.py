@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -60,6 +61,7 @@ class TransferOptions:
     restart: bool = False
     dry_run: bool = False
     verbose: bool = False
+    log: Sequence[str] = ()  # trackers (--log) besides the spec's log: key
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,12 @@ def _execution(options: TransferOptions, source: Source) -> Execution:
         if value is not None:
             resources = dataclasses.replace(resources, **{name: value})
     address = options.address or source.spec.ray.address
-    return Execution(resources=resources, address=address, verbose=options.verbose)
+    from hptransfer.trackers import chosen
+
+    trackers = chosen(source.spec.log, options.log)
+    return Execution(
+        resources=resources, address=address, verbose=options.verbose, trackers=trackers
+    )
 
 
 def _target(
