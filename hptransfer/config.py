@@ -10,14 +10,13 @@ into these objects at the boundary (see ``hptransfer.sweep.spec``); inside, they
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from hptransfer.param.base import BaseHPs, BaseShape, Multipliers, check_density, require
 from hptransfer.param.rules import parameterization
 
-MODEL_KINDS = ("gpt", "mlp", "python")  # python: the builder named by model.build
+MODEL_KINDS = ("gpt", "mlp")
 BLOCKS = ("gpt2", "llama")  # GPT blocks: GPT-2's, or LLaMA's (RMSNorm, rotary, SwiGLU)
 KERNELS = ("auto", "torch", "triton")
 MASK_KINDS = ("random", "row_balanced", "block")
@@ -64,18 +63,9 @@ class ModelConfig:
     mask_seed: int | None = None
     kernel: str = "auto"
     readout_zero_init: bool = False
-    build: str | None = None
 
     def __post_init__(self) -> None:
         _one_of("model.kind", self.kind, MODEL_KINDS)
-        require(
-            (self.kind == "python") == (self.build is not None),
-            "model.build ('package.module:function') goes with model.kind: python, and only there",
-        )
-        require(
-            self.build is None or bool(re.fullmatch(r"[\w.]+:\w+", str(self.build))),
-            f"model.build must be 'package.module:function'; got {self.build!r}",
-        )
         for name in ("width", "depth", "context", "ffn_mult"):
             value = getattr(self, name)
             require(
@@ -129,14 +119,7 @@ class ModelConfig:
             del fields["readout_zero_init"]
         if self.block == "gpt2":
             del fields["block"]
-        if self.build is None:
-            del fields["build"]
         return fields
-
-    @property
-    def takes_tokens(self) -> bool:
-        """A language model (token ids → logits): a gpt or a python model; an mlp is not."""
-        return self.kind != "mlp"
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -104,30 +104,8 @@ def check_run(run: RunConfig) -> list[dict[str, object]]:
         "depth": run.model.depth,
         "seed": run.seed,
     }
-    blocks, group = (), layer_group
-    if run.model.kind == "python":
-        from hptransfer.own import table_of
-
-        blocks = table_of(model).blocks
-        group = block_grouping(blocks)
-    steps = record_steps(model, optimizer, probed_layers(model, blocks), batches, loss_fn)
-    return [row for step, values in steps for row in _rows(labels, step, values, group)]
-
-
-def block_grouping(blocks: Sequence[str]) -> Callable[[str], str]:
-    """Layer → group for a model whose blocks are ``blocks``: a layer inside a block without
-    the block's name (``self_attn.q_proj``), each block's output ``blocks`` (the residual
-    stream), anything else its own name."""
-
-    def group(layer: str) -> str:
-        for block in blocks:
-            if layer == block:
-                return "blocks"
-            if layer.startswith(f"{block}."):
-                return layer[len(block) + 1 :]
-        return layer
-
-    return group
+    steps = record_steps(model, optimizer, probed_layers(model), batches, loss_fn)
+    return [row for step, values in steps for row in _rows(labels, step, values)]
 
 
 Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -8,7 +8,7 @@ the aligned text layout (also used for transfer's gain table).
 from __future__ import annotations
 
 from hptransfer.config import RunConfig
-from hptransfer.models import build_model, describe, forward_scales
+from hptransfer.models import describe, forward_scales
 from hptransfer.param import parameterization
 from hptransfer.param.resolve import MUON
 
@@ -35,8 +35,7 @@ def plan_header(run: RunConfig) -> str:
     depth = ""
     if parameterization(run.parameterization).depth_rules:
         depth = f", depth {base.depth or run.model.depth}"
-    kind = {"gpt": f"gpt ({run.model.block} block)", "python": f"python ({run.model.build})"}
-    kind = kind.get(run.model.kind, run.model.kind)
+    kind = f"{run.model.kind} ({run.model.block} block)" if run.model.kind == "gpt" else "mlp"
     return (
         f"{run.parameterization}: {kind} {shape_label(run)} "
         f"(m_d = {m.width:g}, m_rho = {m.density:g}"
@@ -49,11 +48,6 @@ def plan_header(run: RunConfig) -> str:
 def forward_line(run: RunConfig) -> str:
     """The forward multipliers of the run: embedding, readout and (GPT) attention logits,
     the last with its base multiplier α_attn."""
-    if run.model.kind == "python":  # what parametrize installed on the user's model
-        from hptransfer.own.table import forward_line as installed
-        from hptransfer.own.table import table_of
-
-        return installed(table_of(build_model(run, device="meta")))
     scales = forward_scales(run)
     line = f"forward: embedding × {scales.embedding:.4g}, readout × {scales.readout:.4g}"
     if run.model.kind == "gpt":

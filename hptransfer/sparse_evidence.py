@@ -55,7 +55,7 @@ def sparse_budget(run: RunConfig) -> SparseBudget:
         nonzero += count
         if p.role not in EMBEDDING_ROLES:
             non_embedding += count
-    row_tokens = run.data.seq_len if run.model.takes_tokens else 1
+    row_tokens = run.data.seq_len if run.model.kind == "gpt" else 1
     tokens = run.train.steps * run.data.batch_size * row_tokens
     return SparseBudget(run.model.width, run.model.density, nonzero, non_embedding, tokens)
 

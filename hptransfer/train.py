@@ -47,12 +47,12 @@ class RunResult:
 def complete_run(run: RunConfig, dataset: Dataset) -> RunConfig:
     """Fill dataset-derived model sizes and check the model fits the data."""
     model = run.model
-    if model.takes_tokens != (dataset.kind == "text"):
+    if (model.kind == "gpt") != (dataset.kind == "text"):
         raise ConfigError(
             f"model.kind {model.kind} does not fit data.corpus {run.data.corpus} "
-            "(gpt and python need a text corpus, mlp needs digits)"
+            "(gpt needs a text corpus, mlp needs digits)"
         )
-    if model.takes_tokens and run.data.seq_len > model.context:
+    if model.kind == "gpt" and run.data.seq_len > model.context:
         raise ConfigError(
             f"data.seq_len ({run.data.seq_len}) exceeds model.context ({model.context})"
         )

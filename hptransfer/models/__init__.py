@@ -42,12 +42,7 @@ def forward_scales(run: RunConfig) -> ForwardScales:
 
 def build_model(run: RunConfig, device: torch.device | str = "cpu") -> nn.Module:
     """Build and initialise the run's model (seeded by ``run.seed``; its masks too, unless
-    ``model.mask_seed`` fixes them). ``model.kind: python``: the user's builder, parametrized
-    by :mod:`hptransfer.own`."""
-    if run.model.kind == "python":
-        from hptransfer.own.builder import build_python_model
-
-        return build_python_model(run, device)
+    ``model.mask_seed`` fixes them)."""
     model_cls = GPT if run.model.kind == "gpt" else MLP
     shape = run.model
     if shape.mask_seed is None:
@@ -83,12 +78,7 @@ def param_specs(model: nn.Module) -> dict[str, ParamSpec]:
 
 
 def plan_parameters(model: nn.Module, run: RunConfig) -> list[ParamHP]:
-    """The resolved HPs of every parameter, in ``named_parameters`` order (a python model's:
-    the table :mod:`hptransfer.own` resolved them in)."""
-    if run.model.kind == "python":
-        from hptransfer.own import table_of
-
-        return list(table_of(model).rows)
+    """The resolved HPs of every parameter, in ``named_parameters`` order."""
     p = parameterization(run.parameterization)
     specs = param_specs(model)
     width, depth = run.model.width, run.model.depth

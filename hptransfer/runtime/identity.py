@@ -54,8 +54,7 @@ def point_id(run: RunConfig) -> str:
 def run_key(run: RunConfig) -> str:
     """Hash of what determines the trained model: the model shape (data-derived sizes filled
     in), each parameter's resolved init std, LR, multiplier, weight decay and ε, the forward
-    scales, the data, the training budget and the seed (and a python model's builder source).
-    The parameterization, base shape and
+    scales, the data, the training budget and the seed. The parameterization, base shape and
     base HPs enter only through what they resolve to, so runs with equal keys train
     bit-identical models."""
     from hptransfer.data import load_dataset
@@ -71,10 +70,6 @@ def run_key(run: RunConfig) -> str:
         "scales": dataclasses.asdict(forward_scales(run)),
         "params": [param.to_dict() for param in describe(run)],
     }
-    if run.model.kind == "python":  # an edited builder never reuses the old one's runs
-        from hptransfer.own.builder import source_hash
-
-        content["source"] = source_hash(run.model.build)
     text = json.dumps(content, sort_keys=True, default=str)  # floats as repr: exact
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
