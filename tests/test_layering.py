@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bench", "own"),  # the scale probe and the own-model door use transfer and coord_check
     ("transfer", "coord_check"),
     ("sweep", "target", "analysis"),
+    ("trackers",),
     ("runtime",),
     ("train", "plan", "cost", "sparse_evidence"),
     ("models", "optim", "budget"),

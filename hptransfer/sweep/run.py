@@ -320,8 +320,8 @@ class TuneFit:
 def _fit(fit: TuneFit, execution: Execution, slots: int) -> None:
     from ray import tune
 
+    from hptransfer.sweep.tracking import tune_trackers
     from hptransfer.sweep.trainable import train_job
-    from hptransfer.trackers.tune import tune_trackers
 
     resources = execution.resources
     trackers = tune_trackers(fit, execution)  # none without --log

@@ -3,7 +3,7 @@ spec's ``log:`` key.
 
 This module only names them, parses their settings and checks that each is installed (no
 tracker is imported before that). :mod:`hptransfer.trackers.backends` writes to them;
-:mod:`hptransfer.trackers.tune` logs a sweep's trials through a Ray Tune logger callback and
+:mod:`hptransfer.sweep.tracking` logs a sweep's trials through a Ray Tune logger callback and
 :mod:`hptransfer.trackers.targets` a Ray Train target from the driver's progress stream.
 """
 

@@ -186,7 +186,7 @@ def test_an_optuna_trials_seeds_follow_each_other_on_its_step_axis() -> None:
         recorder=SimpleNamespace(sweep="tiny", spec_hash="h"),
     )
     configure_env()  # before Ray's first import (an embedded Ray on loopback only)
-    from hptransfer.trackers.tune import TrackerCallback, describe_trial
+    from hptransfer.sweep.tracking import TrackerCallback, describe_trial
 
     experiment = _Recording()
     callback = TrackerCallback(experiment, lambda trial: describe_trial(fit, trial))
