@@ -153,7 +153,7 @@ def test_describe_prints_plan_table(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("supar: TinyLM width 64, density 0.5, depth 2 (m_d = 2, m_rho = 0.5")
     assert out[1].startswith("forward: embedding × 1, readout × 0.5, attention logits × 0.1768")
-    assert out[2].split() == ["name", "role", "shape", "density", "init_std", "lr", "multiplier"]
+    assert out[2].split() == ["name", "role", "shape", "density", "init", "lr", "multiplier"]
     assert out[3].split()[:3] == ["tokens.weight", "embedding", "61×64"]
 
 
