@@ -5,8 +5,8 @@ __version__ = "0.1.0"
 
 def load_model(folder, device="cpu"):
     """A target's model from its folder or one of its checkpoint folders (see
-    :func:`hptransfer.target.load_model`)."""
-    from hptransfer.target.artifact import load_model as _load_model
+    :func:`hptransfer.distributed.load_model`)."""
+    from hptransfer.distributed.artifact import load_model as _load_model
 
     return _load_model(folder, device)
 

@@ -3,7 +3,7 @@
 Parameters, training memory (weights, grads, optimizer states, masks, activations, workspace,
 runtime), FLOPs per step and step time from this CPU's measured GEMM rate; and the check that
 a run fits the memory where it will train (how many may run at once). ``hptransfer transfer``
-prints these before training a target; :mod:`hptransfer.target.cost` extends them to Ray Train.
+prints these before training a target; :mod:`hptransfer.distributed.cost` extends them to Ray Train.
 """
 
 from __future__ import annotations

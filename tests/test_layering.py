@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("bench", "own"),  # the scale probe and the own-model door use transfer and coord_check
     ("transfer", "coord_check"),
-    ("sweep", "target", "analysis"),
+    ("sweep", "distributed", "analysis"),
     ("trackers",),
     ("runtime",),
     ("train", "plan", "cost", "sparse_evidence"),

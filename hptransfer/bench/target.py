@@ -48,9 +48,9 @@ def bench_run(args: argparse.Namespace) -> RunConfig:
 def bench_target(run: RunConfig, workers: int, folder: Path) -> dict:
     """One run on ``workers`` workers (checkpoints every few steps to time them)."""
     from hptransfer.cost import estimate, measured_flops_per_s
+    from hptransfer.distributed import run_target
+    from hptransfer.distributed.cost import target_estimate
     from hptransfer.runtime.resources import TargetConfig
-    from hptransfer.target import run_target
-    from hptransfer.target.cost import target_estimate
 
     every = max(1, run.train.steps // 3)
     target = TargetConfig(workers=workers, checkpoint_every=every, keep_checkpoints=1)

@@ -13,7 +13,7 @@ A sweep folder ``results/<sweep>/`` holds:
 - ``transfer.parquet`` and ``transfer_curves.parquet``: runs transferred from the sweep;
 - ``regret.parquet``: the transferred η's regret against a grid around it;
 - ``targets/<trial_id>/``: a Ray Train target run's checkpoints, logs and artifact (the files
-  inside are named by :mod:`hptransfer.target`);
+  inside are named by :mod:`hptransfer.distributed`);
 - ``plots/``: figures; ``ray/``: Tune state and Ray's temp dir while a sweep runs;
 - ``sweep.lock``: the writer lock, naming its holder.
 

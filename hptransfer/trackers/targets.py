@@ -1,7 +1,7 @@
 """A transfer's Ray Train targets in the trackers, from the driver's progress stream.
 
 Ray Train's RunConfig takes no Tune logger callbacks; a target's rank 0 already sends its
-progress records to the driver (:mod:`hptransfer.target.progress`), and these become the
+progress records to the driver (:mod:`hptransfer.distributed.progress`), and these become the
 target's tracked run: the training loss and throughput of every step, and the curve points
 (``train_loss``, ``val_loss``, ``tokens``) at their steps. A resumed target logs the curve its
 checkpoint holds first; a retried attempt's repeated steps are logged once.
@@ -20,9 +20,9 @@ from hptransfer.trackers.describe import run_config
 
 if TYPE_CHECKING:
     from hptransfer.config import RunConfig
+    from hptransfer.distributed.progress import Record
     from hptransfer.runtime.cluster import Execution
     from hptransfer.runtime.resources import TargetConfig
-    from hptransfer.target.progress import Record
 
 POINT_METRICS = ("train_loss", "val_loss", "tokens")
 FLUSH_EVERY_S = 5.0  # the trackers get a target's steps in batches (MLflow: one call each)

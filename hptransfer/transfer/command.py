@@ -155,7 +155,7 @@ def _target(
     checked against the batch, the machine and (unless a dry run) the writability of the
     sweep folder's targets/, on a disk or in object storage; None (the sweep's Ray Tune
     path) when neither is given."""
-    from hptransfer.target.run import check_resources, check_writable
+    from hptransfer.distributed.run import check_resources, check_writable
 
     given = {k: v for k, v in options.target.items() if v is not None}
     if source.spec.target is None and not given:
@@ -188,7 +188,7 @@ def _plans(
     runs: list, threads: int, target: TargetConfig | None, out: TextIO
 ) -> dict[str, cost.Estimate]:
     """Each target's plan per parameterization, then its estimate; the estimates by target."""
-    from hptransfer.target.cost import target_estimate, target_label
+    from hptransfer.distributed.cost import target_estimate, target_label
 
     flops_per_s = cost.measured_flops_per_s(target.cpus_per_worker if target else threads)
     estimates: dict[str, cost.Estimate] = {}

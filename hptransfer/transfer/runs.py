@@ -260,10 +260,10 @@ def run_transfer(
     target: TargetConfig | None = None,
     restart: bool = False,
 ) -> pd.DataFrame:
-    """Train the runs not stored yet; the stored rows of ``runs``, in order. With
-    ``target``, each run trains on Ray Train (:mod:`hptransfer.target`), else as a Tune trial."""
+    """Train the runs not stored yet; the stored rows of ``runs``, in order. With ``target``,
+    each run trains on Ray Train (:mod:`hptransfer.distributed`), else as a Tune trial."""
     if target is not None:
-        from hptransfer.target import train_targets
+        from hptransfer.distributed import train_targets
 
         store = ResultsStore(
             source.sweep_dir, trials_file=TRANSFER_FILE, curves_file=TRANSFER_CURVES_FILE

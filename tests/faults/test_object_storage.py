@@ -139,8 +139,8 @@ def test_load_model_reads_a_target_folder_from_object_storage(s3):
 
     import hptransfer
     from hptransfer.data import load_dataset
+    from hptransfer.distributed.artifact import write_artifact
     from hptransfer.models import build_model
-    from hptransfer.target.artifact import write_artifact
     from hptransfer.train import complete_run
     from tests.conftest import tiny_gpt_run
 

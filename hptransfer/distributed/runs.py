@@ -13,14 +13,14 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from hptransfer.config import RunConfig
+from hptransfer.distributed.progress import Record
+from hptransfer.distributed.run import TargetFailedError, run_target
 from hptransfer.errors import ConfigError
 from hptransfer.runtime.cluster import Execution
 from hptransfer.runtime.identity import point_id, trial_id, trial_row
 from hptransfer.runtime.resources import TargetConfig
 from hptransfer.store import Location, ResultsStore
 from hptransfer.store.folder import TARGETS_DIR
-from hptransfer.target.progress import Record
-from hptransfer.target.run import TargetFailedError, run_target
 from hptransfer.trackers.targets import TargetTracking
 
 ERROR_CHARS = 2000

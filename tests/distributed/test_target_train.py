@@ -13,22 +13,22 @@ import pytest
 
 import hptransfer
 from hptransfer.data import load_dataset
-from hptransfer.errors import ConfigError, ResultsError
-from hptransfer.models import sparse_layers
-from hptransfer.runtime.resources import TargetConfig
-from hptransfer.target.checkpoint import (
+from hptransfer.distributed.checkpoint import (
     STATE_JSON,
     STATE_TENSORS,
     checkpoint_folders,
     read_checkpoint,
 )
-from hptransfer.target.loop import train_target
-from hptransfer.target.progress import step_losses
-from hptransfer.target.run import RESULT_FILE, run_target
+from hptransfer.distributed.loop import train_target
+from hptransfer.distributed.progress import step_losses
+from hptransfer.distributed.run import RESULT_FILE, run_target
+from hptransfer.errors import ConfigError, ResultsError
+from hptransfer.models import sparse_layers
+from hptransfer.runtime.resources import TargetConfig
 from hptransfer.train import complete_run, evaluate, val_batches
-from tests.target.targetkit import target_run, train_on_ray
+from tests.distributed.targetkit import target_run, train_on_ray
 
-pytest_plugins = ("tests.target.targetkit",)  # its fixtures
+pytest_plugins = ("tests.distributed.targetkit",)  # its fixtures
 
 REL = 1e-5
 

@@ -12,7 +12,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from hptransfer.target.parallel import without_gradient_sync
+from hptransfer.distributed.parallel import without_gradient_sync
 from hptransfer.train import train_step
 
 

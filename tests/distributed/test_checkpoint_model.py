@@ -1,6 +1,6 @@
 """``hptransfer.load_model`` on a target's checkpoint folders: the model the live run had at
 that checkpoint's step (its multipliers, its masks), on a disk; bad folders in one line.
-(Object storage: ``tests/target/test_target_cli.py``.)"""
+(Object storage: ``tests/distributed/test_target_cli.py``.)"""
 
 from __future__ import annotations
 
@@ -15,22 +15,22 @@ import torch
 import hptransfer
 from hptransfer.config import BaseHPs, BaseShape, RunConfig
 from hptransfer.data import load_dataset
-from hptransfer.errors import ResultsError
-from hptransfer.models import build_model
-from hptransfer.runtime.resources import TargetConfig
-from hptransfer.target import loop as target_loop
-from hptransfer.target.artifact import CONFIG_FILE
-from hptransfer.target.checkpoint import (
+from hptransfer.distributed import loop as target_loop
+from hptransfer.distributed.artifact import CONFIG_FILE
+from hptransfer.distributed.checkpoint import (
     STATE_JSON,
     STATE_TENSORS,
     TrainingState,
     checkpoint_name,
     write_checkpoint,
 )
+from hptransfer.errors import ResultsError
+from hptransfer.models import build_model
+from hptransfer.runtime.resources import TargetConfig
 from hptransfer.train import complete_run, val_batches
-from tests.target.targetkit import target_run
+from tests.distributed.targetkit import target_run
 
-pytest_plugins = ("tests.target.targetkit",)  # its fixtures
+pytest_plugins = ("tests.distributed.targetkit",)  # its fixtures
 
 
 def scaled_run() -> RunConfig:

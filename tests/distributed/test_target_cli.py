@@ -17,18 +17,18 @@ import hptransfer
 from hptransfer.analysis.plots import TRANSFER_CURVES_FILE, TRANSFER_FILE
 from hptransfer.cli.main import main
 from hptransfer.data import load_dataset
+from hptransfer.distributed.artifact import CONFIG_FILE, WEIGHTS_FILE, load_run
+from hptransfer.distributed.checkpoint import checkpoint_folders
+from hptransfer.distributed.run import RESULT_FILE
 from hptransfer.store import location, read_frame
 from hptransfer.store.folder import TARGETS_DIR
-from hptransfer.target.artifact import CONFIG_FILE, WEIGHTS_FILE, load_run
-from hptransfer.target.checkpoint import checkpoint_folders
-from hptransfer.target.run import RESULT_FILE
 from hptransfer.train import complete_run, evaluate, val_batches
 from tests.faults.s3kit import BUCKET, objects, uri
 from tests.transfer.fitted_sweep import write_sweep
 
 TARGET = ["--to", "width=32,density=0.25", "--workers", "2"]
 
-pytest_plugins = ("tests.target.targetkit", "tests.faults.s3kit")  # their fixtures
+pytest_plugins = ("tests.distributed.targetkit", "tests.faults.s3kit")  # their fixtures
 
 
 def transfer(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from hptransfer.config import DataConfig, RunConfig, TrainConfig
+from hptransfer.distributed.loop import train_target
+from hptransfer.distributed.progress import step_losses
+from hptransfer.distributed.run import TargetResult, run_target
 from hptransfer.runtime.resources import TargetConfig
 from hptransfer.store import Location
-from hptransfer.target.loop import train_target
-from hptransfer.target.progress import step_losses
-from hptransfer.target.run import TargetResult, run_target
 from tests.conftest import tiny_gpt_run
 
 

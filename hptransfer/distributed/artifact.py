@@ -3,7 +3,7 @@
 ``model.safetensors`` holds every weight and every mask (bool); ``model.json`` the whole run
 configuration (shape, mask kind and seed, parameterization, base HPs and shape, data,
 training budget) and the final metrics. :func:`load_model` rebuilds the model from them, or
-from one of the target's checkpoints (:mod:`hptransfer.target.checkpoint`), which carry the
+from one of the target's checkpoints (:mod:`hptransfer.distributed.checkpoint`), which carry the
 same configuration and tensors.
 """
 
@@ -25,15 +25,15 @@ from hptransfer.config import (
     RunConfig,
     TrainConfig,
 )
-from hptransfer.errors import ResultsError
-from hptransfer.store import Location, atomic_write, location, write_text
-from hptransfer.target.checkpoint import (
+from hptransfer.distributed.checkpoint import (
     STATE_JSON,
     STATE_TENSORS,
     checkpoint_folders,
     read_meta,
     section,
 )
+from hptransfer.errors import ResultsError
+from hptransfer.store import Location, atomic_write, location, write_text
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model.json"

@@ -12,10 +12,10 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "load_model": "hptransfer.target.artifact",
-    "load_run": "hptransfer.target.artifact",
-    "run_target": "hptransfer.target.run",
-    "train_targets": "hptransfer.target.runs",
+    "load_model": "hptransfer.distributed.artifact",
+    "load_run": "hptransfer.distributed.artifact",
+    "run_target": "hptransfer.distributed.run",
+    "train_targets": "hptransfer.distributed.runs",
 }
 
 __all__ = list(_LAZY)

@@ -3,7 +3,7 @@
 Every rank draws the same global batch from the run's seeded generator (so the data do not
 depend on the number of workers) and trains on its rows with the step of
 :mod:`hptransfer.train`; the reported loss is the mean over ranks. Rank 0 sends the live
-progress (:mod:`hptransfer.target.progress`) and captures the checkpoints, which carry the
+progress (:mod:`hptransfer.distributed.progress`) and captures the checkpoints, which carry the
 curve so far; with one worker and no process group the same function runs in the calling
 process.
 """
@@ -22,13 +22,13 @@ from torch import nn
 from hptransfer import provenance
 from hptransfer.config import RunConfig
 from hptransfer.data import load_dataset
+from hptransfer.distributed.checkpoint import TrainingState
+from hptransfer.distributed.parallel import Worker, parallelize, without_gradient_sync
+from hptransfer.distributed.progress import ProgressLog, Send
 from hptransfer.models import build_model, plan_parameters, sparse_layers
 from hptransfer.models.sparse import local_shard, local_tensor
 from hptransfer.optim import build_optimizer, build_schedule
 from hptransfer.runtime.resources import TargetConfig
-from hptransfer.target.checkpoint import TrainingState
-from hptransfer.target.parallel import Worker, parallelize, without_gradient_sync
-from hptransfer.target.progress import ProgressLog, Send
 from hptransfer.train import (
     LossTracker,
     complete_run,

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from hptransfer.distributed.run import RESULT_FILE
 from hptransfer.store import location
-from hptransfer.target.run import RESULT_FILE
 from tests.faults import faultkit
 from tests.faults.s3kit import uri
 
@@ -33,17 +33,17 @@ TIMEOUT_S = 600
 # are reported.
 SCRIPT = f"""
 import dataclasses, sys
-from tests.target.targetkit import target_run
+from tests.distributed.targetkit import target_run
 from hptransfer.config import TrainConfig
 from hptransfer.runtime.resources import TargetConfig
-from hptransfer.target import run_target
+from hptransfer.distributed import run_target
 run = dataclasses.replace(target_run(), train=TrainConfig(steps={STEPS}, eval_every={EVERY}))
 target = TargetConfig(workers=2, checkpoint_every={EVERY}, max_failures=1)
 steps = open(sys.argv[2], "a", buffering=1)
 run_target(run, target, sys.argv[1], on_progress=lambda r: print(r.get("step", 0), file=steps))
 """
 
-pytest_plugins = ("tests.target.targetkit", "tests.faults.s3kit")  # their fixtures
+pytest_plugins = ("tests.distributed.targetkit", "tests.faults.s3kit")  # their fixtures
 
 
 def _start(folder: str, steps: Path) -> subprocess.Popen:

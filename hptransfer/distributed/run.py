@@ -3,8 +3,8 @@
 The target's folder, on a disk or in object storage (``s3://...``: any pyarrow filesystem,
 :mod:`hptransfer.store.location`), holds Ray Train's run (its ``checkpoint_*`` folders, the
 last ``keep_checkpoints`` kept, each with the curve so far), the final ``result.json``
-(metrics and curve) and the artifact (:mod:`hptransfer.target.artifact`); the live progress
-comes to the driver through a Ray queue (:mod:`hptransfer.target.progress`). Running the same
+(metrics and curve) and the artifact (:mod:`hptransfer.distributed.artifact`); the live progress
+comes to the driver through a Ray queue (:mod:`hptransfer.distributed.progress`). Running the same
 target again resumes from its last checkpoint; a finished one is not trained again.
 """
 
@@ -24,19 +24,19 @@ from pathlib import Path
 from typing import Any
 
 from hptransfer.config import RunConfig
-from hptransfer.errors import ConfigError, HPTransferError, ResultsError
-from hptransfer.runtime.cluster import Execution, check_address, ray_session
-from hptransfer.runtime.resources import Resources, TargetConfig
-from hptransfer.store import Location, ObjectPath, location, write_text
-from hptransfer.store.location import move
-from hptransfer.target.checkpoint import (
+from hptransfer.distributed.checkpoint import (
     TrainingState,
     checkpoint_name,
     latest_checkpoint,
     read_checkpoint,
     write_checkpoint,
 )
-from hptransfer.target.progress import Follower, Record, drain, ray_sender
+from hptransfer.distributed.progress import Follower, Record, drain, ray_sender
+from hptransfer.errors import ConfigError, HPTransferError, ResultsError
+from hptransfer.runtime.cluster import Execution, check_address, ray_session
+from hptransfer.runtime.resources import Resources, TargetConfig
+from hptransfer.store import Location, ObjectPath, location, write_text
+from hptransfer.store.location import move
 
 RESULT_FILE = "result.json"
 POLL_S = 1.0
@@ -257,9 +257,9 @@ def worker_loop(config: dict[str, Any]) -> None:
     import torch
 
     from hptransfer.data import load_dataset
-    from hptransfer.target.artifact import write_artifact
-    from hptransfer.target.loop import train_target
-    from hptransfer.target.parallel import Worker
+    from hptransfer.distributed.artifact import write_artifact
+    from hptransfer.distributed.loop import train_target
+    from hptransfer.distributed.parallel import Worker
     from hptransfer.train import complete_run
 
     run: RunConfig = config["run"]
