@@ -82,7 +82,7 @@ def from_fit(
         cell, hps=source.fit.base_config(p), train=at_horizon(cell.train, proxy.steps)
     )
     run = _target_run(template, target, proxy, rule, line)
-    fitted_base = source.fit.base_shape()
+    fitted_base = source.base
     measured = base_width(model, base, delta, options.get("blocks"))
     if measured != fitted_base.width:
         raise ConfigError(

@@ -124,7 +124,7 @@ def planned_targets(source: Source, request: Request) -> list[RunConfig]:
     from hptransfer.train import complete_run
 
     proxy = source.spec.cells[0]
-    base = source.fit.base_shape(default_heads=proxy.model.heads, default_depth=proxy.model.depth)
+    base = source.base
     horizon = source.proxy_horizon
     data = proxy.data
     model = proxy.model.replace(
@@ -242,7 +242,7 @@ def budget_notes(source: Source, request: Request, runs: Sequence[RunConfig]) ->
 
 def depth_note(source: Source, run: RunConfig) -> str | None:
     """A note when ``run`` changes depth without depth rules (outside μP/SμPar's theory)."""
-    base_depth = source.fit.base.get("depth", source.spec.model.depth)
+    base_depth = source.base.depth
     if run.model.depth == base_depth or parameterization(run.parameterization).depth_rules:
         return None
     return (

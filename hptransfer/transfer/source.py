@@ -10,11 +10,10 @@ from pathlib import Path
 from hptransfer.analysis.fit import Fit, latest_fit, load_fit, usable_mask
 from hptransfer.analysis.horizon import BATCH, MIN_POINTS, TOKENS, BudgetLine, line_axis
 from hptransfer.analysis.results import read_trials
-from hptransfer.budget import (
-    Horizon,
-)
+from hptransfer.budget import Horizon
 from hptransfer.display import format_hp
 from hptransfer.errors import ConfigError, ResultsError
+from hptransfer.param import BaseShape
 from hptransfer.param.rules import TRANSFER_PREFERENCE
 from hptransfer.store import Location, ResultsStore, location
 from hptransfer.store.folder import (
@@ -35,6 +34,13 @@ class Source:
     spec: SweepSpec
 
     @property
+    def base(self) -> BaseShape:
+        """The shape the base HPs were fitted at: fit.json's, with the proxy's heads and depth
+        where fit.json records none. Every reader of a fitted sweep's base shape uses this."""
+        proxy = self.spec.cells[0].model
+        return self.fit.base_shape(default_heads=proxy.heads, default_depth=proxy.depth)
+
+    @property
     def proxy_steps(self) -> int:
         """The horizon the base HPs were fitted at."""
         return int(self.fit.horizon["steps"] or self.spec.train.steps)
@@ -50,7 +56,7 @@ class Source:
         """fit.json's η* line along ``axis`` (tokens or batch) of ``parameterization`` at the
         base shape; a one-line error when the sweep has fewer than :data:`MIN_POINTS`
         budgets along it."""
-        base = self.fit.base_shape()
+        base = self.base
         for row in self.fit.budget:
             at_base = row["width"] == base.width and row["density"] == base.density
             if row["parameterization"] == parameterization and at_base and line_axis(row) == axis:
@@ -91,7 +97,7 @@ def load_source(path: Path | None, results_root: Path = Path("results")) -> Sour
 
 def source_summary(source: Source, parameterization: str) -> str:
     """Where the base HPs come from, and their values."""
-    fit, base = source.fit, source.fit.base_shape()
+    fit, base = source.fit, source.base
     estimates = fit.base_hps[parameterization].items()
     settings = fit.base_settings.get(parameterization, {}).items()
     hps = ", ".join(
