@@ -15,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from hptransfer.config import BaseHPs, DataConfig, RunConfig, TrainConfig
+from hptransfer.config import DataConfig, RunConfig, TrainConfig
 from hptransfer.errors import ConfigError
+from hptransfer.param import BaseHPs
 from hptransfer.param.base import BudgetMultipliers
 from hptransfer.param.rules import BudgetRule
 

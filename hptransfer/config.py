@@ -13,8 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from hptransfer.param.base import BaseHPs, BaseShape, Multipliers, check_density, require
-from hptransfer.param.rules import parameterization
+from hptransfer.param import BaseHPs, BaseShape, Multipliers, parameterization
+from hptransfer.param.base import check_density, require
 
 MODEL_KINDS = ("gpt", "mlp")
 BLOCKS = ("gpt2", "llama")  # GPT blocks: GPT-2's, or LLaMA's (RMSNorm, rotary, SwiGLU)

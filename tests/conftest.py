@@ -6,7 +6,8 @@ import pytest
 import torch
 from hypothesis import settings
 
-from hptransfer.config import BaseHPs, BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
+from hptransfer.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from hptransfer.param import BaseHPs, BaseShape
 
 torch.set_num_threads(1)
 

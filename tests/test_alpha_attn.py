@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hptransfer.config import BaseShape, RunConfig
+from hptransfer.config import RunConfig
 from hptransfer.models import build_model
+from hptransfer.param import BaseShape
 from hptransfer.runtime.identity import config_hash, run_key
 from hptransfer.sweep import load_spec
 from tests.conftest import tiny_gpt_run

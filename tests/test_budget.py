@@ -20,8 +20,9 @@ from hptransfer.budget import (
     move,
     target_horizon,
 )
-from hptransfer.config import BaseHPs, RunConfig, TrainConfig
+from hptransfer.config import RunConfig, TrainConfig
 from hptransfer.errors import ConfigError
+from hptransfer.param import BaseHPs
 from hptransfer.param.base import BudgetMultipliers
 from hptransfer.param.rules import BUDGET_NONE, COMPLETEDP, fitted_rule
 

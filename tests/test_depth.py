@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from hptransfer.cli.main import main
-from hptransfer.config import BaseShape, RunConfig, TrainConfig
+from hptransfer.config import RunConfig, TrainConfig
 from hptransfer.errors import ConfigError
 from hptransfer.models import build_model, describe, forward_scales, param_specs
-from hptransfer.param import BaseHPs, ParamSpec, Role, parameterization, resolve
+from hptransfer.param import BaseHPs, BaseShape, ParamSpec, Role, parameterization, resolve
 from hptransfer.sweep.spec import parse_spec
 from hptransfer.train import train
 from tests.conftest import tiny_gpt_run, tiny_mlp_run

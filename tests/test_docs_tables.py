@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hptransfer.param.base import BudgetMultipliers, Multipliers
-from hptransfer.param.rules import BUDGET_RULES, PARAMETERIZATIONS, Role, fitted_rule
+from hptransfer.param import PARAMETERIZATIONS, Multipliers, Role
+from hptransfer.param.base import BudgetMultipliers
+from hptransfer.param.rules import BUDGET_RULES, fitted_rule
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "parameterizations.md"
 M = Multipliers(width=3.0, density=0.2)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import hptransfer
+import hptransfer.param
 
 # Top to bottom. A room may import the rooms of the layers below its own, never one of its own
 # layer (siblings stay independent) nor one above. The package root (``hptransfer/__init__``)
@@ -172,3 +173,20 @@ def test_the_model_library_imports_no_results_stack():
     probe = f"import sys, hptransfer.models; print(sorted(set(sys.modules) & {set(HEAVY)}))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", f"import hptransfer.models loads {out.stdout.strip()}"
+
+
+def test_the_param_rooms_names_have_one_import_path():
+    """What ``hptransfer.param`` exports (``BaseHPs``, ``BaseShape``, ...) is imported from it
+    outside the room: never from the module that defines it, nor through ``config``."""
+    exported = set(hptransfer.param.__all__)
+    wrong = sorted(
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno} imports {alias.name} from {node.module}"
+        for module, path in MODULES.items()
+        if room(module) != "param"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hptransfer.")
+        if node.module != "hptransfer.param"
+        for alias in node.names
+        if alias.name in exported
+    )
+    assert not wrong, "import these from hptransfer.param:\n" + "\n".join(wrong)

@@ -12,13 +12,13 @@ import torch
 
 from hptransfer.analysis.coord_plot import activation_table, spread
 from hptransfer.cli.main import main
-from hptransfer.config import BaseShape, ModelConfig, RunConfig
+from hptransfer.config import ModelConfig, RunConfig
 from hptransfer.coord_check import check_run, coord_check_runs
 from hptransfer.cost import estimate
 from hptransfer.errors import ConfigError
 from hptransfer.models import build_model, describe, param_specs
 from hptransfer.models.llama import rotate, swiglu_hidden
-from hptransfer.param import Role
+from hptransfer.param import BaseShape, Role
 from hptransfer.runtime.identity import config_hash
 from hptransfer.train import train
 from tests.conftest import tiny_gpt_run

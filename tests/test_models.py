@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from hptransfer.config import BaseShape, RunConfig
+from hptransfer.config import RunConfig
 from hptransfer.data import load_dataset
 from hptransfer.errors import ConfigError
 from hptransfer.models import MaskedLinear, build_model, describe, draw_mask, param_specs
-from hptransfer.param import Role
+from hptransfer.param import BaseShape, Role
 from hptransfer.runtime.identity import config_hash
 from hptransfer.train import complete_run, train
 from tests.conftest import tiny_gpt_run, tiny_mlp_run

@@ -12,14 +12,13 @@ import math
 import pytest
 import torch
 
-from hptransfer.config import BaseShape, TrainConfig
+from hptransfer.config import TrainConfig
 from hptransfer.errors import ConfigError
 from hptransfer.models import build_model, plan_parameters
 from hptransfer.models.sparse import MaskedLinear
 from hptransfer.optim import build_optimizer, build_schedule
-from hptransfer.param import rules
+from hptransfer.param import BaseShape, Role, rules
 from hptransfer.param.resolve import MUON_EPS, trains_with_muon
-from hptransfer.param.rules import Role
 from hptransfer.plan import plan_rows
 from hptransfer.runtime.identity import run_key
 from hptransfer.train import train

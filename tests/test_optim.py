@@ -5,9 +5,10 @@ import dataclasses
 import pytest
 import torch
 
-from hptransfer.config import BaseShape, TrainConfig
+from hptransfer.config import TrainConfig
 from hptransfer.models import build_model, plan_parameters
 from hptransfer.optim import build_optimizer, build_schedule, lr_factor_at
+from hptransfer.param import BaseShape
 from tests.conftest import tiny_gpt_run
 
 

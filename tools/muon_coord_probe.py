@@ -23,9 +23,8 @@ import torch
 
 from hptransfer.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from hptransfer.coord_check import check_run
-from hptransfer.param import rules
-from hptransfer.param.base import BaseHPs, BaseShape
-from hptransfer.param.rules import Role, Scaling
+from hptransfer.param import BaseHPs, BaseShape, Role, rules
+from hptransfer.param.rules import Scaling
 from hptransfer.store import write_frame
 
 GROUPS = ("attn.qkv", "attn.proj", "ffn.up", "ffn.down", "blocks", "logits")

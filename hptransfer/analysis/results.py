@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from hptransfer.config import BaseHPs
 from hptransfer.errors import ResultsError
+from hptransfer.param import BaseHPs
 from hptransfer.store import Location, ResultsStore, location, read_frame
 from hptransfer.store.folder import (
     CURVES_FILE,

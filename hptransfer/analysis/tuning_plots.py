@@ -27,7 +27,7 @@ from hptransfer.analysis.names import (
     param_order,
 )
 from hptransfer.analysis.regret import OFFSETS, TARGET, budget_labels, shape_labels
-from hptransfer.config import BaseHPs
+from hptransfer.param import BaseHPs
 
 DEFAULTS = BaseHPs()
 

@@ -25,7 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from hptransfer.bench import add_out_folder, positive_int
-from hptransfer.config import BaseHPs, BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
+from hptransfer.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from hptransfer.param import BaseHPs, BaseShape
 
 RSS_GROWTH_LIMIT_MB = 200.0
 SAMPLE_S = 0.5

@@ -31,7 +31,8 @@ from pathlib import Path
 import pandas as pd
 
 from hptransfer.bench import add_out_folder, positive_int
-from hptransfer.config import BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
+from hptransfer.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from hptransfer.param import BaseShape
 
 TARGET_RATIO = 1.10
 LONG_TRIAL_S = 10.0

@@ -20,8 +20,9 @@ from pathlib import Path
 import pandas as pd
 
 from hptransfer.bench import add_out_folder, positive_ints
-from hptransfer.config import BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
+from hptransfer.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from hptransfer.data import load_dataset
+from hptransfer.param import BaseShape
 from hptransfer.store import write_frame, write_text
 from hptransfer.train import complete_run
 

@@ -30,9 +30,10 @@ from torch.nn.utils import parametrize
 
 from hptransfer.bench import add_out_folder, load_average, positive_int
 from hptransfer.bench.kernels import device_name
-from hptransfer.config import BaseShape, DataConfig, ModelConfig, RunConfig
+from hptransfer.config import DataConfig, ModelConfig, RunConfig
 from hptransfer.models import MaskedLinear, build_model, plan_parameters
 from hptransfer.optim import build_optimizer
+from hptransfer.param import BaseShape
 from hptransfer.store import write_frame
 from hptransfer.train import loss_fn
 

@@ -8,8 +8,6 @@ from pathlib import Path
 
 from hptransfer.config import (
     BLOCKS,
-    BaseHPs,
-    BaseShape,
     DataConfig,
     ModelConfig,
     RunConfig,
@@ -17,7 +15,7 @@ from hptransfer.config import (
     parse_fraction,
 )
 from hptransfer.errors import ConfigError
-from hptransfer.param import PARAMETERIZATIONS, parameterization
+from hptransfer.param import PARAMETERIZATIONS, BaseHPs, BaseShape, parameterization
 from hptransfer.param.base import check_depth
 from hptransfer.store.folder import COORD_CHECK_FILE
 

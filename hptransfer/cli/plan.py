@@ -8,17 +8,10 @@ import json
 
 from hptransfer.budget import Horizon, budgeted, factors_line
 from hptransfer.cli.targets import parse_target
-from hptransfer.config import (
-    BLOCKS,
-    BaseHPs,
-    BaseShape,
-    DataConfig,
-    ModelConfig,
-    RunConfig,
-)
+from hptransfer.config import BLOCKS, DataConfig, ModelConfig, RunConfig
 from hptransfer.data.sources import IO_SIZES, io_sizes
 from hptransfer.errors import ConfigError
-from hptransfer.param import PARAMETERIZATIONS
+from hptransfer.param import PARAMETERIZATIONS, BaseHPs, BaseShape
 from hptransfer.param.rules import BUDGET_RULES, COMPLETEDP
 from hptransfer.plan import format_table, forward_line, plan_header, plan_rows
 from hptransfer.sparse_evidence import sparse_lines

@@ -17,14 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hptransfer.config import (
-    BaseHPs,
-    BaseShape,
-    DataConfig,
-    ModelConfig,
-    RunConfig,
-    TrainConfig,
-)
+from hptransfer.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from hptransfer.distributed.checkpoint import (
     STATE_JSON,
     STATE_TENSORS,
@@ -33,6 +26,7 @@ from hptransfer.distributed.checkpoint import (
     section,
 )
 from hptransfer.errors import ResultsError
+from hptransfer.param import BaseHPs, BaseShape
 from hptransfer.store import Location, atomic_write, location, write_text
 
 WEIGHTS_FILE = "model.safetensors"

@@ -19,16 +19,9 @@ from typing import Any
 import yaml
 
 from hptransfer.budget import at_batch, at_horizon
-from hptransfer.config import (
-    BaseHPs,
-    BaseShape,
-    DataConfig,
-    ModelConfig,
-    RunConfig,
-    TrainConfig,
-)
+from hptransfer.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from hptransfer.errors import ConfigError, FormatVersionError, did_you_mean
-from hptransfer.param import parameterization
+from hptransfer.param import BaseHPs, BaseShape, parameterization
 from hptransfer.quadratic import needed_points
 from hptransfer.runtime.resources import RayOptions, Resources, TargetConfig
 from hptransfer.store.location import Location, location

@@ -22,9 +22,9 @@ from hptransfer.budget import (
     factors_line,
     target_horizon,
 )
-from hptransfer.config import BaseHPs, DataConfig, RunConfig
+from hptransfer.config import DataConfig, RunConfig
 from hptransfer.errors import ConfigError
-from hptransfer.param import parameterization
+from hptransfer.param import BaseHPs, parameterization
 from hptransfer.param.rules import (
     BUDGET_NONE,
     BUDGET_RULES,

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import hptransfer
-from hptransfer.config import BaseHPs, BaseShape, RunConfig
+from hptransfer.config import RunConfig
 from hptransfer.data import load_dataset
 from hptransfer.distributed import loop as target_loop
 from hptransfer.distributed.artifact import CONFIG_FILE
@@ -26,6 +26,7 @@ from hptransfer.distributed.checkpoint import (
 )
 from hptransfer.errors import ResultsError
 from hptransfer.models import build_model
+from hptransfer.param import BaseHPs, BaseShape
 from hptransfer.runtime.resources import TargetConfig
 from hptransfer.train import complete_run, val_batches
 from tests.distributed.targetkit import target_run

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import hptransfer.own as hpo
-from hptransfer.config import BaseHPs, BaseShape, ModelConfig, RunConfig
+from hptransfer.config import ModelConfig, RunConfig
 from hptransfer.models import describe, forward_scales
+from hptransfer.param import BaseHPs, BaseShape
 from tests.own.models import actual, expected, lm_loss
 
 transformers = pytest.importorskip("transformers")

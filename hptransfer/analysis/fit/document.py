@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 
 from hptransfer.analysis.optimum import CLIFF
-from hptransfer.config import BaseHPs, BaseShape
 from hptransfer.errors import ConfigError, FormatVersionError, ResultsError
+from hptransfer.param import BaseHPs, BaseShape
 from hptransfer.store import location, write_text
 from hptransfer.store.folder import FIT_FILE, RESULTS_ROOT, latest
 
