@@ -31,11 +31,21 @@ WARMUP_FRACTION = 0.1
 # η grids (log2, half-octave steps), where the earlier studies put each optimum; the sweep's
 # --auto-extend grows a range whose optimum sits on its edge.
 LR_RANGES = {"dense": [-8.0, -6.0], "supar": [-8.0, -6.0], "sp": [-6.5, -4.5]}
-BASE_SPACE = {
-    "lr": {"log2_range": [-8, -6], "step": 1},
-    "init_std": {"values": [0.02, 0.04, 0.08]},
-    "alpha_out": {"values": [1, 2, 4]},
+# The base's joint grid: at 300 steps η × σ × α_out (its best point had η and α_out on the low
+# and high edges, σ inside at 0.04); at the longer horizons η × α_out on log2 grids with σ held
+# at 0.04, shifted toward those edges and auto-extended until bracketed.
+BASE_SPACES = {
+    300: {
+        "lr": {"log2_range": [-8, -6], "step": 1},
+        "init_std": {"values": [0.02, 0.04, 0.08]},
+        "alpha_out": {"values": [1, 2, 4]},
+    },
+    "longer": {
+        "lr": {"log2_range": [-10, -8], "step": 1},
+        "alpha_out": {"log2_range": [1, 3], "step": 1},
+    },
 }
+LONG_BASE_INIT_STD = 0.04
 BASE_WIDTH = 64
 DENSITY_TAGS = {1.0: "dense", 0.25: "r4", 0.0625: "r16"}
 
@@ -84,7 +94,7 @@ STAGES = [
 
 def spec(stage: Stage, hps: dict[str, float]) -> dict:
     """The sweep spec of ``stage`` with the fixed base HPs ``hps``."""
-    space = dict(BASE_SPACE) if stage.base else {"lr": _lr_space(stage)}
+    space = _base_space(stage.steps) if stage.base else {"lr": _lr_space(stage)}
     return {
         "name": stage.name,
         "model": {"kind": "gpt", "block": "llama", "width": stage.width,
@@ -103,6 +113,10 @@ def spec(stage: Stage, hps: dict[str, float]) -> dict:
     }  # fmt: skip
 
 
+def _base_space(steps: int) -> dict:
+    return dict(BASE_SPACES[300 if steps == 300 else "longer"])
+
+
 def _lr_space(stage: Stage) -> dict:
     key = "dense" if stage.density == 1.0 else stage.parameterization
     return {"log2_range": LR_RANGES[key], "step": 0.5}
@@ -119,6 +133,8 @@ def base_choice(steps: int) -> dict[str, float]:
 def write_spec(stage: Stage) -> Path:
     """``sweeps/realtok/<name>.yaml``; refuses to change one already written."""
     hps = {"weight_decay": 0.1}
+    if stage.base and "init_std" not in _base_space(stage.steps):
+        hps["init_std"] = LONG_BASE_INIT_STD
     if not stage.base:
         hps |= base_choice(stage.steps)
     text = "# Written by tools/realtok_study.py (issue 29); do not edit.\n" + yaml.safe_dump(
@@ -140,7 +156,9 @@ def run(stage: Stage) -> None:
     path = write_spec(stage)
     command = ["hptransfer", "sweep", str(path)]
     if not stage.base:
-        command += ["--auto-extend", "--reuse", str(RESULTS / Stage(stage.steps, base=True).name)]
+        command += ["--reuse", str(RESULTS / Stage(stage.steps, base=True).name)]
+    if not (stage.base and stage.steps == 300):  # the first base grid ran without it
+        command.append("--auto-extend")
     print("+", " ".join(command), flush=True)
     subprocess.run(command, check=True)
     (RESULTS / stage.name / "DONE").write_text("")
@@ -148,6 +166,8 @@ def run(stage: Stage) -> None:
 
 def prepare_data() -> None:
     """The corpus (a no-op once prepared)."""
+    if Path(DATA).exists():
+        return
     if not Path(SOURCES).exists():
         subprocess.run([sys.executable, "tools/kjv_books.py", SOURCES], check=True)
     subprocess.run(
