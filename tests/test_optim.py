@@ -67,3 +67,27 @@ def test_sgd_optimizer():
     model = build_model(run)
     opt = build_optimizer(model, plan_parameters(model, run), run.train)
     assert isinstance(opt, torch.optim.SGD)
+
+
+def test_adam_on_plain_cpu_tensors_is_fused():
+    """The fused kernel: several times faster on the CPU than foreach, whose sqrt is slow on
+    the exact zeros a sparse layer's second moment holds under its mask."""
+    run = tiny_gpt_run(input_size=32, output_size=32, density=0.25)
+    model = build_model(run)
+    optimizer = build_optimizer(model, plan_parameters(model, run), run.train)
+    assert optimizer.defaults["fused"] is True
+
+
+def test_fused_adam_keeps_masked_weights_zero():
+    run = tiny_gpt_run(input_size=32, output_size=32, density=0.25)
+    model = build_model(run)
+    optimizer = build_optimizer(model, plan_parameters(model, run), run.train)
+    x = torch.randint(run.model.input_size, (2, run.data.seq_len))
+    for _ in range(3):
+        model(x).logsumexp(-1).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    masked = [m for m in model.modules() if getattr(m, "mask", None) is not None]
+    assert masked
+    for module in masked:
+        assert torch.all(module.weight[~module.mask.bool()] == 0)
