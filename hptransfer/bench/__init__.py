@@ -6,10 +6,21 @@ import argparse
 import os
 from pathlib import Path
 
+from hptransfer.provenance import device_name
+
 
 def load_average() -> float:
     """The machine's 1-minute load: CPU timings on a shared machine are only as good as this."""
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def bench_device(device: str) -> str:
+    """The device a benchmark ran on, as every run records it
+    (:func:`hptransfer.provenance.device_name`), with torch's thread count on a CPU."""
+    import torch
+
+    name = device_name(device)
+    return name if name.startswith("cuda") else f"{name}, {torch.get_num_threads()} threads"
 
 
 def positive_int(text: str) -> int:

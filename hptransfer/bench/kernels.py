@@ -16,7 +16,6 @@ where only the torch paths run (Triton's interpreter measures correctness, not s
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +25,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from hptransfer.bench import add_out_folder, load_average, positive_int, positive_ints
+from hptransfer.bench import (
+    add_out_folder,
+    bench_device,
+    load_average,
+    positive_int,
+    positive_ints,
+)
 from hptransfer.config import BLOCK_SIZES
 from hptransfer.kernels.block_layout import block_layout
 from hptransfer.kernels.torch_masked import torch_masked_linear
@@ -54,22 +59,6 @@ class BenchSpec:
     dtype: str | None = None
     min_run_time: float = 1.0  # seconds per CPU case, split over the rounds
     rounds: int = 1
-
-
-def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU's model and thread count."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            names = [
-                line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")
-            ]
-        model = names[0] if names else model
-    except OSError:  # not Linux
-        pass
-    return f"{model} (CPU, {torch.get_num_threads()} threads)"
 
 
 def _methods(device: torch.device) -> dict[str, Callable]:
@@ -173,7 +162,7 @@ def _derived_columns(frame: pd.DataFrame, device, dtype, block: int) -> pd.DataF
     dense = frame.loc[frame["method"] == "dense", [*keys, "ms"]].rename(columns={"ms": "dense_ms"})
     frame = frame.merge(dense, on=keys, how="left")
     frame["speedup_vs_dense"] = frame.pop("dense_ms") / frame["ms"]
-    frame.insert(0, "device", device_name(device))
+    frame.insert(0, "device", bench_device(str(device)))
     frame.insert(1, "dtype", str(dtype).removeprefix("torch."))
     frame.insert(2, "block", block)
     return frame
@@ -340,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
         min_run_time=args.min_run_time,
         rounds=args.rounds if args.rounds is not None else (1 if device.type == "cuda" else 5),
     )
-    print(f"device: {device_name(device)}; load average {load_average():.2f}")
+    print(f"device: {bench_device(str(device))}; load average {load_average():.2f}")
     if device.type != "cuda":
         print(
             "no GPU: timing the torch paths only (Triton kernels need a GPU to be timed; "

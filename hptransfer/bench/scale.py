@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import torch
 
-from hptransfer.bench import add_out_folder, positive_int
-from hptransfer.bench.kernels import device_name
+from hptransfer.bench import add_out_folder, bench_device, positive_int
 from hptransfer.budget import TargetShape, TargetSpec
 from hptransfer.config import RunConfig
 from hptransfer.errors import ConfigError
@@ -232,7 +231,7 @@ def run_probe(probe: Probe) -> pd.DataFrame:
             "train_loss": result.train_loss,
             "diverged": result.diverged,
             "wall_s": result.wall_s,
-            "device": device_name(torch.device(probe.device)),
+            "device": bench_device(probe.device),
             "precision": _precision(probe),
         })  # fmt: skip
         last = rows[-1]

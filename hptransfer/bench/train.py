@@ -28,8 +28,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from hptransfer.bench import add_out_folder, load_average, positive_int
-from hptransfer.bench.kernels import device_name
+from hptransfer.bench import add_out_folder, bench_device, load_average, positive_int
 from hptransfer.config import DataConfig, ModelConfig, RunConfig
 from hptransfer.models import MaskedLinear, build_model, plan_parameters
 from hptransfer.optim import build_optimizer
@@ -122,7 +121,7 @@ def bench_train(
         "rounds": rounds,
         "steps_per_round": steps,
         "clock": clock,
-        "device": device_name(torch.device("cpu")),
+        "device": bench_device("cpu"),
         "threads": torch.get_num_threads(),
         "load_start": load_start,
         "load_end": load_average(),
