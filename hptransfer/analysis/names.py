@@ -1,17 +1,14 @@
-"""How tables and figures name, order and colour the parameterizations, and label HPs.
+"""How figures colour the parameterizations and label HPs and losses.
 
-One place for both, so a README table and a figure of the same study agree, and a rule set
-with CompleteP's depth rules (``supar+completep``) is told apart from its width rules alone.
+Their names, labels and order are the registry's (:func:`hptransfer.param.param_label`,
+:func:`hptransfer.param.param_order`); a rule set with CompleteP's depth rules
+(``supar+completep``) gets a colour of its own, apart from its width rules alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from hptransfer.param.rules import registered
 
-from hptransfer.errors import ConfigError
-from hptransfer.param import PARAMETERIZATIONS, parameterization
-
-WIDTH_RULES = {name: p.label for name, p in PARAMETERIZATIONS.items()}  # the papers' order
 # Per width rule: its colour alone, with CompleteP (α = 1), with any other depth exponent.
 COLORS = {
     "sp": ("tab:blue", "tab:cyan", "tab:gray"),
@@ -34,42 +31,11 @@ METRIC_LABELS = {
 }
 
 
-def _depth_alpha(name: str) -> float | None:
-    """The depth exponent of a registered name (0: no depth rules); None if not registered."""
-    try:
-        return parameterization(name).depth_alpha
-    except ConfigError:
-        return None
-
-
-def param_label(name: str) -> str:
-    """``μP``, ``SμPar + CompleteP``, ``μP + CompleteP α=0.5``; an unknown name as it is."""
-    alpha = _depth_alpha(name)
-    if alpha is None:
-        return name
-    width_label = WIDTH_RULES[name.partition("+")[0]]
-    if alpha == 0:
-        return width_label
-    return f"{width_label} + CompleteP" + ("" if alpha == 1 else f" α={alpha:g}")
-
-
 def param_color(name: str) -> str | None:
     """The rule set's colour (None for an unknown name: matplotlib's cycle picks one)."""
-    alpha = _depth_alpha(name)
-    if alpha is None:
+    entry = registered(name)
+    if entry is None:
         return None
     alone, completep, other = COLORS[name.partition("+")[0]]
+    alpha = entry.depth_alpha
     return alone if alpha == 0 else completep if alpha == 1 else other
-
-
-def param_key(name: str) -> tuple[int, float, str]:
-    """Sort key: by width rules (SP, μP, SμPar), then depth exponent; unknown names last."""
-    alpha = _depth_alpha(name)
-    if alpha is None:
-        return len(WIDTH_RULES), 0.0, name
-    return list(WIDTH_RULES).index(name.partition("+")[0]), alpha, name
-
-
-def param_order(names: Iterable[str]) -> list[str]:
-    """The distinct ``names`` in table and legend order."""
-    return sorted(set(names), key=param_key)

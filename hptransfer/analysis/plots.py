@@ -24,15 +24,10 @@ from matplotlib.figure import Figure
 
 from hptransfer.analysis import fit as fitting
 from hptransfer.analysis import results
-from hptransfer.analysis.names import (
-    HP_LABELS,
-    METRIC_LABELS,
-    param_color,
-    param_label,
-    param_order,
-)
+from hptransfer.analysis.names import HP_LABELS, METRIC_LABELS, param_color
 from hptransfer.analysis.regret import read_regret
 from hptransfer.analysis.tuning_plots import tuning_figures
+from hptransfer.param import param_label, param_order
 from hptransfer.store import atomic_write, location
 from hptransfer.store.folder import PLOTS_DIR, TRANSFER_CURVES_FILE, TRANSFER_FILE
 

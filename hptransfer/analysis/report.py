@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from hptransfer.analysis.fit import interval, load_fit
-from hptransfer.analysis.names import param_label, param_order
+from hptransfer.param import param_label, param_order
 from hptransfer.store import write_text
 
 BLOCK = re.compile(r"(<!-- fit (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- /fit -->)", re.S)

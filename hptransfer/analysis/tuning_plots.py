@@ -19,15 +19,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hptransfer.analysis import fit as fitting
-from hptransfer.analysis.names import (
-    HP_LABELS,
-    METRIC_LABELS,
-    param_color,
-    param_label,
-    param_order,
-)
+from hptransfer.analysis.names import HP_LABELS, METRIC_LABELS, param_color
 from hptransfer.analysis.regret import OFFSETS, TARGET, budget_labels, shape_labels
-from hptransfer.param import BaseHPs
+from hptransfer.param import BaseHPs, param_label, param_order
 
 DEFAULTS = BaseHPs()
 

@@ -289,7 +289,8 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hptransfer.analysis.names import param_color, param_label
+    from hptransfer.analysis.names import param_color
+    from hptransfer.param import param_label
 
     densities = list(dict.fromkeys(frame["density"]))
     fig, axes = plt.subplots(1, len(densities), figsize=(4.5 * len(densities), 3.6), squeeze=False)

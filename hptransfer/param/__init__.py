@@ -22,6 +22,8 @@ from hptransfer.param.rules import (
     SUPAR,
     Parameterization,
     Role,
+    param_label,
+    param_order,
     parameterization,
 )
 
@@ -41,6 +43,8 @@ __all__ = [
     "lr_factor",
     "multipliers",
     "output_multiplier",
+    "param_label",
+    "param_order",
     "parameterization",
     "resolve",
 ]

@@ -18,15 +18,17 @@ SGD rules follow from that form: the readout weight is "vector-like" (one dimens
 so its SGD LR scales by m_d, which is Table 3's "readout LR / m_d" written for the
 multiplied weight.
 
-:data:`PARAMETERIZATIONS` is the one registry of names; :func:`parameterization` looks one up
-and is the only place an unknown name is refused (with a did-you-mean hint).
+:data:`PARAMETERIZATIONS` is the one registry of names, their labels and their order
+(:func:`param_label`, :func:`param_order`: how every table and figure names and orders them);
+:func:`parameterization` looks one up and is the only place an unknown name is refused (with a
+did-you-mean hint).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -199,8 +201,36 @@ def parameterization(name: str) -> Parameterization:
         entry,
         name=canonical_name(width_name, alpha),
         title=f"{entry.title} + CompleteP depth rules (α = {alpha:g})",
+        label=f"{entry.label} + CompleteP" + ("" if alpha == 1 else f" α={alpha:g}"),
         depth_alpha=alpha,
     )
+
+
+def registered(name: str) -> Parameterization | None:
+    """The parameterization ``name``, or None when it is not a registered name."""
+    try:
+        return parameterization(name)
+    except ConfigError:
+        return None
+
+
+def param_label(name: str) -> str:
+    """``μP``, ``SμPar + CompleteP``, ``μP + CompleteP α=0.5``; an unknown name as it is."""
+    entry = registered(name)
+    return name if entry is None else entry.label
+
+
+def param_order(names: Iterable[str]) -> list[str]:
+    """The distinct ``names`` in table and legend order: by width rules in the registry's order
+    (SP, μP, SμPar), then depth exponent; unknown names last."""
+
+    def key(name: str) -> tuple[int, float, str]:
+        entry = registered(name)
+        if entry is None:
+            return len(PARAMETERIZATIONS), 0.0, name
+        return list(PARAMETERIZATIONS).index(name.partition("+")[0]), entry.depth_alpha, name
+
+    return sorted(set(names), key=key)
 
 
 def canonical_name(width_name: str, alpha: float) -> str:

@@ -1,6 +1,7 @@
 """Names, order and colours of the parameterizations in tables and figures."""
 
-from hptransfer.analysis.names import param_color, param_label, param_order
+from hptransfer.analysis.names import param_color
+from hptransfer.param import param_label, param_order
 
 NAMES = ["supar+completep", "mup+completep=0.5", "mup", "sp", "mup+completep", "supar"]
 
