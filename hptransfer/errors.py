@@ -34,3 +34,10 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices``, or ``""``."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def yaml_problem(exc: Exception) -> str:
+    """A YAML parser's error in one line: ``line 3, column 5: mapping values are not allowed``."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return where + (getattr(exc, "problem", None) or str(exc).splitlines()[0])

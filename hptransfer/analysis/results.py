@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from hptransfer.errors import ResultsError
+from hptransfer.errors import ResultsError, yaml_problem
 from hptransfer.param import BaseHPs
 from hptransfer.store import Location, ResultsStore, location, read_frame
 from hptransfer.store.folder import (
@@ -96,7 +96,8 @@ def _checked(frame: pd.DataFrame, required: Sequence[str], path: Path) -> pd.Dat
 
 def read_spec_document(sweep_dir: Path) -> dict[str, Any] | None:
     """spec.yaml as the sweep wrote it (a mapping), None when the folder has none; a file
-    that is not a YAML mapping is a :class:`ResultsError` naming it."""
+    that is not a YAML mapping is a one-line :class:`ResultsError` naming it. Analysis reads
+    spec.yaml through this only (the sweep parses it: :func:`hptransfer.sweep.load_spec`)."""
     path = location(sweep_dir) / SPEC_FILE
     if not path.is_file():
         return None
@@ -105,28 +106,15 @@ def read_spec_document(sweep_dir: Path) -> dict[str, Any] | None:
     try:
         spec = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ResultsError(f"{path} is not valid YAML ({exc})") from exc
+        raise ResultsError(f"{path} is not valid YAML ({yaml_problem(exc)})") from None
     if not isinstance(spec, dict):
         raise ResultsError(f"{path} is not a sweep spec (a YAML mapping)")
     return spec
 
 
-def read_spec_section(sweep_dir: Path, section: str) -> dict[str, Any]:
-    """One top-level section of spec.yaml (e.g. ``data``); empty when absent."""
-    value = (read_spec_document(sweep_dir) or {}).get(section)
-    return value if isinstance(value, dict) else {}
-
-
-def read_spec_base(sweep_dir: Path) -> dict[str, Any] | None:
-    """The ``base`` shape (width, density, depth, heads) from spec.yaml, or None when absent.
-
-    Accepts ``base`` at the top level or one level down (e.g. under ``model``).
-    """
-    spec = read_spec_document(sweep_dir)
-    if spec is None:
+def spec_base(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``base`` shape (width, density, depth, heads) of a spec.yaml document, or None."""
+    base = spec.get("base")
+    if not isinstance(base, dict) or "width" not in base:
         return None
-    for section in [spec, *(v for v in spec.values() if isinstance(v, dict))]:
-        base = section.get("base")
-        if isinstance(base, dict) and "width" in base:
-            return {k: base[k] for k in ("width", "density", "depth", "heads") if k in base}
-    return None
+    return {k: base[k] for k in ("width", "density", "depth", "heads") if k in base}

@@ -185,6 +185,21 @@ def test_base_shape_from_spec_yaml(tmp_path: Path) -> None:
     assert fit.base_hps["sp"]["lr"].value == at_base["value"].item()
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("base: [1\n  width: 2\n", r"spec\.yaml is not valid YAML \(line 2, column 8: .+\)$"),
+        ("- 1\n", r"spec\.yaml is not a sweep spec \(a YAML mapping\)$"),
+    ],
+)
+def test_a_broken_spec_yaml_is_one_line(tmp_path: Path, text: str, message: str) -> None:
+    sweep = write_sweep(tmp_path / "s", make_trials(widths=(64,)), base={"width": 64})
+    (sweep / "spec.yaml").write_text(text)
+    with pytest.raises(ResultsError, match=message) as raised:
+        fit_sweep(sweep, FAST)
+    assert "\n" not in str(raised.value)
+
+
 def test_reads_a_table_in_the_stores_exact_schema(tmp_path: Path) -> None:
     schema = store_schema.TRIALS
     trials = make_trials(widths=(64,))

@@ -96,7 +96,7 @@ def fit_sweep(sweep_dir: Path, settings: FitSettings | None = None) -> Fit:
     return fit_trials(
         trials,
         sweep_dir.name,
-        results.read_spec_base(sweep_dir),
+        results.spec_base(spec),
         settings,
         data["batch_size"][0] if batches else data.get("batch_size"),
         _data_identity(data),
