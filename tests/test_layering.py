@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -190,3 +191,11 @@ def test_the_param_rooms_names_have_one_import_path():
         if alias.name in exported
     )
     assert not wrong, "import these from hptransfer.param:\n" + "\n".join(wrong)
+
+
+def test_the_architecture_doc_draws_these_layers():
+    """docs/architecture.md's table lists LAYERS: the same rooms, layer by layer, in order."""
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    rows = [line.split("|") for line in doc.splitlines() if re.match(r"\| \d+ \|", line)]
+    drawn = tuple(tuple(re.findall(r"`(\w+)`", cells[2])) for cells in rows)
+    assert drawn == LAYERS
