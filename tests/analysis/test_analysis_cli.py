@@ -99,7 +99,9 @@ def test_a_one_cell_sweep_prints_no_drift_and_the_note_counts_seeds(tmp_path: Pa
     assert code == 0 and "supar" in out and "drift of the optimum" not in out
     few = make_trials(widths=(64,), densities=(1.0,), seeds=(0, 1))
     _, out, _ = run(capsys, "fit", str(write_sweep(tmp_path / "few", few)), "--n-boot", "50")
-    assert "2 optima rest on fewer than 3 seeds (2 on 2 seeds)" in out
+    note = next(line for line in out.splitlines() if "fewer than 3 seeds" in line)
+    assert "2 on 2 seeds (3 distinct resamples): " in note  # each optimum named, its seeds said
+    assert "sp lr at 64 × 1" in note and "supar lr at 64 × 1" in note
     assert "drift of the optimum" not in out  # two parameterizations, one shape: no drift
 
 

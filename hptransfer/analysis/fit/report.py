@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
+
+import pandas as pd
 
 from hptransfer.analysis.fit.document import Fit
 from hptransfer.analysis.fit.summary import (
@@ -19,6 +20,7 @@ from hptransfer.store import Location
 from hptransfer.store.folder import SPEC_FILE
 
 FEW_SEEDS = 3  # with 2 seeds the bootstrap has only 3 distinct resamples
+NAMED = 4  # optima a note names before it counts the rest
 
 
 def fit_report(fit: Fit, sweep_dir: Location) -> str:
@@ -51,17 +53,23 @@ def fit_notes(fit: Fit, sweep_dir: Location) -> list[str]:
             else "hptransfer sweep <each source spec> --auto-extend, then merge again"
         )
         notes.append(f"{edges} optima sit on the grid's edge; grow the grid past them: {how}")
-    seeds = Counter(int(n) for n in optima["n_seeds"] if n < FEW_SEEDS)
-    if seeds:
-        counts = ", ".join(
-            f"{count} on {n} seed{'s' * (n != 1)}" for n, count in sorted(seeds.items())
-        )
+    few = optima[optima["n_seeds"] < FEW_SEEDS]
+    if not few.empty:
+        groups = "; ".join(_few_seeds(rows, n) for n, rows in few.groupby("n_seeds"))
         notes.append(
-            f"{seeds.total()} optima rest on fewer than {FEW_SEEDS} seeds ({counts}): 2 seeds "
-            "give only 3 distinct bootstrap resamples, so their intervals mean little; add "
-            "seeds (spec seeds, then `hptransfer sweep SPEC --extend`)"
+            f"{len(few)} optima rest on fewer than {FEW_SEEDS} seeds, so their intervals mean "
+            f"little: {groups}; add seeds (spec seeds, then `hptransfer sweep SPEC --extend`)"
         )
     return notes
+
+
+def _few_seeds(rows: pd.DataFrame, seeds: int) -> str:
+    """``2 on 1 seed (no interval): supar init_std at 64 × 1, ...`` (the first few named)."""
+    why = "no interval" if seeds == 1 else f"{math.comb(2 * seeds - 1, seeds)} distinct resamples"
+    names = [f"{r.parameterization} {r.hp} at {r.width} × {r.density:g}" for r in rows.itertuples()]
+    more = f", and {len(names) - NAMED} more" if len(names) > NAMED else ""
+    plural = "s" * (seeds != 1)
+    return f"{len(rows)} on {seeds} seed{plural} ({why}): {', '.join(names[:NAMED])}{more}"
 
 
 def _drift(fit: Fit) -> list[str]:
