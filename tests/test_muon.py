@@ -186,3 +186,15 @@ def test_settings_of_another_optimizer_are_refused(changes, message):
 def test_a_vector_forced_into_muon_is_refused():
     with pytest.raises(ConfigError, match=r"bias of shape \[64\] has role hidden.*role vector"):
         trains_with_muon("blocks.0.attn.bias", (64,), Role.HIDDEN, rules.SUPAR)
+
+
+def test_a_vector_forced_into_muon_through_own_roles_is_refused():
+    from torch import nn
+
+    from hptransfer import own
+
+    def build(width: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, width))
+
+    with pytest.raises(ConfigError, match=r"2\.bias of shape \[64\] has role hidden.*matrices"):
+        own.parametrize(build(64), lambda: build(16), optimizer="muon", roles={"2.bias": "hidden"})

@@ -26,6 +26,15 @@ from hptransfer.trackers.targets import TargetTracking
 ERROR_CHARS = 2000
 
 
+def check_optimizer(target: TargetConfig, runs: Sequence[RunConfig]) -> None:
+    """Refuse Muon on FSDP2 (not measured yet) before anything is described or trained."""
+    if target.strategy == "fsdp" and any(run.train.optimizer == "muon" for run in runs):
+        raise ConfigError(
+            "train.optimizer muon with target.strategy fsdp is not supported yet: Muon "
+            "orthogonalizes whole matrices, FSDP2 shards them by rows; use strategy ddp"
+        )
+
+
 def train_targets(
     runs: Sequence[RunConfig],
     store: ResultsStore,
@@ -37,11 +46,7 @@ def train_targets(
     restart: bool = False,
 ) -> pd.DataFrame:
     """Train the runs not stored yet; the stored rows of ``runs``, in order."""
-    if target.strategy == "fsdp" and any(run.train.optimizer == "muon" for run in runs):
-        raise ConfigError(
-            "train.optimizer muon with target.strategy fsdp is not supported yet: Muon "
-            "orthogonalizes whole matrices, FSDP2 shards them by rows; use strategy ddp"
-        )
+    check_optimizer(target, runs)
     execution = execution or Execution()
     ids = [trial_id(point_id(run), run.seed) for run in runs]
     with store.lock():

@@ -156,6 +156,7 @@ def _target(
     sweep folder's targets/, on a disk or in object storage; None (the sweep's Ray Tune
     path) when neither is given."""
     from hptransfer.distributed.run import check_resources, check_writable
+    from hptransfer.distributed.runs import check_optimizer
 
     given = {k: v for k, v in options.target.items() if v is not None}
     if source.spec.target is None and not given:
@@ -168,6 +169,7 @@ def _target(
             given[key] = getattr(options, flag)  # per run = per worker on Ray Train
     target = TargetConfig.from_dict({**base, **given})
     check_resources(target, execution)
+    check_optimizer(target, runs)
     for batch in dict.fromkeys(run.data.batch_size for run in runs):
         target.micro_batches(batch)
     if not options.dry_run:

@@ -23,13 +23,13 @@ from hptransfer.store import Location
 from tests.conftest import tiny_gpt_run
 
 
-def target_run(steps: int = 20) -> RunConfig:
+def target_run(steps: int = 20, optimizer: str = "adamw") -> RunConfig:
     """The tiny GPT at density 1/2; batch 8, so each of 2 workers takes 4 rows."""
     run = tiny_gpt_run(density=0.5)
     return dataclasses.replace(
         run,
         data=DataConfig(corpus="synthetic", batch_size=8, seq_len=16, eval_batches=2),
-        train=TrainConfig(steps=steps, warmup_steps=2, eval_every=10),
+        train=TrainConfig(steps=steps, warmup_steps=2, eval_every=10, optimizer=optimizer),
     )
 
 

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,15 @@ STEPS, EVERY = 600, 100
 KILL_AT = 150  # after the checkpoint at step 100
 TIMEOUT_S = 600
 # argv: the target's folder (a path or a URI), a local file the steps are written to as they
-# are reported.
+# are reported, the optimizer.
 SCRIPT = f"""
 import dataclasses, sys
 from tests.distributed.targetkit import target_run
 from hptransfer.config import TrainConfig
 from hptransfer.runtime.resources import TargetConfig
 from hptransfer.distributed import run_target
-run = dataclasses.replace(target_run(), train=TrainConfig(steps={STEPS}, eval_every={EVERY}))
+train = TrainConfig(steps={STEPS}, eval_every={EVERY}, optimizer=sys.argv[3])
+run = dataclasses.replace(target_run(), train=train)
 target = TargetConfig(workers=2, checkpoint_every={EVERY}, max_failures=1)
 steps = open(sys.argv[2], "a", buffering=1)
 run_target(run, target, sys.argv[1], on_progress=lambda r: print(r.get("step", 0), file=steps))
@@ -46,10 +48,10 @@ run_target(run, target, sys.argv[1], on_progress=lambda r: print(r.get("step", 0
 pytest_plugins = ("tests.distributed.targetkit", "tests.faults.s3kit")  # their fixtures
 
 
-def _start(folder: str, steps: Path) -> subprocess.Popen:
+def _start(folder: str, steps: Path, optimizer: str = "adamw") -> subprocess.Popen:
     env = {**os.environ, **faultkit.QUIET_ENV, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, folder, str(steps)],
+        [sys.executable, "-c", SCRIPT, folder, str(steps), optimizer],
         cwd=REPO,
         env=env,
         start_new_session=True,
@@ -83,28 +85,38 @@ def _resumed_once(result: dict[str, Any]) -> bool:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(short_root: Path) -> list[dict]:
-    folder = str(short_root / "whole")
-    _finish(_start(folder, short_root / "whole.steps"))
-    assert _result(folder)["metrics"]["starts"] == [1]
-    return _result(folder)["curve"]
+def uninterrupted(short_root: Path) -> Callable[[str], list[dict]]:
+    """The curve of an uninterrupted run with the given optimizer (trained once)."""
+    curves: dict[str, list[dict]] = {}
+
+    def curve(optimizer: str) -> list[dict]:
+        if optimizer not in curves:
+            folder = str(short_root / f"whole-{optimizer}")
+            _finish(_start(folder, short_root / f"whole-{optimizer}.steps", optimizer))
+            assert _result(folder)["metrics"]["starts"] == [1]
+            curves[optimizer] = _result(folder)["curve"]
+        return curves[optimizer]
+
+    return curve
 
 
-@pytest.mark.parametrize("storage", ["disk", "s3"])
+@pytest.mark.parametrize(
+    ("storage", "optimizer"), [("disk", "adamw"), ("s3", "adamw"), ("disk", "muon")]
+)
 def test_driver_killed_mid_target_resumes_and_ends_bit_for_bit(
-    storage, short_root, uninterrupted, request
+    storage, optimizer, short_root, uninterrupted, request
 ):
-    name = f"driver-killed-{storage}"
+    name = f"driver-killed-{storage}-{optimizer}"
     s3 = request.getfixturevalue("s3") if storage == "s3" else None
     folder, steps = uri(s3, name) if s3 else str(short_root / name), short_root / f"{name}.steps"
-    proc = _start(folder, steps)
+    proc = _start(folder, steps, optimizer)
     seen = _wait_for_step(proc, steps, KILL_AT)
     os.kill(proc.pid, signal.SIGKILL)  # the driver only; its Ray goes down with it
     faultkit.kill_tree(proc, seen)
     assert not (location(folder) / RESULT_FILE).exists()
-    _finish(_start(folder, steps))
+    _finish(_start(folder, steps, optimizer))
     assert _resumed_once(_result(folder))
-    assert json.dumps(_result(folder)["curve"]) == json.dumps(uninterrupted)
+    assert json.dumps(_result(folder)["curve"]) == json.dumps(uninterrupted(optimizer))
 
 
 def test_a_killed_worker_is_retried_from_the_last_checkpoint(short_root, uninterrupted):
@@ -116,4 +128,4 @@ def test_a_killed_worker_is_retried_from_the_last_checkpoint(short_root, uninter
     os.kill(max(workers), signal.SIGKILL)
     _finish(proc)  # the same run finishes: Ray Train restarted its workers
     assert _resumed_once(_result(folder))
-    assert json.dumps(_result(folder)["curve"]) == json.dumps(uninterrupted)
+    assert json.dumps(_result(folder)["curve"]) == json.dumps(uninterrupted("adamw"))

@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
+
 from hptransfer.analysis.fit import fit_sweep, write_fit
+from hptransfer.cli.main import main
 from hptransfer.config import RunConfig
 from hptransfer.runtime.identity import point_id, trial_row
 from hptransfer.store import ResultsStore
@@ -47,6 +50,13 @@ TOKENS_PER_STEP = 4 * 8  # batch_size × seq_len of TINY_SPEC
 BATCH_STEPS = 16  # a sweep over batch sizes: 16 steps × 4 rows at every batch size
 
 
+def transfer_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``hptransfer transfer ARGS``: the exit code, stdout and stderr."""
+    code = main(["transfer", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def optimum_log2_lr(steps: int, batch: int = 4) -> float:
     tokens = steps * batch * 8
     return (
@@ -75,11 +85,13 @@ def write_sweep(
     horizons: tuple[int, ...] = (),
     batches: tuple[int, ...] = (),
     seeds: tuple[int, ...] = (0, 1),
+    optimizer: str = "adamw",
 ) -> Path:
     """results/tiny/ (or results/joint/, with ``horizons`` results/horizons/, with
     ``batches`` results/batches/: :data:`BATCH_STEPS` steps of the first) under ``root``:
-    spec.yaml, trials.parquet, curves.parquet, fit.json."""
+    spec.yaml, trials.parquet, curves.parquet, fit.json; tuned with ``optimizer``."""
     raw = JOINT_SPEC if joint else TINY_SPEC
+    raw = {**raw, "train": {**raw["train"], "optimizer": optimizer}}
     if horizons:
         raw = {**raw, "name": "horizons", "train": {**raw["train"], "steps": list(horizons)}}
     if batches:
