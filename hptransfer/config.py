@@ -3,7 +3,7 @@
 Everything a run needs is here: the model shape, the data, the training budget, the base
 hyperparameters and the base shape they were tuned at (those two live in
 :mod:`hptransfer.param.base`, beside the rules that read them). YAML and CLI input is parsed
-into these objects at the boundary (see ``hptransfer.sweep.spec``); inside, they are trusted.
+into these objects at the boundary (see ``hptransfer.sweep.parse``); inside, they are trusted.
 ``config`` imports ``param``, never the other way round.
 """
 

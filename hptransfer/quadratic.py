@@ -1,7 +1,8 @@
 """How many points a joint fit of several HPs needs: the size of a full quadratic.
 
 The joint fit (:mod:`hptransfer.analysis.joint`) fits a full quadratic in the log2 HPs; a
-sweep's search (:mod:`hptransfer.sweep.spec`) is refused when it cannot give that many points.
+sweep's search (:mod:`hptransfer.sweep.parse_search`) is refused when it cannot give that
+many points.
 """
 
 from __future__ import annotations

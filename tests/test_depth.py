@@ -13,7 +13,7 @@ from hptransfer.config import RunConfig, TrainConfig
 from hptransfer.errors import ConfigError
 from hptransfer.models import build_model, describe, forward_scales, param_specs
 from hptransfer.param import BaseHPs, BaseShape, ParamSpec, Role, parameterization, resolve
-from hptransfer.sweep.spec import parse_spec
+from hptransfer.sweep.parse import parse_spec
 from hptransfer.train import train
 from tests.conftest import tiny_gpt_run, tiny_mlp_run
 

@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def base_run(args: argparse.Namespace) -> RunConfig:
     """The proxy run: from the spec if given, else from the flags."""
     if args.spec:
-        from hptransfer.sweep.spec import load_spec
+        from hptransfer.sweep.parse import load_spec
 
         cell = load_spec(args.spec).cells[0]
         base = cell.base

@@ -1,7 +1,8 @@
 """Proxy sweeps: YAML spec → Ray Tune (grid or Optuna, optional ASHA) → Parquet store."""
 
+from hptransfer.sweep.parse import load_spec, parse_spec
 from hptransfer.sweep.run import SweepOutcome, run_sweep, run_trials
-from hptransfer.sweep.spec import SweepSpec, load_spec, parse_spec
+from hptransfer.sweep.spec import SweepSpec
 
 __all__ = [
     "SweepOutcome",

@@ -23,7 +23,8 @@ import pandas as pd
 import yaml
 
 from hptransfer.errors import ConfigError
-from hptransfer.sweep.spec import HPRange, SweepSpec, parse_spec
+from hptransfer.sweep.parse import parse_spec
+from hptransfer.sweep.spec import HPRange, SweepSpec
 
 MAX_ROUNDS = 4  # the default bound: e.g. 2 octaves past a half-octave range on each side
 SIDES = ("low", "high")

@@ -32,6 +32,7 @@ from hptransfer.runtime.cluster import (
 from hptransfer.store import ResultsStore, location
 from hptransfer.store.folder import CURVES_FILE, TRIALS_FILE
 from hptransfer.store.location import remove_tree
+from hptransfer.sweep.parse import parse_spec
 from hptransfer.sweep.report import Progress, best_per_cell, format_summary
 from hptransfer.sweep.search import (
     CellPlan,
@@ -40,7 +41,7 @@ from hptransfer.sweep.search import (
     plan_cell,
     study_storage,
 )
-from hptransfer.sweep.spec import UNHASHED_KEYS, AshaSpec, SweepSpec, diff_keys, parse_spec
+from hptransfer.sweep.spec import UNHASHED_KEYS, AshaSpec, SweepSpec, diff_keys
 
 if TYPE_CHECKING:
     from ray.tune.schedulers import TrialScheduler

@@ -100,7 +100,7 @@ def _donors(store: ResultsStore, planned: Sequence[Job], reuse: Sequence[Path]) 
 def _spec_keys(folder: Path) -> dict[str, str]:
     """Run keys of a grid sweep folder's planned runs, from its spec.yaml (none if it has no
     usable grid spec)."""
-    from hptransfer.sweep.spec import parse_spec
+    from hptransfer.sweep.parse import parse_spec
 
     text = ResultsStore(folder).read_spec()
     try:

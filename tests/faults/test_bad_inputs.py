@@ -30,7 +30,8 @@ from hptransfer.cli.main import main
 from hptransfer.cli.targets import TARGET_KEYS, parse_targets
 from hptransfer.errors import ConfigError
 from hptransfer.sweep import load_spec, parse_spec
-from hptransfer.sweep.spec import MAX_GRID_RUNS, TOP_KEYS
+from hptransfer.sweep.parse import TOP_KEYS
+from hptransfer.sweep.parse_search import MAX_GRID_RUNS
 
 tiny = faultkit.tiny_spec
 OPTUNA = {"algorithm": "optuna", "space": {"lr": {"low": 0.001, "high": 0.1}}}
