@@ -4,6 +4,7 @@ outside the checkout (slow: builds, installs, starts Ray)."""
 from __future__ import annotations
 
 import os
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,15 @@ def _run(*argv: str | Path, cwd: Path, env: dict[str, str]) -> str:
     return done.stdout
 
 
+def _see_this_interpreters_packages(venv: Path) -> None:
+    """The dependencies (torch, Ray, ...) from the interpreter running the tests, appended to the
+    new venv's path. ``--system-site-packages`` would not do: run from inside a venv, it gives
+    the base Python's packages, not this venv's. A path listed in a ``.pth`` file is not itself
+    scanned for ``.pth`` files, so this interpreter's editable hptransfer stays out of sight."""
+    (own,) = (venv / "lib").glob("python*/site-packages")
+    (own / "test-dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+
+
 @pytest.mark.slow
 def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -36,8 +46,9 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
     _run(sys.executable, "-m", "pip", "wheel", ROOT, "--no-deps", "--no-build-isolation",
          "-w", wheels, cwd=tmp_path, env=env)  # fmt: skip
     (wheel,) = wheels.glob("hptransfer-*.whl")
-    venv = tmp_path / "venv"  # the dependencies (torch, Ray, ...) come from this interpreter
-    _run(sys.executable, "-m", "venv", "--system-site-packages", venv, cwd=tmp_path, env=env)
+    venv = tmp_path / "venv"
+    _run(sys.executable, "-m", "venv", venv, cwd=tmp_path, env=env)
+    _see_this_interpreters_packages(venv)
     _run(venv / "bin" / "pip", "install", "--no-deps", "--force-reinstall", wheel,
          cwd=tmp_path, env=env)  # fmt: skip
     work = tmp_path / "elsewhere"
