@@ -20,6 +20,8 @@ written into a temporary folder beside ``--out`` that is renamed into place at t
 error or Ctrl-C leaves no partial output. ``meta.json`` records the tokenizer's identity
 (name, vocabulary, sha256 of its JSON) and how the folder was made (each input's sha256 and
 size, the settings): re-running with the same inputs and settings finds it and does nothing.
+The documents and their split are :mod:`hptransfer.data.documents`, the tokenizers
+:mod:`hptransfer.data.encoders`.
 """
 
 from __future__ import annotations
@@ -28,30 +30,21 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import Any
 
 from hptransfer.data import tokens
+from hptransfer.data.documents import BUILTIN_SHAKESPEARE, separator_pattern, split_documents
+from hptransfer.data.encoders import TOKENIZER_FILE, Encoder, load_tokenizer, train_bpe
 from hptransfer.errors import ConfigError, DataError
 
-if TYPE_CHECKING:
-    from tokenizers import Tokenizer
-
 FORMAT = 1  # bump when the same inputs and settings would give different tokens
-BUILTIN_SHAKESPEARE = "builtin:shakespeare"  # the shipped corpus, one document per play
-EOT = "<|endoftext|>"
 BATCH_BYTES = 1 << 20  # documents tokenized (and written) together
-TOKENIZER_FILE = "tokenizer.json"
-BLANK_LINE = "blank"  # --separator blank: documents are separated by blank lines
-BLANK_LINE_PATTERN = r"\n[ \t\r\f\v]*\n\s*"
 
 
 @dataclass(frozen=True)
@@ -92,253 +85,6 @@ class Outcome:
     seconds: float
     skipped: bool  # already prepared from the same inputs and settings
     notes: tuple[str, ...] = ()  # how a text file was split, where the user may not expect it
-
-
-# -- documents ------------------------------------------------------------------------------
-
-
-@dataclass
-class Document:
-    text: str
-    end: int  # bytes of the inputs read so far (for the progress line)
-    is_val: bool | None = None  # None: drawn by the Splitter; else fixed by the position rule
-
-
-def separator_pattern(separator: str) -> re.Pattern[str]:
-    """``--separator`` compiled: ``blank`` is a blank line, anything else a regex (``^`` and
-    ``$`` match at line boundaries)."""
-    text = BLANK_LINE_PATTERN if separator == BLANK_LINE else separator
-    try:
-        return re.compile(text, re.MULTILINE)
-    except re.error as exc:
-        reason = f"is not a regular expression ({exc})"
-        raise ConfigError(f"--separator {separator!r} {reason}") from None
-
-
-def documents(
-    request: Request, notes: list[str] | None = None
-) -> Iterator[tuple[str, Iterator[Document]]]:
-    """(input, its documents) for each input, in order; how a text file was split by position
-    (where the user may not expect it) is appended to ``notes``."""
-    for name in request.inputs:
-        yield name, _documents(name, request, [] if notes is None else notes)
-
-
-def _documents(name: str, request: Request, notes: list[str]) -> Iterator[Document]:
-    if name == BUILTIN_SHAKESPEARE:
-        from hptransfer.data.shakespeare import load_plays
-
-        done = 0
-        for text in load_plays().values():
-            done += len(text.encode("utf-8"))
-            yield Document(text, done)
-        return
-    path = Path(name)
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        yield from _jsonl(path, request.field)
-    elif suffix in (".parquet", ".pq"):
-        yield from _parquet(path, request.column)
-    else:
-        yield from _text_documents(path, request, notes)
-
-
-def _text_documents(path: Path, request: Request, notes: list[str]) -> Iterator[Document]:
-    """A text file's documents: cut at ``--separator``, else split by position where it is
-    the only input or the separator leaves it one document (see the module docstring)."""
-    size, text = _size(path), _read_text(path)
-    if not text or (request.separator is None and len(request.inputs) > 1):
-        yield Document(text, size)
-        return
-    if request.separator is not None:
-        pieces = _cut(text, separator_pattern(request.separator))
-        if len(pieces) > 1:
-            for piece, end in pieces:
-                yield Document(piece, size * end // len(text))
-            return
-        notes.append(
-            f"--separator {request.separator!r} does not cut {path} into several documents: "
-            f"split by position (its last {request.val_fraction:g} is the validation split)"
-        )
-    train, val = split_by_position(text, request.val_fraction)
-    yield Document(train, size * len(train) // len(text), is_val=False)
-    yield Document(val, size, is_val=True)
-
-
-def _cut(text: str, pattern: re.Pattern[str]) -> list[tuple[str, int]]:
-    """The non-blank pieces of ``text`` between matches of ``pattern``, each with the offset
-    where it ends."""
-    pieces, start = [], 0
-    for match in pattern.finditer(text):
-        pieces.append((text[start : match.start()], match.start()))
-        start = match.end()
-    pieces.append((text[start:], len(text)))
-    return [(piece, end) for piece, end in pieces if piece.strip()]
-
-
-def split_by_position(text: str, val_fraction: float) -> tuple[str, str]:
-    """(train, validation): ``text`` cut at the line boundary nearest to its last
-    ``val_fraction`` (at that character where it has no line break)."""
-    target = round(len(text) * (1 - val_fraction))
-    before = text.rfind("\n", 0, target) + 1  # 0: no line boundary before the target
-    after = text.find("\n", target) + 1  # 0: none after it
-    bounds = [cut for cut in (before, after) if 0 < cut < len(text)]
-    cut = min(bounds, key=lambda b: abs(b - target)) if bounds else target
-    return text[:cut], text[cut:]
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"input {path} is not UTF-8 (byte {exc.start})") from None
-    except OSError as exc:
-        raise DataError(f"cannot read input {path}: {exc.strerror or exc}") from None
-
-
-def _size(path: Path) -> int:
-    try:
-        if not path.is_file():
-            raise DataError(f"input {path} is not a regular file")
-        return path.stat().st_size
-    except OSError as exc:
-        raise DataError(f"cannot read input {path}: {exc.strerror or exc}") from None
-
-
-def _jsonl(path: Path, field: str) -> Iterator[Document]:
-    _size(path)
-    done = 0
-    with _open(path) as lines:
-        for number, line in enumerate(lines, 1):
-            done += len(line)
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise DataError(f"{where}: not a JSON line ({exc})") from None
-            if not isinstance(record, dict) or field not in record:
-                raise DataError(f"{where}: no field {field!r} (choose it with --field)")
-            if not isinstance(record[field], str):
-                raise DataError(f"{where}: field {field!r} is not a string")
-            yield Document(record[field], done)
-
-
-@contextlib.contextmanager
-def _open(path: Path) -> Iterator[Iterator[bytes]]:
-    try:
-        with path.open("rb") as handle:
-            yield handle
-    except OSError as exc:
-        raise DataError(f"cannot read input {path}: {exc.strerror or exc}") from None
-
-
-def _parquet(path: Path, column: str) -> Iterator[Document]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    size = _size(path)
-    try:
-        parquet = pq.ParquetFile(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise DataError(f"input {path} is not a readable Parquet file ({exc})") from None
-    if column not in parquet.schema_arrow.names:
-        raise DataError(f"input {path} has no column {column!r} (choose it with --column)")
-    kind = parquet.schema_arrow.field(column).type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        raise DataError(f"input {path}: column {column!r} is {kind}, not text")
-    groups = max(1, parquet.num_row_groups)
-    for group in range(parquet.num_row_groups):
-        texts = parquet.read_row_group(group, columns=[column]).column(0).to_pylist()
-        for text in texts:
-            if text is not None:
-                yield Document(text, size * (group + 1) // groups)
-
-
-# -- tokenizers -----------------------------------------------------------------------------
-
-
-class Encoder:
-    """A tokenizer as ``data prepare`` uses it: a batch of texts -> one array of ids."""
-
-    def __init__(self, name: str, tokenizer: Tokenizer | None = None):
-        self.name = name
-        self.tokenizer = tokenizer
-        self.vocab_size = 256 if tokenizer is None else tokenizer.get_vocab_size()
-        self.eot_id = None if tokenizer is None else tokenizer.token_to_id(EOT)
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        if self.tokenizer is None:
-            return np.frombuffer("".join(texts).encode("utf-8"), dtype=np.uint8)
-        end = [] if self.eot_id is None else [self.eot_id]
-        rows = [np.array(enc.ids + end) for enc in self.tokenizer.encode_batch_fast(texts)]
-        return np.concatenate(rows or [np.zeros(0)]).astype(np.int64)
-
-    def identity(self) -> dict[str, Any]:
-        """Name, vocabulary and the sha256 of the tokenizer's JSON (bytes: of its name)."""
-        text = self.name if self.tokenizer is None else self.tokenizer.to_str()
-        return {
-            "name": self.name,
-            "vocab_size": self.vocab_size,
-            "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        }
-
-
-def load_tokenizer(path: Path) -> Encoder:
-    """A ``tokenizer.json``; DataError if it is unreadable or not a tokenizer."""
-    from tokenizers import Tokenizer
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-        raise DataError(f"cannot read tokenizer {path}: {reason or exc}") from None
-    try:
-        tokenizer = Tokenizer.from_str(text)
-    except Exception as exc:  # tokenizers raises plain Exception for any malformed file
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path} is not a Hugging Face tokenizer.json ({reason})") from None
-    return Encoder(path.name, tokenizer)
-
-
-def train_bpe(vocab_size: int, texts: Iterator[str]) -> Encoder:
-    """A byte-level BPE trained on ``texts`` (GPT-2's pre-tokenizer; decodes back exactly)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[EOT],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer)
-    return Encoder(f"bpe:{vocab_size}", tokenizer)
-
-
-def decode(folder: Path, ids: np.ndarray) -> str:
-    """The text of ``ids`` from a prepared folder (its tokenizer.json, or bytes)."""
-    path = folder / TOKENIZER_FILE
-    if not path.exists():
-        return bytes(ids.astype(np.uint8)).decode("utf-8")
-    return load_tokenizer(path).tokenizer.decode(ids.tolist(), skip_special_tokens=False)
-
-
-# -- the split and the run ------------------------------------------------------------------
-
-
-class Splitter:
-    """Document i goes to validation with probability ``fraction``, from ``seed`` alone."""
-
-    def __init__(self, fraction: float, seed: int):
-        self.rng = np.random.default_rng(seed)
-        self.fraction = fraction
-
-    def is_val(self) -> bool:
-        return bool(self.rng.random() < self.fraction)
 
 
 def fingerprint(request: Request) -> dict[str, Any]:
@@ -429,30 +175,9 @@ def _encoder(request: Request, notes: list[str]) -> Encoder:
     if spec == "bytes":
         return Encoder("bytes")
     if spec.startswith("bpe:"):
-        texts = (doc.text for doc in _split_documents(request, notes, want_val=False))
+        texts = (doc.text for doc in split_documents(request, notes, want_val=False))
         return train_bpe(int(spec[4:]), texts)
     return load_tokenizer(Path(spec))
-
-
-def _split_documents(
-    request: Request, notes: list[str], want_val: bool | None = None
-) -> Iterator[Document]:
-    """Every document with its split (drawn unless fixed by position); only one split's if
-    ``want_val`` is given."""
-    splitter = Splitter(request.val_fraction, request.seed)
-    base = 0  # bytes of the inputs before this one
-    for name, docs in documents(request, notes):
-        empty, end = True, 0
-        for doc in docs:
-            empty, end = empty and not doc.text, doc.end
-            doc.end += base
-            if doc.is_val is None:
-                doc.is_val = splitter.is_val()
-            if want_val is None or doc.is_val == want_val:
-                yield doc
-        if empty:
-            raise DataError(f"input {name} holds no text")
-        base += end
 
 
 def _write(
@@ -480,7 +205,7 @@ def _write(
             counts[split] += len(ids)
             batches[split], sizes[split] = [], 0
 
-        for doc in _split_documents(request, notes):
+        for doc in split_documents(request, notes):
             split = "val" if doc.is_val else "train"
             batches[split].append(doc.text)
             sizes[split] += len(doc.text)

@@ -15,7 +15,9 @@ from hptransfer import data
 from hptransfer.cli.main import main
 from hptransfer.config import DataConfig
 from hptransfer.data import load_dataset, tokens
-from hptransfer.data.prepare import Request, decode, prepare, split_by_position
+from hptransfer.data.documents import split_by_position
+from hptransfer.data.encoders import decode
+from hptransfer.data.prepare import Request, prepare
 
 DOCS = [
     f"Doc {i}: ACT {i}.  Enter KING; exeunt.\n\tCafé — naïve «quote» 日本 {'x' * i}\n\n  end "
