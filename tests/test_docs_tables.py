@@ -20,7 +20,7 @@ PAGE = Path(__file__).resolve().parents[1] / "docs" / "parameterizations.md"
 M = Multipliers(width=3.0, density=0.2)
 BUDGET = BudgetMultipliers(tokens=5.0, batch=0.3)
 GAMMA, BETA = 0.7, 0.4
-COLUMNS = ("sp", "mup", "supar")  # the table's SP, μP, SμPar columns, in order
+COLUMNS = ("sp", "mup", "supar", "supar-init", "supar-lr")  # the table's columns, in order
 RULES = {"init var": "init_var", "Adam LR": "adam_lr", "SGD LR": "sgd_lr", "output": "output"}
 # Formula text to Python: the page's symbols and operators.
 SYMBOLS = (

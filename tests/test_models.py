@@ -11,8 +11,8 @@ from hptransfer.config import RunConfig
 from hptransfer.data import load_dataset
 from hptransfer.errors import ConfigError
 from hptransfer.models import MaskedLinear, build_model, describe, draw_mask, param_specs
-from hptransfer.param import BaseShape, Role
-from hptransfer.runtime.identity import config_hash
+from hptransfer.param import PARAMETERIZATIONS, BaseShape, Role
+from hptransfer.runtime.identity import config_hash, run_key
 from hptransfer.train import complete_run, train
 from tests.conftest import tiny_gpt_run, tiny_mlp_run
 
@@ -23,10 +23,12 @@ def with_p(run: RunConfig, p: str, **model) -> RunConfig:
 
 @pytest.mark.parametrize("make", [tiny_gpt_run, tiny_mlp_run])
 def test_all_parameterizations_identical_at_base_shape(make):
-    """m_d = m_rho = 1: SP, μP and SμPar are the same model, bit for bit, through training."""
-    results = [train(with_p(make(), p)) for p in ("sp", "mup", "supar")]
+    """m_d = m_rho = 1: SP, μP, SμPar and SμPar's init or LR rule alone are the same model, bit
+    for bit, through training."""
+    results = [train(with_p(make(), p)) for p in PARAMETERIZATIONS]
     curves = [[(pt["train_loss"], pt["val_loss"]) for pt in r.curve] for r in results]
-    assert curves[0] == curves[1] == curves[2]
+    assert len(curves) == 5 and all(curve == curves[0] for curve in curves)
+    assert len({run_key(with_p(make(), p)) for p in PARAMETERIZATIONS}) == 1  # trained once
 
 
 def test_supar_equals_mup_at_density_one_at_any_width(gpt_run):

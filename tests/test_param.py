@@ -39,8 +39,10 @@ def spec_table(p: str, role: Role, m_d: float, m_rho: float) -> tuple[float, flo
         "sp": (s2, eta),
         "mup": (s2 / m_d, eta / m_d),
         "supar": (s2 / (m_d * m_rho), eta / (m_d * m_rho)),
+        "supar-init": (s2 / (m_d * m_rho), eta),  # SμPar's init, SP's LR
+        "supar-lr": (s2, eta / (m_d * m_rho)),  # SP's init, SμPar's LR
     }
-    readout_mult = HPS.alpha_out if p == "sp" else HPS.alpha_out / m_d
+    readout_mult = HPS.alpha_out if p in ("sp", "supar-lr") else HPS.alpha_out / m_d
     return {
         Role.EMBEDDING: (s2, eta, HPS.alpha_in),
         Role.HIDDEN: (*hidden[p], 1.0),
@@ -49,7 +51,7 @@ def spec_table(p: str, role: Role, m_d: float, m_rho: float) -> tuple[float, flo
     }[role]
 
 
-@pytest.mark.parametrize("p", ["sp", "mup", "supar"])
+@pytest.mark.parametrize("p", ["sp", "mup", "supar", "supar-init", "supar-lr"])
 @pytest.mark.parametrize(("m_d", "m_rho"), SHAPES)
 @pytest.mark.parametrize("role", list(Role))
 def test_adam_rules_match_spec_table(p, m_d, m_rho, role):
@@ -79,6 +81,34 @@ def test_weight_decay_modes(m_d, m_rho):
     assert independent.lr * independent.weight_decay == pytest.approx(HPS.lr * HPS.weight_decay)
     vector = resolve_at(Role.VECTOR, "supar", m_d, m_rho)
     assert vector.weight_decay == 0
+
+
+@pytest.mark.parametrize(("m_d", "m_rho"), SHAPES)
+def test_ablations_decay_and_attention_follow_their_halves(m_d, m_rho):
+    """supar-lr's independent decay follows its (SμPar) hidden LR, supar-init's its (SP) one;
+    the attention scale is part of the init rule: μP's under supar-init, SP's under supar-lr."""
+    for name in ("supar-init", "supar-lr"):
+        hp = resolve_at(Role.HIDDEN, name, m_d, m_rho)
+        assert hp.lr * hp.weight_decay == pytest.approx(HPS.lr * HPS.weight_decay)
+    assert resolve_at(Role.HIDDEN, "supar-init", m_d, m_rho).weight_decay == HPS.weight_decay
+    lr_only = resolve_at(Role.HIDDEN, "supar-lr", m_d, m_rho)
+    assert lr_only.weight_decay == pytest.approx(HPS.weight_decay * m_d * m_rho)
+    scale = {n: attention_scale(PARAMETERIZATIONS[n], 64, 16) for n in ("supar-init", "supar-lr")}
+    assert scale == {"supar-init": pytest.approx(4 / 64), "supar-lr": 1 / 8}
+
+
+def test_ablations_take_adam_sgd_and_muon_lrs_together():
+    init_only, lr_only = PARAMETERIZATIONS["supar-init"], PARAMETERIZATIONS["supar-lr"]
+    for role in Role:
+        sp, supar = PARAMETERIZATIONS["sp"].rule(role), PARAMETERIZATIONS["supar"].rule(role)
+        assert (init_only.rule(role).sgd_lr, init_only.rule(role).muon_lr) == (
+            sp.sgd_lr,
+            sp.muon_lr,
+        )
+        assert (lr_only.rule(role).sgd_lr, lr_only.rule(role).muon_lr) == (
+            supar.sgd_lr,
+            supar.muon_lr,
+        )
 
 
 def test_eps_scaling_follows_hidden_lr():

@@ -14,6 +14,8 @@ COLORS = {
     "sp": ("tab:blue", "tab:cyan", "tab:gray"),
     "mup": ("tab:orange", "tab:red", "tab:brown"),
     "supar": ("tab:green", "tab:purple", "tab:olive"),
+    "supar-init": ("tab:pink", "hotpink", "lightpink"),
+    "supar-lr": ("goldenrod", "darkgoldenrod", "khaki"),
 }
 
 # Axis labels of the searched HPs and the losses.

@@ -15,8 +15,9 @@ from hptransfer.config import (
     parse_fraction,
 )
 from hptransfer.errors import ConfigError
-from hptransfer.param import PARAMETERIZATIONS, BaseHPs, BaseShape, parameterization
+from hptransfer.param import BaseHPs, BaseShape, parameterization
 from hptransfer.param.base import check_depth
+from hptransfer.param.rules import PAPERS
 from hptransfer.store.folder import COORD_CHECK_FILE
 
 
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--depths, a depth sweep at the base width; writes long-format Parquet and figures "
         "(flat lines = a correct parameterization).",
     )
-    parser.add_argument("-p", "--parameterizations", default=",".join(PARAMETERIZATIONS))
+    parser.add_argument("-p", "--parameterizations", default=",".join(PAPERS))
     parser.add_argument(
         "--widths",
         default="256,512,1024",

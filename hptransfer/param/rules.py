@@ -173,8 +173,33 @@ SUPAR = Parameterization(
     mup_attention=True,
 )
 
-# The registry, in the papers' order (tables and figures follow it).
-PARAMETERIZATIONS: dict[str, Parameterization] = {p.name: p for p in (SP, MUP, SUPAR)}
+# What an ablation takes from one rule set as its "LR rule"; the rest of a role's rule (init
+# variance, forward output, decay) and the attention scale are its "init rule".
+LR_RULES = ("adam_lr", "sgd_lr", "muon_lr")
+
+
+def ablation(
+    name: str, label: str, init: Parameterization, lr: Parameterization
+) -> Parameterization:
+    """A rule set with ``init``'s init rule (init variances, forward multipliers, attention
+    scale, decay) and ``lr``'s LR rule (Adam, SGD and Muon LR factors) per role; the
+    weight decay of ``independent`` mode and a scaled ε follow the LR rule."""
+    rules = {
+        role: dataclasses.replace(rule, **{f: getattr(lr.rule(role), f) for f in LR_RULES})
+        for role, rule in init.rules.items()
+    }
+    title = f"{init.label}'s init and forward multipliers, {lr.label}'s learning rates (ablation)"
+    return Parameterization(name, title, label, rules, mup_attention=init.mup_attention)
+
+
+SUPAR_INIT = ablation("supar-init", "SμPar init only", init=SUPAR, lr=SP)
+SUPAR_LR = ablation("supar-lr", "SμPar LR only", init=SP, lr=SUPAR)
+
+# The registry, in the papers' order, then the ablations (tables and figures follow it).
+PARAMETERIZATIONS: dict[str, Parameterization] = {
+    p.name: p for p in (SP, MUP, SUPAR, SUPAR_INIT, SUPAR_LR)
+}
+PAPERS = (SP.name, MUP.name, SUPAR.name)  # the papers' rule sets (coord-check's default)
 # Which one ``transfer`` trains when not told, of those a sweep fitted: the most scale-aware.
 TRANSFER_PREFERENCE = (SUPAR.name, MUP.name, SP.name)
 
