@@ -10,13 +10,14 @@ into these objects at the boundary (see ``hptransfer.sweep.parse``); inside, the
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from hptransfer.param import BaseHPs, BaseShape, Multipliers, parameterization
 from hptransfer.param.base import check_density, require
 
-MODEL_KINDS = ("gpt", "mlp")
+MODEL_KINDS = ("gpt", "mlp", "python")  # python: the builder named by model.build
 BLOCKS = ("gpt2", "llama")  # GPT blocks: GPT-2's, or LLaMA's (RMSNorm, rotary, SwiGLU)
 KERNELS = ("auto", "torch", "triton")
 MASK_KINDS = ("random", "row_balanced", "block")
@@ -63,9 +64,18 @@ class ModelConfig:
     mask_seed: int | None = None
     kernel: str = "auto"
     readout_zero_init: bool = False
+    build: str | None = None
 
     def __post_init__(self) -> None:
         _one_of("model.kind", self.kind, MODEL_KINDS)
+        require(
+            (self.kind == "python") == (self.build is not None),
+            "model.build ('package.module:function') goes with model.kind: python, and only there",
+        )
+        require(
+            self.build is None or bool(re.fullmatch(r"[\w.]+:\w+", str(self.build))),
+            f"model.build must be 'package.module:function'; got {self.build!r}",
+        )
         for name in ("width", "depth", "context", "ffn_mult"):
             value = getattr(self, name)
             require(
@@ -119,7 +129,14 @@ class ModelConfig:
             del fields["readout_zero_init"]
         if self.block == "gpt2":
             del fields["block"]
+        if self.build is None:
+            del fields["build"]
         return fields
+
+    @property
+    def takes_tokens(self) -> bool:
+        """A language model (token ids → logits): a gpt or a python model; an mlp is not."""
+        return self.kind != "mlp"
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,10 +21,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from hptransfer.adapt import build_model, plan_parameters
+from hptransfer.adapt.table import table_of
 from hptransfer.analysis.coord_plot import activation_table, plot_coord_check, spread
 from hptransfer.config import RunConfig
 from hptransfer.data import load_dataset
-from hptransfer.models import build_model, plan_parameters
 from hptransfer.optim import build_optimizer
 from hptransfer.store import write_frame
 from hptransfer.store.folder import COORD_CHECK_FILE
@@ -104,8 +105,28 @@ def check_run(run: RunConfig) -> list[dict[str, object]]:
         "depth": run.model.depth,
         "seed": run.seed,
     }
-    steps = record_steps(model, optimizer, probed_layers(model), batches, loss_fn)
-    return [row for step, values in steps for row in _rows(labels, step, values)]
+    blocks, group = (), layer_group
+    if run.model.kind == "python":
+        blocks = table_of(model).blocks
+        group = block_grouping(blocks)
+    steps = record_steps(model, optimizer, probed_layers(model, blocks), batches, loss_fn)
+    return [row for step, values in steps for row in _rows(labels, step, values, group)]
+
+
+def block_grouping(blocks: Sequence[str]) -> Callable[[str], str]:
+    """Layer → group for a model whose blocks are ``blocks``: a layer inside a block without
+    the block's name (``self_attn.q_proj``), each block's output ``blocks`` (the residual
+    stream), anything else its own name."""
+
+    def group(layer: str) -> str:
+        for block in blocks:
+            if layer == block:
+                return "blocks"
+            if layer.startswith(f"{block}."):
+                return layer[len(block) + 1 :]
+        return layer
+
+    return group
 
 
 Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hptransfer.adapt import describe
 from hptransfer.config import ModelConfig, RunConfig
 from hptransfer.display import format_duration
 from hptransfer.errors import ConfigError, ResultsError
-from hptransfer.models import describe
 from hptransfer.models.llama import swiglu_hidden
 from hptransfer.param import ParamHP, Role
 
@@ -121,14 +121,14 @@ def _optimizer_states(run: RunConfig) -> int:
 
 
 def _tokens(run: RunConfig) -> int:
-    return run.data.batch_size * (run.data.seq_len if run.model.kind == "gpt" else 1)
+    return run.data.batch_size * (run.data.seq_len if run.model.takes_tokens else 1)
 
 
 def _activation_floats(run: RunConfig) -> tuple[int, int]:
     """(largest single activation, all activations saved for backward), in floats."""
     m, tokens = run.model, _tokens(run)
     outputs = m.output_size or 0
-    if m.kind == "gpt":
+    if m.takes_tokens:  # a python model: counted as a GPT-2 block of its width
         hidden, per_block = _block_activations(m)
         # then the embedding sum, final norm and readout inputs, logits, log-softmax, dlogits
         per_token = m.depth * per_block + 3 * m.width + 3 * outputs
@@ -153,7 +153,7 @@ def _block_activations(m: ModelConfig) -> tuple[int, int]:
 
 def _flops_per_step(run: RunConfig, rows: list[ParamHP]) -> float:
     """6 FLOPs per matmul parameter and token (forward + backward), plus attention."""
-    lookup = run.model.kind == "gpt"  # GPT embeddings are lookups, not matmuls
+    lookup = run.model.takes_tokens  # GPT embeddings are lookups, not matmuls
     matmul = sum(
         math.prod(p.shape)
         for p in rows

@@ -7,8 +7,11 @@ the aligned text layout (also used for transfer's gain table).
 
 from __future__ import annotations
 
+from hptransfer.adapt import build_model, describe
+from hptransfer.adapt.table import forward_line as installed
+from hptransfer.adapt.table import table_of
 from hptransfer.config import RunConfig
-from hptransfer.models import describe, forward_scales
+from hptransfer.models import forward_scales
 from hptransfer.param import parameterization
 from hptransfer.param.resolve import MUON
 
@@ -35,7 +38,8 @@ def plan_header(run: RunConfig) -> str:
     depth = ""
     if parameterization(run.parameterization).depth_rules:
         depth = f", depth {base.depth or run.model.depth}"
-    kind = f"{run.model.kind} ({run.model.block} block)" if run.model.kind == "gpt" else "mlp"
+    kind = {"gpt": f"gpt ({run.model.block} block)", "python": f"python ({run.model.build})"}
+    kind = kind.get(run.model.kind, run.model.kind)
     return (
         f"{run.parameterization}: {kind} {shape_label(run)} "
         f"(m_d = {m.width:g}, m_rho = {m.density:g}"
@@ -48,6 +52,8 @@ def plan_header(run: RunConfig) -> str:
 def forward_line(run: RunConfig) -> str:
     """The forward multipliers of the run: embedding, readout and (GPT) attention logits,
     the last with its base multiplier α_attn."""
+    if run.model.kind == "python":  # what parametrize installed on the user's model
+        return installed(table_of(build_model(run, device="meta")))
     scales = forward_scales(run)
     line = f"forward: embedding × {scales.embedding:.4g}, readout × {scales.readout:.4g}"
     if run.model.kind == "gpt":

@@ -16,8 +16,8 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
+from hptransfer.adapt import describe
 from hptransfer.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from hptransfer.models import describe
 from hptransfer.param import Role
 
 EMBEDDING_ROLES = (Role.EMBEDDING, Role.READOUT)
@@ -55,7 +55,7 @@ def sparse_budget(run: RunConfig) -> SparseBudget:
         nonzero += count
         if p.role not in EMBEDDING_ROLES:
             non_embedding += count
-    row_tokens = run.data.seq_len if run.model.kind == "gpt" else 1
+    row_tokens = run.data.seq_len if run.model.takes_tokens else 1
     tokens = run.train.steps * run.data.batch_size * row_tokens
     return SparseBudget(run.model.width, run.model.density, nonzero, non_embedding, tokens)
 

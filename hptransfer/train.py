@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from hptransfer import provenance
+from hptransfer.adapt import build_model, plan_parameters
 from hptransfer.config import RunConfig, TrainConfig
 from hptransfer.data import Dataset, load_dataset
 from hptransfer.errors import ConfigError
-from hptransfer.models import build_model, plan_parameters, sparse_layers
+from hptransfer.models import sparse_layers
 from hptransfer.optim import build_optimizer, build_schedule
 
 LOSS_WINDOW = 10  # the reported train loss is the mean of the last steps' losses
@@ -47,12 +48,12 @@ class RunResult:
 def complete_run(run: RunConfig, dataset: Dataset) -> RunConfig:
     """Fill dataset-derived model sizes and check the model fits the data."""
     model = run.model
-    if (model.kind == "gpt") != (dataset.kind == "text"):
+    if model.takes_tokens != (dataset.kind == "text"):
         raise ConfigError(
             f"model.kind {model.kind} does not fit data.corpus {run.data.corpus} "
-            "(gpt needs a text corpus, mlp needs digits)"
+            "(gpt and python need a text corpus, mlp needs digits)"
         )
-    if model.kind == "gpt" and run.data.seq_len > model.context:
+    if model.takes_tokens and run.data.seq_len > model.context:
         raise ConfigError(
             f"data.seq_len ({run.data.seq_len}) exceeds model.context ({model.context})"
         )

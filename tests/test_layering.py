@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("trackers",),
     ("runtime",),
     ("train", "plan", "cost", "sparse_evidence"),
+    ("adapt",),  # any module under the rules; a run's model whichever its kind
     ("models", "optim", "budget"),
     ("kernels", "store", "data"),
     ("config",),

@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--lr", type=float, default=2.0**-9, help="base Adam LR η")
     parser.add_argument("--kind", default="gpt", choices=("gpt", "mlp"))
+    parser.add_argument(
+        "--build", help="your model instead: package.module:function (see docs/own-model.md)"
+    )
     parser.add_argument("--block", default="gpt2", choices=BLOCKS, help="GPT block (gpt2)")
     parser.add_argument("--depth", type=int, default=2, help="residual blocks (hidden layers)")
     parser.add_argument(
@@ -72,7 +75,8 @@ def base_run(args: argparse.Namespace, depth: int) -> RunConfig:
     width = _ints(args.widths)[0]
     return RunConfig(
         model=ModelConfig(
-            kind=args.kind,
+            kind="python" if args.build else args.kind,
+            build=args.build,
             block=args.block,
             width=width,
             depth=depth,

@@ -117,7 +117,7 @@ def target_run(run: RunConfig, to: str, rule: str = COMPLETEDP.name) -> tuple[Ru
             "plan --budget-rule fitted needs a fitted sweep: use `hptransfer transfer --from "
             "<sweep> --to ... --budget-rule fitted --dry-run`"
         )
-    row_tokens = run.data.seq_len if run.model.kind == "gpt" else 1
+    row_tokens = run.data.seq_len if run.model.takes_tokens else 1
     proxy = Horizon(run.train.steps, run.data.batch_size, row_tokens)
     moved = budgeted(reshaped, proxy, target, rules)
     horizon = Horizon(moved.train.steps, moved.data.batch_size, row_tokens)

@@ -77,7 +77,7 @@ def load_model(folder: str | Path, device: torch.device | str = "cpu") -> nn.Mod
     parameterization's forward scales and its masks, for evaluation or further training:
     a trained target's folder gives the final model, one of its ``checkpoint_*`` folders
     the model as it was at that checkpoint's step (a target still training has those)."""
-    from hptransfer.models import build_model
+    from hptransfer.adapt import build_model
 
     where = location(folder)
     if (where / CONFIG_FILE).is_file():

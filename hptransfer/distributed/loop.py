@@ -20,12 +20,13 @@ import torch
 from torch import nn
 
 from hptransfer import provenance
+from hptransfer.adapt import build_model, plan_parameters
 from hptransfer.config import RunConfig
 from hptransfer.data import load_dataset
 from hptransfer.distributed.checkpoint import TrainingState
 from hptransfer.distributed.parallel import Worker, parallelize, without_gradient_sync
 from hptransfer.distributed.progress import ProgressLog, Send
-from hptransfer.models import build_model, plan_parameters, sparse_layers
+from hptransfer.models import sparse_layers
 from hptransfer.models.sparse import local_shard, local_tensor
 from hptransfer.optim import build_optimizer, build_schedule
 from hptransfer.runtime.resources import TargetConfig

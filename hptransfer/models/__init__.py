@@ -42,7 +42,10 @@ def forward_scales(run: RunConfig) -> ForwardScales:
 
 def build_model(run: RunConfig, device: torch.device | str = "cpu") -> nn.Module:
     """Build and initialise the run's model (seeded by ``run.seed``; its masks too, unless
-    ``model.mask_seed`` fixes them)."""
+    ``model.mask_seed`` fixes them). A ``python`` model is built by
+    :func:`hptransfer.adapt.build_model`."""
+    if run.model.kind not in ("gpt", "mlp"):
+        raise AssertionError(f"the library has no {run.model.kind} model")
     model_cls = GPT if run.model.kind == "gpt" else MLP
     shape = run.model
     if shape.mask_seed is None:

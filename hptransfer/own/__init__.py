@@ -57,10 +57,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hptransfer.own.coordinates import coord_check
-from hptransfer.own.fitted import Recipe, from_fit
-from hptransfer.own.parametrize import parametrize
-from hptransfer.own.table import (
+from hptransfer.adapt.parametrize import parametrize
+from hptransfer.adapt.table import (
     OwnTable,
     build_optimizer,
     forward_line,
@@ -68,6 +66,8 @@ from hptransfer.own.table import (
     param_groups,
     table_of,
 )
+from hptransfer.own.coordinates import coord_check
+from hptransfer.own.fitted import Recipe, from_fit
 
 
 def plan_rows(model: nn.Module) -> list[dict[str, object]]:

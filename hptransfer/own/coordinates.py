@@ -18,10 +18,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hptransfer.coord_check import Loss, _rows, probed_layers, record_steps, write_report
+from hptransfer.adapt.parametrize import parametrize
+from hptransfer.adapt.table import build_optimizer
+from hptransfer.coord_check import (
+    Loss,
+    _rows,
+    block_grouping,
+    probed_layers,
+    record_steps,
+    write_report,
+)
 from hptransfer.errors import ConfigError
-from hptransfer.own.parametrize import parametrize
-from hptransfer.own.table import build_optimizer
 
 Batches = Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 Progress = Callable[[int, int, str], None]
@@ -117,21 +124,6 @@ def _check(
         "depth": table.depth or 0,
         "seed": seed,
     }
-    group = _grouping(table.blocks)
+    group = block_grouping(table.blocks)
     recorded = record_steps(model, build_optimizer(model), layers, batches, loss)
     return [row for step, values in recorded for row in _rows(labels, step, values, group)]
-
-
-def _grouping(blocks: Sequence[str]) -> Callable[[str], str]:
-    """Layer → group: a layer inside a block without the block's name (``self_attn.q_proj``),
-    each block's output ``blocks`` (the residual stream), anything else its own name."""
-
-    def group(layer: str) -> str:
-        for block in blocks:
-            if layer == block:
-                return "blocks"
-            if layer.startswith(f"{block}."):
-                return layer[len(block) + 1 :]
-        return layer
-
-    return group

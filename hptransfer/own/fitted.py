@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hptransfer.adapt.parametrize import Build, base_width, parametrize
+from hptransfer.adapt.table import OwnTable, build_optimizer, param_groups
 from hptransfer.budget import TargetSpec, at_horizon
 from hptransfer.config import TrainConfig
 from hptransfer.errors import ConfigError
 from hptransfer.optim import lr_factor_at
-from hptransfer.own.parametrize import Build, base_width, parametrize
-from hptransfer.own.table import OwnTable, build_optimizer, param_groups
 from hptransfer.param.rules import COMPLETEDP
 
 

@@ -54,11 +54,13 @@ def point_id(run: RunConfig) -> str:
 def run_key(run: RunConfig) -> str:
     """Hash of what determines the trained model: the model shape (data-derived sizes filled
     in), each parameter's resolved init std, LR, multiplier, weight decay and ε, the forward
-    scales, the data, the training budget and the seed. The parameterization, base shape and
-    base HPs enter only through what they resolve to, so runs with equal keys train
-    bit-identical models."""
+    scales, the data, the training budget and the seed (and a python model's builder source).
+    The parameterization, base shape and base HPs enter only through what they resolve to,
+    so runs with equal keys train bit-identical models."""
+    from hptransfer.adapt import describe
+    from hptransfer.adapt.builder import source_hash
     from hptransfer.data import load_dataset
-    from hptransfer.models import describe, forward_scales
+    from hptransfer.models import forward_scales
     from hptransfer.train import complete_run
 
     run = complete_run(run, load_dataset(run.data))
@@ -70,6 +72,8 @@ def run_key(run: RunConfig) -> str:
         "scales": dataclasses.asdict(forward_scales(run)),
         "params": [param.to_dict() for param in describe(run)],
     }
+    if run.model.kind == "python":  # an edited builder never reuses the old one's runs
+        content["source"] = source_hash("model.build", run.model.build)
     text = json.dumps(content, sort_keys=True, default=str)  # floats as repr: exact
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -49,7 +49,7 @@ class Source:
     def proxy_horizon(self) -> Horizon:
         """The proxy's budget: its steps and batch (fit.json's, else the spec's)."""
         batch = self.fit.horizon.get("batch") or self.spec.data.batch_size
-        row_tokens = self.spec.data.seq_len if self.spec.model.kind == "gpt" else 1
+        row_tokens = self.spec.data.seq_len if self.spec.model.takes_tokens else 1
         return Horizon(self.proxy_steps, int(batch), row_tokens)
 
     def budget_line(self, parameterization: str, axis: str) -> BudgetLine:

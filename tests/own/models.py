@@ -46,13 +46,15 @@ class Block(nn.Module):
 class TinyLM(nn.Module):
     """Token ids → logits; the head shares the token embedding's tensor."""
 
-    def __init__(self, width: int = 32, depth: int = 2, heads: int = 4) -> None:
+    def __init__(
+        self, width: int = 32, depth: int = 2, heads: int = 4, vocab: int = VOCAB, context=CONTEXT
+    ) -> None:
         super().__init__()
-        self.tokens = nn.Embedding(VOCAB, width)
-        self.positions = nn.Embedding(CONTEXT, width)
+        self.tokens = nn.Embedding(vocab, width)
+        self.positions = nn.Embedding(context, width)
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
-        self.head = nn.Linear(width, VOCAB, bias=False)
+        self.head = nn.Linear(width, vocab, bias=False)
         self.head.weight = self.tokens.weight
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
@@ -60,6 +62,16 @@ class TinyLM(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))
+
+
+def build(*, width: int, depth: int, heads: int, context: int, vocab: int, outputs: int) -> TinyLM:
+    """The builder a spec names (``model: {kind: python, build: tests.own.models:build}``)."""
+    return TinyLM(width, depth, heads, vocab, context)
+
+
+def not_a_module(**shape: int) -> str:
+    """A builder that returns something else than a module (a bad-input case)."""
+    return "TinyLM"
 
 
 def lm_loss(model: nn.Module, steps: int = 3, seed: int = 0, vocab: int = VOCAB) -> list[float]:

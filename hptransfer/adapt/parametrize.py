@@ -17,13 +17,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from hptransfer.adapt import shapes as sh
+from hptransfer.adapt import structure
+from hptransfer.adapt.attention import set_attention
+from hptransfer.adapt.sparse import sparsify
+from hptransfer.adapt.table import OwnTable, attach, is_constant, is_parametrized
 from hptransfer.config import TrainConfig
 from hptransfer.errors import ConfigError
-from hptransfer.own import shapes as sh
-from hptransfer.own import structure
-from hptransfer.own.attention import set_attention
-from hptransfer.own.sparse import sparsify
-from hptransfer.own.table import OwnTable, attach, is_constant, is_parametrized
 from hptransfer.param import (
     BaseHPs,
     BaseShape,

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from hptransfer.adapt.shapes import canonical
 from hptransfer.errors import ConfigError
-from hptransfer.own.shapes import canonical
 
 _ATTENTION_NAME = re.compile(r"attention|attn", re.IGNORECASE)
 

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hptransfer.own import structure
-from hptransfer.own.shapes import counterpart
+from hptransfer.adapt import structure
+from hptransfer.adapt.shapes import counterpart
 from hptransfer.param import SP, Parameterization, attention_scale
 
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from hptransfer.adapt.shapes import RESIDUAL, Width, canonical
 from hptransfer.errors import ConfigError
 from hptransfer.optim import group_parameters
-from hptransfer.own.shapes import RESIDUAL, Width, canonical
 from hptransfer.param import BaseHPs, ParamHP, Role, parameterization
 
 ATTRIBUTE = "_hptransfer_table"
