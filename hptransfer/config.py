@@ -24,9 +24,23 @@ MASK_KINDS = ("random", "row_balanced", "block")
 BLOCK_SIZES = (16, 32, 64, 128)  # mask blocks = kernel tiles; tl.dot needs tiles of >= 16
 OPTIMIZERS = ("adamw", "adam", "sgd", "muon")  # muon: Muon on hidden matrices, AdamW on the rest
 SCHEDULES = ("cosine", "linear", "constant")
+TRAIN_KINDS = ("builtin", "python")  # python: the training function named by train.fn
 WEIGHT_DECAY_MODES = ("independent", "coupled")
 CORPORA = ("shakespeare", "text", "tokens", "digits", "synthetic")
 PATH_CORPORA = ("text", "tokens")  # data.path: a text file; a token folder (data prepare's)
+
+
+def _check_function(section: str, key: str, kind: str, path: str | None) -> None:
+    """``section.key`` ('package.module:function') is given with kind python, and only then."""
+    require(
+        (kind == "python") == (path is not None),
+        f"{section}.{key} ('package.module:function') goes with {section}.kind: python, "
+        "and only there",
+    )
+    require(
+        path is None or bool(re.fullmatch(r"[\w.]+:\w+", str(path))),
+        f"{section}.{key} must be 'package.module:function'; got {path!r}",
+    )
 
 
 def _one_of(name: str, value: Any, choices: tuple[Any, ...]) -> None:
@@ -68,14 +82,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _one_of("model.kind", self.kind, MODEL_KINDS)
-        require(
-            (self.kind == "python") == (self.build is not None),
-            "model.build ('package.module:function') goes with model.kind: python, and only there",
-        )
-        require(
-            self.build is None or bool(re.fullmatch(r"[\w.]+:\w+", str(self.build))),
-            f"model.build must be 'package.module:function'; got {self.build!r}",
-        )
+        _check_function("model", "build", self.kind, self.build)
         for name in ("width", "depth", "context", "ffn_mult"):
             value = getattr(self, name)
             require(
@@ -183,8 +190,12 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     eval_every: int = 0
     divergence_factor: float = 3.0
+    kind: str = "builtin"
+    fn: str | None = None
 
     def __post_init__(self) -> None:
+        _one_of("train.kind", self.kind, TRAIN_KINDS)
+        _check_function("train", "fn", self.kind, self.fn)
         require(isinstance(self.steps, int) and self.steps >= 1, "train.steps must be >= 1")
         require(
             isinstance(self.warmup_steps, int) and 0 <= self.warmup_steps <= self.steps,
@@ -220,6 +231,8 @@ class TrainConfig:
         fields = dataclasses.asdict(self)
         if self.optimizer != "muon":
             del fields["muon_momentum"]
+        if self.kind == "builtin":
+            del fields["kind"], fields["fn"]
         return fields
 
 

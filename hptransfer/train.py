@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -22,11 +22,12 @@ from torch import nn
 
 from hptransfer import provenance
 from hptransfer.adapt import build_model, plan_parameters
+from hptransfer.adapt.builder import load_function
 from hptransfer.config import RunConfig, TrainConfig
 from hptransfer.data import Dataset, load_dataset
 from hptransfer.errors import ConfigError
 from hptransfer.models import sparse_layers
-from hptransfer.optim import build_optimizer, build_schedule
+from hptransfer.optim import build_optimizer, build_schedule, lr_factor_at
 
 LOSS_WINDOW = 10  # the reported train loss is the mean of the last steps' losses
 
@@ -171,33 +172,125 @@ def train(
             last_eval = evaluate(model, val)
         return last_eval.loss
 
-    step = 0
-    for step in range(1, run.train.steps + 1):
+    def draw() -> tuple[torch.Tensor, torch.Tensor]:
         x, y = dataset.train_batch(run.data.batch_size, run.data.seq_len, generator)
-        batch = [(x.to(device), y.to(device))]
-        loss = train_step(model, optimizer, batch, run.train.grad_clip, autocast)
-        schedule.step()
+        return x.to(device), y.to(device)
+
+    def record(step: int, loss: float) -> bool:
         diverged = tracker.add(loss)
         if diverged or is_eval_step(step, run.train):
-            point = tracker.point(step, step * tokens_per_step, val_loss)
-            curve.append(point)
+            curve.append(tracker.point(step, step * tokens_per_step, val_loss))
             if on_eval is not None:
-                on_eval(point)
-        if diverged:
-            break
+                on_eval(curve[-1])
+        return diverged
+
+    if run.train.kind == "python":
+        context = Context(draw, run.data.batch_size, 1, autocast)
+        train_with_function(run, model, optimizer, schedule, context, record)
+    else:
+        for step in range(1, run.train.steps + 1):
+            loss = train_step(model, optimizer, [draw()], run.train.grad_clip, autocast)
+            schedule.step()
+            if record(step, loss):
+                break
+    step = curve[-1]["step"]
     last = curve[-1]
     return RunResult(
         train_loss=last["train_loss"],
         val_loss=last["val_loss"],
         val_loss_se=last_eval.se if not tracker.diverged else math.nan,
         diverged=tracker.diverged,
-        steps=step,
-        tokens=step * tokens_per_step,
+        steps=int(step),
+        tokens=int(step) * tokens_per_step,
         wall_s=time.perf_counter() - start,
         kernel=kernel_path(model),
         provenance=provenance.run_fields(device),
         curve=curve,
     )
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a ``train: {kind: python, fn: ...}`` function trains for: ``steps`` optimizer steps
+    of ``batch_size`` rows (this worker's share on Ray Train) of ``seq_len`` tokens, the LR
+    schedule's factor at each step (1-based; ``scheduler.step()`` applies it), gradient
+    clipping and the mixed-precision context to wrap each forward in."""
+
+    steps: int
+    first_step: int  # 1, or the step after a checkpoint's
+    batch_size: int
+    seq_len: int
+    grad_clip: float | None
+    autocast: Callable[[], AbstractContextManager]
+    train: TrainConfig = field(repr=False)
+
+    def lr_factor(self, step: int) -> float:
+        return lr_factor_at(step - 1, self.train)
+
+
+class Context(NamedTuple):
+    """Where a training function's batches come from: ``draw()`` gives the next one (on the
+    device), of ``rows`` rows; training resumes at ``first_step``."""
+
+    draw: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    rows: int
+    first_step: int
+    autocast: Callable[[], AbstractContextManager]
+
+
+def train_with_function(
+    run: RunConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    context: Context,
+    record: Callable[[int, float], bool],
+) -> None:
+    """Run the user's ``train.fn``: called with ``model``, ``optimizer``, ``scheduler``,
+    ``batches`` (``(step, (x, y))`` from the first step to the last, ending early once the run
+    stopped), ``budget`` (:class:`Budget`) and ``report(step, loss)``, which must follow every
+    step in order (it records the loss, evaluates, and returns True once the run diverged)."""
+    path, expected, stopped = str(run.train.fn), context.first_step, False
+
+    def report(step: int, loss: float) -> bool:
+        nonlocal expected, stopped
+        if stopped:
+            return True
+        if step != expected:
+            raise ConfigError(f"train.fn {path!r} reported step {step}, expected {expected}")
+        expected, stopped = step + 1, record(step, float(loss))
+        return stopped
+
+    def batches() -> Iterator[tuple[int, tuple[torch.Tensor, torch.Tensor]]]:
+        for step in range(context.first_step, run.train.steps + 1):
+            if stopped:
+                return
+            yield step, context.draw()
+
+    t, data = run.train, run.data
+    budget = Budget(
+        t.steps, context.first_step, context.rows, data.seq_len, t.grad_clip, context.autocast, t
+    )
+    function = load_function("train.fn", path)
+    try:
+        function(
+            model=model,
+            optimizer=optimizer,
+            scheduler=schedule,
+            batches=batches(),
+            budget=budget,
+            report=report,
+        )
+    except ConfigError:
+        raise
+    except Exception as exc:
+        at = f"at step {expected}" if expected <= t.steps else "after its last step"
+        raise ConfigError(f"train.fn {path!r} raised {type(exc).__name__} {at}: {exc}") from None
+    if not stopped and expected <= t.steps:
+        raise ConfigError(
+            f"train.fn {path!r} returned at step {expected - 1} of {t.steps}: call "
+            "report(step, loss) after every step of batches"
+        )
 
 
 def train_step(

@@ -31,12 +31,14 @@ from hptransfer.models.sparse import local_shard, local_tensor
 from hptransfer.optim import build_optimizer, build_schedule
 from hptransfer.runtime.resources import TargetConfig
 from hptransfer.train import (
+    Context,
     LossTracker,
     complete_run,
     evaluate,
     is_eval_step,
     kernel_path,
     train_step,
+    train_with_function,
     val_batches,
 )
 
@@ -90,13 +92,13 @@ def train_target(
     metrics: dict[str, Any] = {} if state is None else state.metrics
     final = state
     checkpoint_s = []
-    for step in range(first_step, run.train.steps + 1):
-        x, y = dataset.train_batch(run.data.batch_size, run.data.seq_len, generator)
-        batches = worker.share(x, y, micro)
-        loss = worker.mean(
-            train_step(forward, optimizer, batches, run.train.grad_clip, autocast, accumulating)
-        )
-        schedule.step()
+
+    def draw() -> tuple[torch.Tensor, torch.Tensor]:
+        return dataset.train_batch(run.data.batch_size, run.data.seq_len, generator)
+
+    def record(step: int, local_loss: float) -> bool:
+        nonlocal metrics, final
+        loss = worker.mean(local_loss)
         diverged = tracker.add(loss)
         point = None
         if diverged or is_eval_step(step, run.train):
@@ -111,8 +113,21 @@ def train_target(
                 final = dataclasses.replace(final, metrics=metrics, **history)
             save(final, {**metrics, "step": step})
             checkpoint_s.append(time.perf_counter() - began)
-        if diverged:
-            break
+        return diverged
+
+    if run.train.kind == "python":
+        rows = run.data.batch_size // worker.world
+        context = Context(lambda: worker.share(*draw(), rows)[0], rows, first_step, autocast)
+        train_with_function(run, forward, optimizer, schedule, context, record)
+    else:
+        for step in range(first_step, run.train.steps + 1):
+            batches = worker.share(*draw(), micro)
+            loss = train_step(
+                forward, optimizer, batches, run.train.grad_clip, autocast, accumulating
+            )
+            schedule.step()
+            if record(step, loss):
+                break
     log.flush()
     summary = {
         **metrics,

@@ -67,6 +67,8 @@ def run_target(
     ``on_points`` receives the curve so far whenever it changes, ``on_progress`` every
     progress record as it arrives."""
     execution = execution or Execution()
+    if target.micro_batch and run.train.kind == "python":
+        raise ConfigError("--micro-batch: a train.fn splits its batch itself (budget.batch_size)")
     folder = location(folder).resolve()
     check_resources(target, execution)
     if restart and folder.exists():

@@ -54,9 +54,9 @@ def point_id(run: RunConfig) -> str:
 def run_key(run: RunConfig) -> str:
     """Hash of what determines the trained model: the model shape (data-derived sizes filled
     in), each parameter's resolved init std, LR, multiplier, weight decay and ε, the forward
-    scales, the data, the training budget and the seed (and a python model's builder source).
-    The parameterization, base shape and base HPs enter only through what they resolve to,
-    so runs with equal keys train bit-identical models."""
+    scales, the data, the training budget and the seed (and the source of a python builder
+    and training function). The parameterization, base shape and base HPs enter only through
+    what they resolve to, so runs with equal keys train bit-identical models."""
     from hptransfer.adapt import describe
     from hptransfer.adapt.builder import source_hash
     from hptransfer.data import load_dataset
@@ -74,6 +74,8 @@ def run_key(run: RunConfig) -> str:
     }
     if run.model.kind == "python":  # an edited builder never reuses the old one's runs
         content["source"] = source_hash("model.build", run.model.build)
+    if run.train.kind == "python":  # nor an edited training function
+        content["train_source"] = source_hash("train.fn", run.train.fn)
     text = json.dumps(content, sort_keys=True, default=str)  # floats as repr: exact
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

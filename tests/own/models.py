@@ -4,13 +4,17 @@ written out."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import hptransfer.own as hpo
+from hptransfer.config import BaseHPs, BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
 from hptransfer.param import ParamHP
 
 VOCAB, CONTEXT = 61, 16
@@ -69,9 +73,78 @@ def build(*, width: int, depth: int, heads: int, context: int, vocab: int, outpu
     return TinyLM(width, depth, heads, vocab, context)
 
 
+def train_loop(*, model, optimizer, scheduler, batches, budget, report, smoothing=0.0) -> None:
+    """A user's training function (``train: {kind: python, fn: tests.own.models:train_loop}``):
+    at ``smoothing`` 0 the steps hptransfer's own loop takes."""
+    for step, (x, y) in batches:
+        optimizer.zero_grad(set_to_none=True)
+        with budget.autocast():
+            logits = model(x)
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), y.reshape(-1), label_smoothing=smoothing
+            )
+        loss.backward()
+        if budget.grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), budget.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        report(step, loss.item())
+
+
+def train_smoothed(**session) -> None:
+    """``train_loop`` with label smoothing: another recipe than hptransfer's."""
+    train_loop(**session, smoothing=0.1)
+
+
+def train_recording_lrs(**session) -> None:
+    """``train_loop``; first, on rank 0, the LR each parameter starts at (by name, without
+    ``torch.compile``'s prefix) as JSON into the file ``$HPT_TEST_LRS``."""
+    model, optimizer = session["model"], session["optimizer"]
+    names = {id(p): n.replace("_orig_mod.", "") for n, p in model.named_parameters()}
+    lrs = {names[id(p)]: g["initial_lr"] for g in optimizer.param_groups for p in g["params"]}
+    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+        Path(os.environ["HPT_TEST_LRS"]).write_text(json.dumps(lrs))
+    train_loop(**session)
+
+
+def train_two_steps(*, batches, report, **session) -> None:
+    """Reports two steps and returns: a function that stops short of its budget."""
+    for step, _ in batches:
+        if step > 2:
+            return
+        report(step, 1.0)
+
+
+def train_raising(**session) -> None:
+    raise RuntimeError("out of memory in my loop")
+
+
 def not_a_module(**shape: int) -> str:
     """A builder that returns something else than a module (a bad-input case)."""
     return "TinyLM"
+
+
+BUILD = "tests.own.models:build"
+
+
+def python_run(
+    p: str = "supar",
+    width: int = 32,
+    density: float = 1.0,
+    build: str = BUILD,
+    fn: str | None = None,
+) -> RunConfig:
+    """A run of the builder above (base width 32), trained by hptransfer's loop or by ``fn``."""
+    return RunConfig(
+        model=ModelConfig(
+            kind="python", build=build, width=width, depth=2, heads=2, context=16, density=density
+        ),
+        data=DataConfig(corpus="synthetic", batch_size=4, seq_len=16, eval_batches=2),
+        train=TrainConfig(steps=3, warmup_steps=1, kind="python" if fn else "builtin", fn=fn),
+        hps=BaseHPs(lr=2**-6, weight_decay=0.1),
+        base=BaseShape(width=32),
+        parameterization=p,
+    )
 
 
 def lm_loss(model: nn.Module, steps: int = 3, seed: int = 0, vocab: int = VOCAB) -> list[float]:

@@ -7,32 +7,12 @@ import sys
 import pytest
 
 from hptransfer.cli.main import main
-from hptransfer.config import BaseHPs, BaseShape, DataConfig, ModelConfig, RunConfig, TrainConfig
+from hptransfer.config import TrainConfig
 from hptransfer.coord_check import check_run
 from hptransfer.errors import ConfigError
 from hptransfer.runtime.identity import run_key
 from hptransfer.train import train
-
-BUILD = "tests.own.models:build"
-
-
-def python_run(p="supar", width=32, density=1.0, build=BUILD) -> RunConfig:
-    return RunConfig(
-        model=ModelConfig(
-            kind="python",
-            build=build,
-            width=width,
-            depth=2,
-            heads=2,
-            context=16,
-            density=density,
-        ),
-        data=DataConfig(corpus="synthetic", batch_size=4, seq_len=16, eval_batches=2),
-        train=TrainConfig(steps=3, warmup_steps=1),
-        hps=BaseHPs(lr=2**-6, weight_decay=0.1),
-        base=BaseShape(width=32),
-        parameterization=p,
-    )
+from tests.own.models import BUILD, python_run
 
 
 def test_trains_and_is_bit_identical_at_the_base_shape():
