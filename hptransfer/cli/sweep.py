@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import TYPE_CHECKING
 
 from hptransfer.cli.options import add_results_option, results_folder
-from hptransfer.cli.trackers import add_log_flag, chosen_trackers
-from hptransfer.errors import ConfigError
+from hptransfer.cli.trackers import add_log_flag
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from hptransfer.runtime.cluster import Execution
-    from hptransfer.sweep import SweepOutcome, SweepSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,27 +61,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from hptransfer.runtime.cluster import Execution
-    from hptransfer.store.folder import CURVES_FILE, TRIALS_FILE
-    from hptransfer.sweep import load_spec
+# The flags that SweepOptions takes as they are.
+FLAGS = (
+    "results", "address", "max_concurrent", "new", "extend", "reuse", "auto_extend", "log",
+    "verbose",
+)  # fmt: skip
 
-    spec = load_spec(args.spec)
-    resources = spec.resources
-    if args.max_concurrent is not None:
-        resources = dataclasses.replace(resources, max_concurrent=args.max_concurrent)
-    execution = Execution(
-        resources=resources,
-        address=args.address or spec.ray.address,
-        verbose=args.verbose,
-        trackers=chosen_trackers(args, spec),
-    )
+
+def run(args: argparse.Namespace) -> int:
+    from hptransfer.store.folder import CURVES_FILE, TRIALS_FILE
+    from hptransfer.sweep.command import SweepInterrupted, SweepOptions, run_command
+
+    options = SweepOptions(spec=args.spec, **{flag: getattr(args, flag) for flag in FLAGS})
     try:
-        outcome = _run(spec, args, execution)
-    except KeyboardInterrupt:
+        outcome = run_command(options, _grid_optima)
+    except SweepInterrupted as exc:
         print(
-            f"hptransfer: interrupted; the finished runs are stored in {args.results}/"
-            f"{spec.name}: re-run the same command to resume",
+            f"hptransfer: interrupted; the finished runs are stored in {exc.folder}: "
+            "re-run the same command to resume",
             file=sys.stderr,
         )
         return 130
@@ -109,53 +101,6 @@ def run(args: argparse.Namespace) -> int:
         f"results: {where} and {CURVES_FILE} ({outcome.finished} runs, {outcome.trained} trained)"
     )
     return 0
-
-
-def _run(spec: SweepSpec, args: argparse.Namespace, execution: Execution) -> SweepOutcome:
-    """The sweep, or auto-extended: grown until no optimum is on an edge (or the rounds run
-    out)."""
-    from hptransfer.sweep import run_sweep
-
-    rounds = _extend_rounds(spec, args.auto_extend)
-    if not rounds:
-        return run_sweep(
-            spec,
-            args.results,
-            execution=execution,
-            new=args.new,
-            extend=args.extend,
-            reuse=args.reuse,
-        )
-    from hptransfer.store import ResultsStore
-    from hptransfer.sweep.extend import auto_extend, covering
-
-    if spec.search.algorithm != "grid":
-        raise ConfigError(f"--auto-extend grows a grid; {spec.name!r} searches with optuna")
-
-    outcomes: list[SweepOutcome] = []
-
-    def once(grown: SweepSpec) -> pd.DataFrame:
-        new = args.new and not outcomes
-        outcomes.append(
-            run_sweep(
-                grown, args.results, execution=execution, new=new, extend=True, reuse=args.reuse
-            )
-        )
-        return outcomes[-1].trials
-
-    stored = None if args.new else ResultsStore(args.results / spec.name).read_spec()
-    auto_extend(covering(spec, stored), once, _grid_optima, execution.out, max_rounds=rounds)
-    return outcomes[-1]
-
-
-def _extend_rounds(spec: SweepSpec, flag: bool | None) -> int:
-    """Rounds of auto-extension: the spec's ``search.auto_extend`` unless ``--auto-extend``
-    (that, else 4) or ``--no-auto-extend`` (none) says otherwise."""
-    from hptransfer.sweep.extend import MAX_ROUNDS
-
-    if flag is None:
-        return spec.search.auto_extend
-    return (spec.search.auto_extend or MAX_ROUNDS) if flag else 0
 
 
 def _grid_optima(trials: pd.DataFrame) -> pd.DataFrame:

@@ -20,11 +20,11 @@ import pytest
 from conftest import tiny_spec
 
 from hptransfer.analysis.fit import FitSettings, fit_optima
-from hptransfer.cli import sweep as sweep_cli
 from hptransfer.errors import ConfigError
 from hptransfer.runtime.identity import point_id, trial_id
 from hptransfer.store import HP_COLUMNS
 from hptransfer.sweep import SweepSpec, load_spec, parse_spec
+from hptransfer.sweep.command import extend_rounds
 from hptransfer.sweep.extend import MAX_ROUNDS, auto_extend, covering, edge_sides, extended
 from hptransfer.sweep.trials import grid_runs, slice_runs, slice_variant_ids
 
@@ -222,8 +222,8 @@ def test_auto_extend_is_a_spec_key_that_the_cli_can_override(monkeypatch) -> Non
     assert (
         on.to_dict()["search"]["auto_extend"] == 2 and "auto_extend" not in off.to_dict()["search"]
     )
-    assert [sweep_cli._extend_rounds(on, flag) for flag in (None, True, False)] == [2, 2, 0]
-    assert [sweep_cli._extend_rounds(off, flag) for flag in (None, True, False)] == [
+    assert [extend_rounds(on, flag) for flag in (None, True, False)] == [2, 2, 0]
+    assert [extend_rounds(off, flag) for flag in (None, True, False)] == [
         0,
         MAX_ROUNDS,
         0,
@@ -253,7 +253,7 @@ def test_the_sweep_command_grows_the_grid_by_default_and_not_when_turned_off(
             expected=len(trials), trained=len(trials),
         )  # fmt: skip
 
-    monkeypatch.setattr("hptransfer.sweep.run_sweep", fake_run_sweep)
+    monkeypatch.setattr("hptransfer.sweep.command.run_sweep", fake_run_sweep)
     path = write_spec({**SPEC, "search": {**SPEC["search"], "auto_extend": 2}})
     args = ["sweep", str(path), "--results", str(tmp_path / "r"), *([flag] if flag else [])]
     from hptransfer.cli.main import main
