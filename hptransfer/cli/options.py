@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hptransfer.store.location import Location
@@ -34,6 +35,13 @@ def integers(flag: str, text: str) -> tuple[int, ...]:
         return tuple(int(item) for item in text.split(",") if item.strip())
     except ValueError:
         raise ConfigError(f"{flag} must be comma-separated integers; got {text!r}") from None
+
+
+def fields_from(args: argparse.Namespace, cls: type, **given: Any) -> dict[str, Any]:
+    """The keyword arguments of dataclass ``cls``: ``given``, and every other field that a
+    flag of the same name sets."""
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.name in args}
+    return {**flags, **given}
 
 
 def add_results_option(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from hptransfer.cli.options import add_results_option, results_folder
+from hptransfer.cli.options import add_results_option, fields_from, results_folder
 from hptransfer.cli.trackers import add_log_flag
 
 if TYPE_CHECKING:
@@ -61,18 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-# The flags that SweepOptions takes as they are.
-FLAGS = (
-    "results", "address", "max_concurrent", "new", "extend", "reuse", "auto_extend", "log",
-    "verbose",
-)  # fmt: skip
-
-
 def run(args: argparse.Namespace) -> int:
     from hptransfer.store.folder import CURVES_FILE, TRIALS_FILE
     from hptransfer.sweep.command import SweepInterrupted, SweepOptions, run_command
 
-    options = SweepOptions(spec=args.spec, **{flag: getattr(args, flag) for flag in FLAGS})
+    options = SweepOptions(**fields_from(args, SweepOptions))
     try:
         outcome = run_command(options, _grid_optima)
     except SweepInterrupted as exc:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from hptransfer.cli.options import add_results_option, integers, results_folder
+from hptransfer.cli.options import add_results_option, fields_from, integers, results_folder
 from hptransfer.cli.trackers import add_log_flag
 from hptransfer.param.rules import BUDGET_RULES, COMPLETEDP
 
@@ -129,26 +129,20 @@ def run(args: argparse.Namespace) -> int:
     return 1 if outcome.failed else 0
 
 
-REQUEST_FLAGS = ("steps", "batch_size", "regret", "data", "allow_data_change", "budget_rule")
-RUN_FLAGS = (
-    "source", "results", "cpus", "gpus", "address", "restart", "dry_run", "verbose", "log",
-)  # fmt: skip
-
-
 def _options(args: argparse.Namespace) -> TransferOptions:
     from hptransfer.cli.targets import parse_targets
     from hptransfer.transfer.command import TARGET_KEYS, TransferOptions
     from hptransfer.transfer.runs import Request
 
     request = Request(
-        targets=parse_targets(args.to),
-        parameterization=args.parameterization or "",
-        compare=tuple(name.strip() for name in args.compare.split(",") if name.strip()),
-        seeds=integers("--seeds", args.seeds),
-        **{flag: getattr(args, flag) for flag in REQUEST_FLAGS},
+        **fields_from(
+            args,
+            Request,
+            targets=parse_targets(args.to),
+            parameterization=args.parameterization or "",
+            compare=tuple(name.strip() for name in args.compare.split(",") if name.strip()),
+            seeds=integers("--seeds", args.seeds),
+        )
     )
-    return TransferOptions(
-        request=request,
-        target={key: getattr(args, key) for key in TARGET_KEYS},
-        **{flag: getattr(args, flag) for flag in RUN_FLAGS},
-    )
+    target = {key: getattr(args, key) for key in TARGET_KEYS}
+    return TransferOptions(**fields_from(args, TransferOptions, request=request, target=target))
