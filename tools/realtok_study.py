@@ -148,20 +148,33 @@ def write_spec(stage: Stage) -> Path:
     return path
 
 
-def done(stage: Stage) -> bool:
-    return (RESULTS / stage.name / "DONE").exists()
+def done(name: str) -> bool:
+    return (RESULTS / name / "DONE").exists()
 
 
 def run(stage: Stage) -> None:
     path = write_spec(stage)
-    command = ["hptransfer", "sweep", str(path)]
-    if not stage.base:
-        command += ["--reuse", str(RESULTS / Stage(stage.steps, base=True).name)]
+    extra = [] if stage.base else ["--reuse", str(RESULTS / Stage(stage.steps, base=True).name)]
     if not (stage.base and stage.steps == 300):  # the first base grid ran without it
-        command.append("--auto-extend")
+        extra.append("--auto-extend")
+    sweep(stage.name, path, extra)
+
+
+def ablations() -> list[Path]:
+    """The ablation sweeps at 300 steps (part 2 of the issue), written by hand in
+    ``sweeps/realtok/ablate_*.yaml``; each names its results folder ``name``."""
+    return sorted(SPECS.glob("ablate_*.yaml"))
+
+
+def run_ablation(path: Path) -> None:
+    sweep(yaml.safe_load(path.read_text())["name"], path, ["--auto-extend"])
+
+
+def sweep(name: str, path: Path, extra: list[str]) -> None:
+    command = ["hptransfer", "sweep", str(path), *extra]
     print("+", " ".join(command), flush=True)
     subprocess.run(command, check=True)
-    (RESULTS / stage.name / "DONE").write_text("")
+    (RESULTS / name / "DONE").write_text("")
 
 
 def prepare_data() -> None:
@@ -178,14 +191,19 @@ def prepare_data() -> None:
 
 
 def main(argv: list[str]) -> None:
+    # The 300-step cells, then the ablations where SμPar lost, then the longer horizons.
+    first = [s for s in STAGES if s.steps == 300 and s.width == BASE_WIDTH and s.density != 0.25]
+    plan = [(s.name, run, s) for s in first]
+    plan += [(yaml.safe_load(p.read_text())["name"], run_ablation, p) for p in ablations()]
+    plan += [(s.name, run, s) for s in STAGES if s not in first]
     if "--list" in argv:
-        for stage in STAGES:
-            print(f"{'done' if done(stage) else '    '}  {stage.name}")
+        for name, _, _ in plan:
+            print(f"{'done' if done(name) else '    '}  {name}")
         return
     prepare_data()
-    for stage in STAGES:
-        if not done(stage):
-            run(stage)
+    for name, action, item in plan:
+        if not done(name):
+            action(item)
 
 
 if __name__ == "__main__":
