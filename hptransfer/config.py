@@ -174,7 +174,9 @@ class DataConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """Training budget and optimizer. μP/SμPar do not transfer across it; a target with its own
-    budget moves the base HPs by a budget rule (:mod:`hptransfer.budget`)."""
+    budget moves the base HPs by a budget rule (:mod:`hptransfer.budget`). ``grad_clip``: the
+    gradient's global norm is clipped to it each step; ``None`` (or 0, stored as ``None``)
+    turns clipping off."""
 
     steps: int = 200
     warmup_steps: int = 0
@@ -210,7 +212,12 @@ class TrainConfig:
         require(self.momentum >= 0, "train.momentum must be >= 0")
         require(0 <= self.muon_momentum < 1, "train.muon_momentum must be in [0, 1)")
         self._check_optimizer_settings()
-        require(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip must be > 0")
+        require(
+            self.grad_clip is None or self.grad_clip >= 0,
+            "train.grad_clip must be >= 0 (0 or null: no clipping)",
+        )
+        if self.grad_clip == 0:  # one spelling of "off", so both hash alike
+            object.__setattr__(self, "grad_clip", None)
         require(self.eval_every >= 0, "train.eval_every must be >= 0 (0: only at the end)")
         require(self.divergence_factor > 1, "train.divergence_factor must be > 1")
 

@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from hptransfer.config import TrainConfig
+from hptransfer.errors import ConfigError
 from hptransfer.models import build_model, plan_parameters
 from hptransfer.optim import build_optimizer, build_schedule, lr_factor_at
 from hptransfer.param import BaseShape
+from hptransfer.train import train_step
 from tests.conftest import tiny_gpt_run
 
 
@@ -91,3 +93,24 @@ def test_fused_adam_keeps_masked_weights_zero():
     assert masked
     for module in masked:
         assert torch.all(module.weight[~module.mask.bool()] == 0)
+
+
+def _grad_norm_after_a_step(grad_clip: float | None) -> float:
+    run = tiny_gpt_run(input_size=32, output_size=32)
+    torch.manual_seed(0)
+    model = build_model(run)
+    optimizer = build_optimizer(model, plan_parameters(model, run), run.train)
+    x = torch.randint(32, (2, run.data.seq_len), generator=torch.Generator().manual_seed(1))
+    train_step(model, optimizer, [(x, x.roll(-1, 1))], grad_clip)
+    return torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+
+
+@pytest.mark.parametrize("off", [None, 0, 0.0])
+def test_grad_clip_null_or_0_turns_clipping_off(off):
+    assert TrainConfig(grad_clip=off) == TrainConfig(grad_clip=None)  # one hash for "off"
+    assert TrainConfig().grad_clip == 1.0  # the default clips
+    unclipped = _grad_norm_after_a_step(TrainConfig(grad_clip=off).grad_clip)
+    assert unclipped > 0.01
+    assert _grad_norm_after_a_step(0.01) == pytest.approx(0.01, rel=1e-4)
+    with pytest.raises(ConfigError, match=r"train.grad_clip must be >= 0 \(0 or null"):
+        TrainConfig(grad_clip=-1.0)
