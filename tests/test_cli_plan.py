@@ -66,6 +66,20 @@ def test_plan_shows_the_attention_logit_scale_with_alpha_attn(capsys, p, rule):
     assert f"attention logits × {2 * rule:.4g} (α_attn 2)" in line
 
 
+def test_plan_shows_kappa_on_the_embedding_and_readout_lrs_only(capsys):
+    args = ["plan", "-p", "supar", "--width", "64", "--lr", "0.01", "--to", "density=1/16"]
+    assert main([*args, "--json"]) == 0
+    plain = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert main([*args, "--lr-emb-ratio", "4", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    for name, row in rows.items():
+        kappa = 4 if row["role"] in ("embedding", "readout") else 1
+        assert row["lr"] == pytest.approx(kappa * plain[name]["lr"])
+    hidden = next(row for row in rows.values() if row["role"] == "hidden")
+    assert hidden["lr"] == pytest.approx(0.16)  # η / (m_d·m_rho)
+    assert {r["role"] for r in rows.values()} >= {"embedding", "readout", "vector", "hidden"}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -77,6 +91,7 @@ def test_plan_shows_the_attention_logit_scale_with_alpha_attn(capsys, p, rule):
         (["plan", "-p", "supr"], "unknown parameterization 'supr' (did you mean 'supar'?)"),
         (["plan", "--to", "width=abc"], "bad --to value"),
         (["plan", "--alpha-attn", "0"], "hps.alpha_attn must be > 0; got 0"),
+        (["plan", "--lr-emb-ratio", "-1"], "hps.lr_emb_ratio must be > 0; got -1"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(capsys, args, message):

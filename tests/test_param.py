@@ -1,6 +1,7 @@
 """The parameterization rules against docs/parameterizations.md's table, written out independently
 here."""
 
+import dataclasses
 import math
 
 import pytest
@@ -109,6 +110,34 @@ def test_ablations_take_adam_sgd_and_muon_lrs_together():
             supar.sgd_lr,
             supar.muon_lr,
         )
+
+
+KAPPA = dataclasses.replace(HPS, lr_emb_ratio=4.0)
+
+
+@pytest.mark.parametrize("p", ["sp", "mup", "supar"])
+@pytest.mark.parametrize(("m_d", "m_rho"), SHAPES)
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_kappa_multiplies_the_embedding_and_readout_lrs_only(p, m_d, m_rho, optimizer):
+    """η_emb = κ·η on top of the rule: embeddings and readout × 4; hidden and vectors as at
+    κ = 1. Independent decay keeps lr·wd = η·λ; init, multipliers and ε do not move."""
+    train = TrainConfig(optimizer=optimizer, scale_eps=True)
+    for role in Role:
+        spec = ParamSpec(role, density=m_rho)
+        args = ("w", (2, 2), spec, PARAMETERIZATIONS[p])
+        plain = resolve(*args, HPS, BASE, int(m_d * 16), train)
+        kappa = resolve(*args, KAPPA, BASE, int(m_d * 16), train)
+        factor = 4.0 if role in (Role.EMBEDDING, Role.READOUT) else 1.0
+        assert kappa.lr == pytest.approx(factor * plain.lr, rel=1e-12)
+        assert kappa.lr * kappa.weight_decay == pytest.approx(plain.lr * plain.weight_decay)
+        same = ("init_std", "multiplier", "eps")
+        assert [getattr(kappa, f) for f in same] == [getattr(plain, f) for f in same]
+    embedding, hidden = (
+        resolve("w", (2, 2), ParamSpec(role, density=m_rho), PARAMETERIZATIONS["supar"], KAPPA,
+                BASE, int(m_d * 16), ADAMW)
+        for role in (Role.EMBEDDING, Role.HIDDEN)
+    )  # fmt: skip
+    assert (embedding.lr, hidden.lr) == pytest.approx((4 * HPS.lr, HPS.lr / (m_d * m_rho)))
 
 
 def test_eps_scaling_follows_hidden_lr():

@@ -31,7 +31,15 @@ def test_base_shape_hashes_heads_only_when_recorded() -> None:
 
 
 def test_hp_names_in_order() -> None:
-    names = ("lr", "init_std", "alpha_in", "alpha_out", "weight_decay", "alpha_attn")
+    names = (
+        "lr",
+        "init_std",
+        "alpha_in",
+        "alpha_out",
+        "weight_decay",
+        "alpha_attn",
+        "lr_emb_ratio",
+    )
     assert BaseHPs.names() == names
 
 

@@ -25,6 +25,7 @@ HP_LABELS = {
     "alpha_in": "input multiplier α_in",
     "alpha_out": "output multiplier α_out",
     "alpha_attn": "attention logit multiplier α_attn",
+    "lr_emb_ratio": "embedding and readout LR ratio κ = η_emb/η",
     "weight_decay": "weight decay",
 }
 METRIC_LABELS = {

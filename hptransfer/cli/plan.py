@@ -60,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=BaseHPs.alpha_attn,
         help="base attention logit multiplier α_attn (on top of the parameterization's scale)",
     )
+    model.add_argument(
+        "--lr-emb-ratio",
+        type=float,
+        default=BaseHPs.lr_emb_ratio,
+        help="κ: the embeddings' and readout's LR over η (η_emb = κ·η)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -91,7 +97,12 @@ def base_run(args: argparse.Namespace) -> RunConfig:
                 output_size=outputs,
             ),
             data=DataConfig(corpus=corpus, seq_len=min(args.context, DataConfig.seq_len)),
-            hps=BaseHPs(lr=args.lr, init_std=args.init_std, alpha_attn=args.alpha_attn),
+            hps=BaseHPs(
+                lr=args.lr,
+                init_std=args.init_std,
+                alpha_attn=args.alpha_attn,
+                lr_emb_ratio=args.lr_emb_ratio,
+            ),
             base=BaseShape(width=args.base_width or args.width),
         )
     if args.parameterization:

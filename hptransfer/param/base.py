@@ -94,9 +94,11 @@ class BaseShape:
 
 @dataclass(frozen=True)
 class BaseHPs:
-    """Base hyperparameters (σ, η, α_in, α_out, weight decay, α_attn), tuned once at the base
-    shape. ``alpha_attn`` multiplies the attention logits on top of the parameterization's
-    scale (1/√d_head under SP, √d₀/d_head under μP/SμPar)."""
+    """Base hyperparameters (σ, η, α_in, α_out, weight decay, α_attn, κ), tuned once at the
+    base shape. ``alpha_attn`` multiplies the attention logits on top of the parameterization's
+    scale (1/√d_head under SP, √d₀/d_head under μP/SμPar). ``lr_emb_ratio`` κ multiplies the
+    LR of the embeddings and the readout (η_emb = κ·η, on top of their rule's factor); hidden
+    weights and vectors keep η."""
 
     lr: float = 2.0**-7
     init_std: float = 0.02
@@ -104,6 +106,7 @@ class BaseHPs:
     alpha_out: float = 1.0
     weight_decay: float = 0.0
     alpha_attn: float = 1.0
+    lr_emb_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -112,7 +115,7 @@ class BaseHPs:
                 isinstance(value, (int, float)) and math.isfinite(value),
                 f"hps.{f.name} must be a finite number; got {value!r}",
             )
-        for name in ("lr", "init_std", "alpha_in", "alpha_out", "alpha_attn"):
+        for name in ("lr", "init_std", "alpha_in", "alpha_out", "alpha_attn", "lr_emb_ratio"):
             require(getattr(self, name) > 0, f"hps.{name} must be > 0; got {getattr(self, name)}")
         require(self.weight_decay >= 0, "hps.weight_decay must be >= 0")
 
@@ -130,7 +133,7 @@ class BaseHPs:
         }
 
 
-OMITTED_AT_DEFAULT = {"alpha_attn": BaseHPs.alpha_attn}
+OMITTED_AT_DEFAULT = {"alpha_attn": BaseHPs.alpha_attn, "lr_emb_ratio": BaseHPs.lr_emb_ratio}
 
 
 @dataclass(frozen=True)

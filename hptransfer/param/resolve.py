@@ -127,6 +127,12 @@ def trains_with_muon(name: str, shape: tuple[int, ...], role: Role, p: Parameter
     return True
 
 
+def base_lr_ratio(role: Role, hps: BaseHPs) -> float:
+    """The base LR of ``role`` over η: κ (``lr_emb_ratio``) for the embeddings and the
+    readout, 1 for hidden weights and vectors."""
+    return hps.lr_emb_ratio if role in (Role.EMBEDDING, Role.READOUT) else 1.0
+
+
 def output_multiplier(p: Parameterization, role: Role, hps: BaseHPs, m: Multipliers) -> float:
     """Forward multiplier on a layer's output: α_in for embeddings, α_out/m_d for μP readouts."""
     alpha = {Role.EMBEDDING: hps.alpha_in, Role.READOUT: hps.alpha_out}.get(role, 1.0)
@@ -159,7 +165,7 @@ def resolve(
     m = multipliers(spec, width, base, depth)
     rule = p.rule(spec.role)
     muon = train.optimizer == MUON and trains_with_muon(name, tuple(shape), spec.role, p)
-    lr_mult = lr_factor(p, spec.role, m, train.optimizer)
+    lr_mult = lr_factor(p, spec.role, m, train.optimizer) * base_lr_ratio(spec.role, hps)
     if spec.block and p.depth_rules:
         init_scale, depth_lr = 1.0, p.block_lr(m)
         eps = p.block_eps(spec.role, m, train.scale_eps)
@@ -183,9 +189,10 @@ def resolve(
 
 def _weight_decay(decays: bool, wd: float, lr_mult: float, mode: str) -> float:
     """PyTorch decays by lr·wd. ``coupled``: wd as given, so decay shrinks with the group's LR.
-    ``independent``: wd / lr_mult (the width and density LR factor), so lr·wd per step equals
-    η·wd at every width and density. Depth leaves wd alone (CompleteP's table: hidden wd
-    λ·m_d), so lr·wd follows the LR's m_L^(α−1): constant at α = 1."""
+    ``independent``: wd / lr_mult (the width and density LR factor, times κ on embeddings and
+    readout), so lr·wd per step equals η·wd at every width, density and κ. Depth leaves wd
+    alone (CompleteP's table: hidden wd λ·m_d), so lr·wd follows the LR's m_L^(α−1):
+    constant at α = 1."""
     if not decays or wd == 0:
         return 0.0
     return wd if mode == "coupled" else wd / lr_mult

@@ -5,10 +5,12 @@ polars). One row per training run in ``trials.parquet``; one row per evaluation 
 Every table carries its format's version in the Parquet schema metadata
 (``hptransfer.schema_version``). Version 1 (no key: tables written before versioning) lacks
 the provenance columns and ``val_loss_se``, version 2 lacks ``run_key`` and ``same_as``,
-version 3 lacks ``alpha_attn`` and ``readout_zero_init``; they are read by :func:`upgrade`,
+version 3 lacks ``alpha_attn`` and ``readout_zero_init``, version 4 lacks ``lr_emb_ratio``;
+they are read by :func:`upgrade`,
 which adds the missing columns in memory: as nulls, or where an older run's value is known,
-as that value (:data:`DEFAULTS`: a run without an attention multiplier had α_attn = 1, and
-no study stored before version 4 zero-initialised its readout). The file is rewritten in the
+as that value (:data:`DEFAULTS`: a run without an attention multiplier had α_attn = 1, one
+without κ trained its embeddings and readout at η (κ = 1), and no study stored before
+version 4 zero-initialised its readout). The file is rewritten in the
 current version only when runs are added to it. A table from a newer
 hptransfer is refused with one line.
 """
@@ -21,15 +23,18 @@ import pyarrow as pa
 from hptransfer.errors import FormatVersionError, ResultsError
 from hptransfer.provenance import FIELDS as PROVENANCE_COLUMNS
 
-# Version 4: ``alpha_attn`` and ``readout_zero_init`` in trials tables. Version 3: ``run_key``
-# and ``same_as``. Version 2: provenance columns and val_loss_se (version 1: neither).
-SCHEMA_VERSION = 4
+# Version 5: ``lr_emb_ratio`` in trials tables. Version 4: ``alpha_attn`` and
+# ``readout_zero_init``. Version 3: ``run_key`` and ``same_as``. Version 2: provenance columns
+# and val_loss_se (version 1: neither).
+SCHEMA_VERSION = 5
 VERSION_KEY = b"hptransfer.schema_version"
 VERSION_METADATA = {VERSION_KEY: str(SCHEMA_VERSION).encode()}
 
-HP_COLUMNS = ("lr", "init_std", "alpha_in", "alpha_out", "weight_decay", "alpha_attn")
+HP_COLUMNS = (
+    "lr", "init_std", "alpha_in", "alpha_out", "weight_decay", "alpha_attn", "lr_emb_ratio"
+)  # fmt: skip
 # Columns added in a later version whose value in an older table's rows is known.
-DEFAULTS = {"alpha_attn": 1.0, "readout_zero_init": False}
+DEFAULTS = {"alpha_attn": 1.0, "lr_emb_ratio": 1.0, "readout_zero_init": False}
 
 TRIALS = pa.schema(
     [

@@ -277,31 +277,33 @@ def test_base_depth_from_spec_yaml_else_the_smallest_of_several(tmp_path: Path) 
     assert "depth" not in fit_trials(one.assign(depth=2), "flat", None, FAST).base
 
 
-def alpha_attn_trials() -> pd.DataFrame:
-    """η × α_attn at the base, α_attn's optimum at 2^1.3 (η's at 2^-7.3, a separable bowl)."""
+def extra_hp_trials(hp: str) -> pd.DataFrame:
+    """η × ``hp`` at the base, ``hp``'s optimum at 2^1.3 (η's at 2^-7.3, a separable bowl)."""
     grid = 2.0 ** np.arange(-1, 3.1, 0.5)
     trials = make_trials(
-        parameterizations=("supar",), widths=(64,), densities=(1.0,), hps={"alpha_attn": grid}
+        parameterizations=("supar",), widths=(64,), densities=(1.0,), hps={hp: grid}
     )
-    x = np.log2(trials["alpha_attn"])
+    x = np.log2(trials[hp])
     shift = 0.05 * ((x - 1.3) ** 2 - (x + 6) ** 2)  # make_trials' extra-HP bowl sits at 2^-6
     return trials.assign(val_loss=trials["val_loss"] + shift)
 
 
+@pytest.mark.parametrize("hp", ["alpha_attn", "lr_emb_ratio"])
 @pytest.mark.parametrize("joint", [True, False])
-def test_the_alpha_attn_optimum_is_recovered_alone_and_jointly_with_lr(joint: bool) -> None:
-    trials = alpha_attn_trials()
+def test_an_extra_hps_optimum_is_recovered_alone_and_jointly_with_lr(joint: bool, hp: str):
+    """α_attn and κ = η_emb/η are fitted like α_out."""
+    trials = extra_hp_trials(hp)
     if not joint:
         trials = trials[np.isclose(trials["lr"], 2.0**-7.5)]
     fit = fit_trials(trials, "demo", {"width": 64}, FAST)
-    alpha = fit.base_hps["supar"]["alpha_attn"]
+    alpha = fit.base_hps["supar"][hp]
     assert abs(alpha.log2 - 1.3) < 0.2 and alpha.flag == "ok"
     assert alpha.ci95[0] < 2.0**1.3 < alpha.ci95[1]
     assert ("supar" in fit.joint) == joint
     if joint:
-        assert set(fit.joint["supar"]["hps"]) == {"lr", "alpha_attn"}
+        assert set(fit.joint["supar"]["hps"]) == {"lr", hp}
         assert abs(fit.base_hps["supar"]["lr"].log2 + 7.3) < 0.2
-    assert fit.base_config("supar").alpha_attn == alpha.value
+    assert getattr(fit.base_config("supar"), hp) == alpha.value
 
 
 def test_a_searched_readout_zero_init_is_fitted_per_value_and_the_better_one_kept() -> None:

@@ -28,6 +28,7 @@ CURRENT = FIXTURES / f"v{SCHEMA_VERSION}" / "tiny"
 LEGACY = FIXTURES / "v1" / "supar_width256"
 VERSION_2 = FIXTURES / "v2" / "tiny"
 VERSION_3 = FIXTURES / "v3" / "tiny"
+VERSION_4 = FIXTURES / "v4" / "tiny"
 
 
 def _written_now(tmp_path: Path) -> Path:
@@ -102,6 +103,23 @@ def test_version_3_reads_with_alpha_attn_1_and_keeps_its_keys() -> None:
     assert load_fit(VERSION_3).base_config("supar").alpha_attn == 1.0
     stored = ResultsStore(VERSION_3).read_trials().set_index("trial_id")["run_key"]
     runs = grid_runs(load_spec(VERSION_3 / "spec.yaml"))
+    planned = {trial_id(point_id(r), r.seed): run_key(r) for r in runs}
+    assert planned == stored.to_dict()
+
+
+def test_version_4_reads_with_kappa_1_and_keeps_its_keys() -> None:
+    """A table from before κ = η_emb/η: κ 1 in every reader, fit.json without it reads as 1,
+    and the runs its spec plans today have the trial ids and run keys it stored."""
+    from hptransfer.runtime.identity import point_id, run_key, trial_id
+    from hptransfer.sweep.trials import grid_runs
+
+    assert table_version(pq.read_schema(VERSION_4 / "trials.parquet")) == 4
+    assert "lr_emb_ratio" not in pq.read_schema(VERSION_4 / "trials.parquet").names
+    for trials in (ResultsStore(VERSION_4).read_trials(), read_trials(VERSION_4)):
+        assert len(trials) == 28 and trials["lr_emb_ratio"].eq(1.0).all()
+    assert load_fit(VERSION_4).base_config("supar").lr_emb_ratio == 1.0
+    stored = ResultsStore(VERSION_4).read_trials().set_index("trial_id")["run_key"]
+    runs = grid_runs(load_spec(VERSION_4 / "spec.yaml"))
     planned = {trial_id(point_id(r), r.seed): run_key(r) for r in runs}
     assert planned == stored.to_dict()
 

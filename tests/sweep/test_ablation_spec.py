@@ -19,3 +19,25 @@ def test_grad_clip_null_or_0_is_no_clipping_and_one_spec(off):
     assert spec.hash != parse_spec(tiny_spec()).hash
     with pytest.raises(ConfigError, match=r"train.grad_clip must be >= 0"):
         parse_spec(tiny_spec(train={"grad_clip": -0.5}))
+
+
+def test_kappa_is_searched_on_a_log2_grid_or_fixed_like_alpha_out():
+    from hptransfer.runtime.identity import config_hash, point_id, run_key, trial_row
+
+    space = {
+        "lr": {"log2_range": [-8, -6], "step": 1},
+        "lr_emb_ratio": {"log2_range": [0, 3], "step": 1},
+    }
+    searched = parse_spec(tiny_spec(search={"space": space}))
+    runs = grid_runs(searched)
+    assert sorted({r.hps.lr_emb_ratio for r in runs}) == [1.0, 2.0, 4.0, 8.0]
+    assert len(runs) == 3 * 4 * len(searched.seeds) * len(searched.parameterizations)
+    rows = [trial_row(point_id(r), r, "x", searched.hash, {"status": "completed"}) for r in runs]
+    assert [row["lr_emb_ratio"] for row in rows] == [r.hps.lr_emb_ratio for r in runs]
+    fixed = parse_spec(tiny_spec(hps={"lr_emb_ratio": 2}))
+    assert fixed.to_dict()["hps"]["lr_emb_ratio"] == 2.0
+    plain, one = parse_spec(tiny_spec()), parse_spec(tiny_spec(hps={"lr_emb_ratio": 1}))
+    assert one.hash == plain.hash and "lr_emb_ratio" not in plain.to_dict()["hps"]
+    (before,), (explicit,), (changed,) = (grid_runs(s)[:1] for s in (plain, one, fixed))
+    assert (run_key(explicit), config_hash(explicit)) == (run_key(before), config_hash(before))
+    assert run_key(changed) != run_key(before) and config_hash(changed) != config_hash(before)

@@ -73,6 +73,37 @@ def test_target_runs_carry_the_fitted_alpha_attn(tmp_path: Path, capsys) -> None
     assert code == 0 and "alpha_attn 2^1 (ok)" in out and "(α_attn 2)" in out
 
 
+def test_target_runs_carry_the_fitted_kappa(tmp_path: Path, capsys) -> None:
+    """fit.json's κ reaches every target and baseline: embedding and readout LR κ·η (times
+    the rule), hidden LRs as without it; a fit.json without κ (fixed at 1) reads as 1."""
+    import json
+
+    from hptransfer.models import describe
+
+    folder = write_sweep(tmp_path / "results")
+    doc = json.loads((folder / "fit.json").read_text())
+    assert "lr_emb_ratio" not in doc["base_hps"]["supar"]
+    request = Request(parse_targets("width=64,density=0.25"), "supar", compare=("sp",))
+    plain = target_runs(load_source(folder), request)
+    doc["base_hps"]["supar"]["lr_emb_ratio"] = {
+        "value": 4.0,
+        "log2": 2.0,
+        "ci95": None,
+        "flag": "ok",
+    }
+    (folder / "fit.json").write_text(json.dumps(doc))
+    runs = target_runs(load_source(folder), request)
+    assert [r.hps.lr_emb_ratio for r in plain] == [1.0, 1.0] and [
+        r.hps.lr_emb_ratio for r in runs
+    ] == [4.0, 4.0]
+    for before, after in zip(plain, runs, strict=True):
+        for a, b in zip(describe(before), describe(after), strict=True):
+            kappa = 4.0 if a.role.value in ("embedding", "readout") else 1.0
+            assert b.lr == pytest.approx(kappa * a.lr)
+    code, out, _ = transfer(capsys, "--from", str(folder), "--to", "width=64", "--dry-run")
+    assert code == 0 and "lr_emb_ratio 2^2 (ok)" in out
+
+
 def test_target_runs_use_the_fitted_readout_init(tmp_path: Path, capsys) -> None:
     """fit.json's base_settings reach the targets; a fit without them keeps the spec's."""
     import json

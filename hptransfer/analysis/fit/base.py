@@ -13,7 +13,12 @@ from hptransfer.analysis import results
 from hptransfer.analysis.fit.document import FitSettings, HPEstimate
 from hptransfer.analysis.fit.selection import searched_hps
 from hptransfer.analysis.joint import JointOptimum, locate_joint
+from hptransfer.param import BaseHPs
 from hptransfer.store.folder import SPEC_FILE, TRIALS_FILE
+
+# A base HP added after fit.json files were committed, held fixed at its default, is left out
+# (a reader takes the default): refitting an older study writes the file it holds.
+UNWRITTEN_AT_DEFAULT = {"lr_emb_ratio": BaseHPs.lr_emb_ratio}
 
 
 def base_shape(trials: pd.DataFrame, spec_base: dict[str, Any] | None) -> dict[str, Any]:
@@ -80,6 +85,7 @@ def base_hps(
         for hp in results.HP_NAMES
         if hp in trials and trials[hp].nunique() == 1
         for v in [trials[hp].iloc[0]]
+        if UNWRITTEN_AT_DEFAULT.get(hp) != v
     }
     out: dict[str, dict[str, HPEstimate]] = {}
     for param in sorted(trials["parameterization"].unique()):
