@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hptransfer.provenance import device_name
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def load_average() -> float:
@@ -48,3 +53,33 @@ def add_out_folder(parser: argparse.ArgumentParser, *files: str) -> None:
         default=Path("results/bench"),
         help=f"folder for {', '.join(files)} (default: results/bench)",
     )
+
+
+def numbers(text: str, parse: Callable[[str], float], expected: str) -> tuple[float, ...]:
+    """An argparse type's reading of comma-separated numbers, each by ``parse``; a bad item
+    is an ArgumentTypeError saying what was ``expected``."""
+    try:
+        return tuple(parse(item) for item in text.split(","))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}") from None
+
+
+def subplots(*args: Any, **kwargs: Any) -> tuple[Figure, Any]:
+    """``plt.subplots`` on matplotlib's file-only Agg backend: a benchmark opens no window."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
+
+
+def save_png(fig: Figure, path: Path) -> None:
+    """Lay ``fig`` out, write it to ``path`` as a PNG (atomically) and close it."""
+    import matplotlib.pyplot as plt
+
+    from hptransfer.store import atomic_write
+
+    fig.tight_layout()
+    atomic_write(path, lambda handle: fig.savefig(handle, dpi=100, format="png"))
+    plt.close(fig)

@@ -29,14 +29,17 @@ from hptransfer.bench import (
     add_out_folder,
     bench_device,
     load_average,
+    numbers,
     positive_int,
     positive_ints,
+    save_png,
+    subplots,
 )
-from hptransfer.config import BLOCK_SIZES
+from hptransfer.config import BLOCK_SIZES, parse_fraction
 from hptransfer.kernels.block_layout import block_layout
 from hptransfer.kernels.torch_masked import torch_masked_linear
 from hptransfer.models.sparse import draw_mask
-from hptransfer.store import atomic_write, write_frame
+from hptransfer.store import write_frame
 
 SIZES = (1024, 4096, 8192)
 TOKENS = (4096, 16384)
@@ -203,14 +206,9 @@ def format_table(frame: pd.DataFrame) -> str:
 
 def plot(frame: pd.DataFrame, path: Path) -> None:
     """Speed-up over dense against density, one panel per shape and pass."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     shapes = frame[["d", "tokens"]].drop_duplicates().itertuples(index=False)
     shapes = list(shapes)
-    fig, axes = plt.subplots(
+    fig, axes = subplots(
         len(shapes), len(PASSES), squeeze=False, figsize=(5 * len(PASSES), 3.2 * len(shapes))
     )
     for (d, tokens), row_axes in zip(shapes, axes, strict=True):
@@ -234,25 +232,15 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
             ax.set_ylabel("speed-up vs dense F.linear")
             ax.legend(fontsize=7)
     fig.suptitle(f"masked linear, {frame['dtype'].iloc[0]}, {frame['device'].iloc[0]}", fontsize=10)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda handle: fig.savefig(handle, dpi=100, format="png"))
-    plt.close(fig)
+    save_png(fig, path)
 
 
 # ----------------------------------------------------------------------------- command line
 
 
 def _densities(text: str) -> tuple[float, ...]:
-    def one(item: str) -> float:
-        num, slash, den = item.partition("/")
-        return float(num) / float(den) if slash else float(item)
-
-    try:
-        values = tuple(one(v) for v in text.split(","))
-    except (ValueError, ZeroDivisionError):
-        message = f"expected densities like 1,1/2,0.25; got {text!r}"
-        raise argparse.ArgumentTypeError(message) from None
+    values = numbers(text, parse_fraction, "densities like 1,1/2,0.25")
     if not all(0 < v <= 1 for v in values):
         raise argparse.ArgumentTypeError(f"densities must be in (0, 1]; got {text!r}")
     return values

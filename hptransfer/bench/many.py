@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hptransfer.bench import add_out_folder, positive_int
+from hptransfer.bench import add_out_folder, positive_int, save_png, subplots
 from hptransfer.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from hptransfer.param import BaseHPs, BaseShape
 
@@ -159,12 +159,7 @@ def summary_lines(frame: pd.DataFrame) -> list[str]:
 
 
 def plot(frame: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (memory, rate) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, (memory, rate) = subplots(1, 2, figsize=(10, 3.5))
     memory.plot(frame["stored"], frame["rss_mb"])
     memory.set_xlabel("trials stored")
     memory.set_ylabel("driver resident memory (MB)")
@@ -177,9 +172,7 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
         f"overhead per trial, memory growth {row['rss_growth_mb']:.0f} MB",
         fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from hptransfer.bench import add_out_folder
-from hptransfer.store import atomic_write, write_frame, write_text
+from hptransfer.bench import add_out_folder, save_png, subplots
+from hptransfer.store import write_frame, write_text
 
 MIB = 2**20
 
@@ -90,13 +90,8 @@ def run_bench(vocab: int, folder: Path) -> pd.DataFrame:
 
 
 def plot(frame: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = [f"{r.input}\n{r.tokenizer.replace(' (', chr(10) + '(')}" for r in frame.itertuples()]
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = subplots(figsize=(9, 4))
     x = range(len(frame))
     for offset, column, label in ((-0.2, "mib_per_s", "wall clock"), (0.2, "mib_per_cpu_s", "CPU")):
         bars = ax.bar([i + offset for i in x], frame[column], width=0.4, label=f"per {label} s")
@@ -111,9 +106,7 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
         f"{len(os.sched_getaffinity(0))} CPUs, load average ≈ {load:.0f}",
         fontsize=9,
     )
-    fig.tight_layout()
-    atomic_write(path, lambda handle: fig.savefig(handle, dpi=100, format="png"))
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

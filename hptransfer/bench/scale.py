@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import torch
 
-from hptransfer.bench import add_out_folder, bench_device, positive_int
+from hptransfer.bench import add_out_folder, bench_device, numbers, positive_int, save_png, subplots
 from hptransfer.budget import TargetShape, TargetSpec
 from hptransfer.config import RunConfig
 from hptransfer.errors import ConfigError
 from hptransfer.sparse_evidence import sparse_budget
-from hptransfer.store import atomic_write, write_frame, write_text
+from hptransfer.store import write_frame, write_text
 
 if TYPE_CHECKING:
     from hptransfer.train import RunResult
@@ -59,11 +59,7 @@ class Probe:
 
 
 def _floats(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(item) for item in text.split(","))
-    except ValueError:
-        message = f"expected comma-separated numbers; got {text!r}"
-        raise argparse.ArgumentTypeError(message) from None
+    values = numbers(text, float, "comma-separated numbers")
     if not values or not all(math.isfinite(v) for v in values):
         raise argparse.ArgumentTypeError(f"expected finite numbers; got {text!r}")
     return values
@@ -284,16 +280,11 @@ def _gap(losses: pd.Series) -> str:
 
 
 def plot(frame: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from hptransfer.analysis.names import param_color
     from hptransfer.param import param_label
 
     densities = list(dict.fromkeys(frame["density"]))
-    fig, axes = plt.subplots(1, len(densities), figsize=(4.5 * len(densities), 3.6), squeeze=False)
+    fig, axes = subplots(1, len(densities), figsize=(4.5 * len(densities), 3.6), squeeze=False)
     for ax, density in zip(axes[0], densities, strict=True):
         part = frame[frame["density"].eq(density)]
         for p, runs in part.groupby("parameterization"):
@@ -320,6 +311,4 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
         f"epochs; {first['device']} ({first['precision']})",
         fontsize=9,
     )
-    fig.tight_layout()
-    atomic_write(path, lambda handle: fig.savefig(handle, dpi=100, format="png"))
-    plt.close(fig)
+    save_png(fig, path)
