@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from hptransfer.cli.options import fields_from
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("data", help="prepare training data (token folders)")
@@ -50,17 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_prepare(args: argparse.Namespace) -> int:
     from hptransfer.data.prepare import Request, prepare, progress_printer
 
-    request = Request(
-        inputs=tuple(args.inputs),
-        out=args.out,
-        tokenizer=args.tokenizer,
-        field=args.field,
-        column=args.column,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        force=args.force,
-        separator=args.separator,
-    )
+    request = Request(**fields_from(args, Request, inputs=tuple(args.inputs)))
     outcome = prepare(request, progress=progress_printer())
     for note in outcome.notes:
         print(f"note: {note}", file=sys.stderr)
