@@ -20,10 +20,9 @@ from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from hptransfer.errors import ConfigError
-from hptransfer.sweep.parse import parse_spec
+from hptransfer.sweep.parse import parse_spec, parse_text
 from hptransfer.sweep.spec import HPRange, SweepSpec
 
 MAX_ROUNDS = 4  # the default bound: e.g. 2 octaves past a half-octave range on each side
@@ -72,10 +71,12 @@ def covering(spec: SweepSpec, stored: str | None) -> SweepSpec:
     """``spec`` widened to the ranges of the stored spec text (a ``log2_range`` with the same
     step, a ``values`` list holding all of ``spec``'s), so a re-run of the written spec
     resumes an auto-extended sweep instead of refusing it."""
+    if stored is None:
+        return spec
     try:
-        old = {hp.name: hp for hp in parse_spec(yaml.safe_load(stored)).search.space}
-    except (ConfigError, yaml.YAMLError, AttributeError):
-        return spec  # no stored spec, or an unusable one: the sweep itself says so
+        old = {hp.name: hp for hp in parse_text(stored, source="spec.yaml").search.space}
+    except ConfigError:
+        return spec  # an unusable stored spec: the sweep itself says so
 
     def union(hp: HPRange) -> dict[str, Any] | None:
         prev = old.get(hp.name)

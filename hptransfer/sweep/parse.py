@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from hptransfer.config import DataConfig, ModelConfig, TrainConfig
-from hptransfer.errors import ConfigError, FormatVersionError
+from hptransfer.errors import ConfigError, FormatVersionError, yaml_problem
 from hptransfer.param import BaseHPs, BaseShape, parameterization
 from hptransfer.runtime.resources import RayOptions, Resources, TargetConfig
 from hptransfer.store.location import Location, location
@@ -44,14 +44,17 @@ def load_spec(path: str | Location) -> SweepSpec:
         raise ConfigError(f"sweep spec {path} is unreadable: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"sweep spec {path} is not UTF-8 text (byte {exc.start})") from None
+    return parse_text(text, source=str(path))
+
+
+def parse_text(text: str, source: str) -> SweepSpec:
+    """Validate a spec's YAML text (a file's, or the spec.yaml a sweep stored): the one place
+    sweep specs are read from YAML; a syntax error is one ConfigError with line and column."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
-    return parse_spec(raw, source=str(path))
+        raise ConfigError(f"{source}: YAML syntax error ({yaml_problem(exc)})") from None
+    return parse_spec(raw, source=source)
 
 
 def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:

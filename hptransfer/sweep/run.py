@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import pandas as pd
-import yaml
 
 from hptransfer.config import RunConfig
 from hptransfer.errors import ConfigError, FormatVersionError, ResultsError
@@ -32,7 +31,7 @@ from hptransfer.runtime.cluster import (
 from hptransfer.store import ResultsStore, location
 from hptransfer.store.folder import CURVES_FILE, TRIALS_FILE
 from hptransfer.store.location import remove_tree
-from hptransfer.sweep.parse import parse_spec
+from hptransfer.sweep.parse import parse_text
 from hptransfer.sweep.report import Progress, best_per_cell, format_summary
 from hptransfer.sweep.search import (
     CellPlan,
@@ -404,10 +403,10 @@ def _check_same_spec(store: ResultsStore, spec: SweepSpec, *, extend: bool = Fal
             _check_extends(store, spec)
         return
     try:
-        old = parse_spec(yaml.safe_load(text), source=str(store.spec_path))
+        old = parse_text(text, source=str(store.spec_path))
     except FormatVersionError:
         raise  # a newer hptransfer's folder: say so, do not suggest replacing it
-    except (ConfigError, yaml.YAMLError) as exc:
+    except ConfigError as exc:
         raise ResultsError(f"{store.spec_path} is unusable ({exc}); use --new") from None
     if old.hash == spec.hash:
         return

@@ -21,7 +21,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import yaml
 
 from hptransfer.errors import ConfigError, ResultsError
 from hptransfer.runtime.identity import point_id, run_key, trial_id
@@ -100,12 +99,12 @@ def _donors(store: ResultsStore, planned: Sequence[Job], reuse: Sequence[Path]) 
 def _spec_keys(folder: Path) -> dict[str, str]:
     """Run keys of a grid sweep folder's planned runs, from its spec.yaml (none if it has no
     usable grid spec)."""
-    from hptransfer.sweep.parse import parse_spec
+    from hptransfer.sweep.parse import parse_text
 
     text = ResultsStore(folder).read_spec()
     try:
-        spec = parse_spec(yaml.safe_load(text), source=str(folder)) if text else None
-    except (ConfigError, yaml.YAMLError):
+        spec = parse_text(text, source=str(folder)) if text else None
+    except ConfigError:
         return {}
     if spec is None or spec.search.algorithm != "grid":
         return {}

@@ -15,9 +15,10 @@ import yaml
 from conftest import tiny_spec
 
 from hptransfer.cli.main import main
-from hptransfer.errors import ConfigError
+from hptransfer.errors import ConfigError, ResultsError
+from hptransfer.store import ResultsStore
 from hptransfer.sweep import load_spec, parse_spec
-from hptransfer.sweep.run import check_runs
+from hptransfer.sweep.run import _check_same_spec, check_runs
 from hptransfer.sweep.trials import grid_runs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -419,3 +420,13 @@ def test_readout_zero_init_as_a_list_is_a_base_setting_searched_like_an_axis():
     ):
         with pytest.raises(ConfigError, match=re.escape(message)):
             parse_spec(tiny_spec(model=bad))
+
+
+def test_a_broken_stored_spec_yaml_is_one_line(tmp_path: Path) -> None:
+    """A results folder whose spec.yaml does not parse: one line with its line and column."""
+    (tmp_path / "spec.yaml").write_text("name: [x\n  y: 1\n")
+    spec = parse_spec({"name": "s", "search": {"space": {"lr": {"log2_range": [-10, -4]}}}})
+    with pytest.raises(
+        ResultsError, match=r"YAML syntax error \(line 2, column 4: .+\)\); use --new$"
+    ):
+        _check_same_spec(ResultsStore(tmp_path), spec)
