@@ -55,13 +55,23 @@ def add_out_folder(parser: argparse.ArgumentParser, *files: str) -> None:
     )
 
 
-def numbers(text: str, parse: Callable[[str], float], expected: str) -> tuple[float, ...]:
-    """An argparse type's reading of comma-separated numbers, each by ``parse``; a bad item
-    is an ArgumentTypeError saying what was ``expected``."""
+def numbers(
+    text: str,
+    parse: Callable[[str], float],
+    expected: str,
+    valid: Callable[[float], bool],
+    invalid: str,
+) -> tuple[float, ...]:
+    """An argparse type's reading of comma-separated numbers, each by ``parse``: an item it
+    cannot read is an ArgumentTypeError saying what was ``expected``, a value not ``valid``
+    one saying ``invalid``."""
     try:
-        return tuple(parse(item) for item in text.split(","))
+        values = tuple(parse(item) for item in text.split(","))
     except (ValueError, ZeroDivisionError):
         raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}") from None
+    if not all(valid(value) for value in values):
+        raise argparse.ArgumentTypeError(f"{invalid}; got {text!r}")
+    return values
 
 
 def subplots(*args: Any, **kwargs: Any) -> tuple[Figure, Any]:

@@ -240,10 +240,8 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _densities(text: str) -> tuple[float, ...]:
-    values = numbers(text, parse_fraction, "densities like 1,1/2,0.25")
-    if not all(0 < v <= 1 for v in values):
-        raise argparse.ArgumentTypeError(f"densities must be in (0, 1]; got {text!r}")
-    return values
+    expected, invalid = "densities like 1,1/2,0.25", "densities must be in (0, 1]"
+    return numbers(text, parse_fraction, expected, lambda v: 0 < v <= 1, invalid)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -59,10 +59,7 @@ class Probe:
 
 
 def _floats(text: str) -> tuple[float, ...]:
-    values = numbers(text, float, "comma-separated numbers")
-    if not values or not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"expected finite numbers; got {text!r}")
-    return values
+    return numbers(text, float, "comma-separated numbers", math.isfinite, "expected finite numbers")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
