@@ -9,6 +9,7 @@ documented in ``sweeps/proxy.yaml``; the ``search:`` section is read by
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -82,7 +83,7 @@ class _SpecReader(FieldReader):
                 f"{describe(name)} is not a usable folder name: use letters, digits, '.', '_' "
                 "and '-' (at most 100, starting with a letter or digit)",
             )
-        model, widths, densities, depths, zero_inits = self.model(root.get("model", {}))
+        model, widths, densities, depths, zero_inits, shapes = self.model(root.get("model", {}))
         train, horizons = self.train(root.get("train", {}))
         data, batches = self.data(root.get("data", {}), train, horizons)
         base_raw = self.mapping("base", root.get("base", {}), field_names(BaseShape))
@@ -105,6 +106,7 @@ class _SpecReader(FieldReader):
             densities=densities,
             depths=depths if len(depths) > 1 else (),
             zero_inits=zero_inits if len(zero_inits) > 1 else (),
+            shapes=shapes,
             search=search,
             seeds=self.distinct("seeds", self.number_list("seeds", root.get("seeds", [0]), int)),
             asha=None if root.get("asha") is None else self.build("asha", AshaSpec, root["asha"]),
@@ -166,14 +168,22 @@ class _SpecReader(FieldReader):
 
     def model(
         self, raw: Any
-    ) -> tuple[ModelConfig, tuple[int, ...], tuple[float, ...], tuple[int, ...], tuple[bool, ...]]:
-        """The model template and the swept widths, densities, depths and readout inits (each
-        checked)."""
-        section = dict(self.mapping("model", raw, field_names(ModelConfig)))
-        widths = self.distinct(
+    ) -> tuple[
+        ModelConfig,
+        tuple[int, ...],
+        tuple[float, ...],
+        tuple[int, ...],
+        tuple[bool, ...],
+        tuple[tuple[int, float], ...],
+    ]:
+        """The model template and the swept widths, densities, depths, readout inits and
+        (width, density) shapes (each checked)."""
+        section = dict(self.mapping("model", raw, (*field_names(ModelConfig), "shapes")))
+        shapes = self.shapes(section) if "shapes" in section else ()
+        widths = tuple(dict.fromkeys(w for w, _ in shapes)) or self.distinct(
             "model.width", self.number_list("model.width", section.pop("width", 128), int)
         )
-        densities = self.distinct(
+        densities = tuple(dict.fromkeys(d for _, d in shapes)) or self.distinct(
             "model.density", self.number_list("model.density", section.pop("density", 1.0), float)
         )
         depths = self.distinct(
@@ -189,15 +199,32 @@ class _SpecReader(FieldReader):
             "model", ModelConfig, section, width=widths[0], density=densities[0], depth=depths[0],
             readout_zero_init=any(zero_inits),  # checked against tied embeddings if ever on
         )  # fmt: skip
-        for width in widths:
-            for density in densities:
-                for depth in depths:
-                    self.checked(
-                        lambda w=width, d=density, n=depth: model.replace(
-                            width=w, density=d, depth=n
-                        )
-                    )
-        return model.replace(readout_zero_init=zero_inits[0]), widths, densities, depths, zero_inits
+        for width, density in shapes or itertools.product(widths, densities):
+            for depth in depths:
+                self.checked(
+                    lambda w=width, d=density, n=depth: model.replace(width=w, density=d, depth=n)
+                )
+        model = model.replace(readout_zero_init=zero_inits[0])
+        return model, widths, densities, depths, zero_inits, shapes
+
+    def shapes(self, section: dict[str, Any]) -> tuple[tuple[int, float], ...]:
+        """``model.shapes``: [width, density] pairs, in place of model.width and model.density."""
+        raw = section.pop("shapes")
+        if "width" in section or "density" in section:
+            self.fail(
+                "model.shapes", "replaces model.width and model.density; give one or the other"
+            )
+        if not isinstance(raw, list) or not raw:
+            self.fail(
+                "model.shapes", f"expected a list of [width, density] pairs; got {describe(raw)}"
+            )
+        pairs = []
+        for i, pair in enumerate(raw):
+            key = f"model.shapes[{i}]"
+            if not isinstance(pair, list) or len(pair) != 2:
+                self.fail(key, f"expected a [width, density] pair; got {describe(pair)}")
+            pairs.append((self.coerce(key, pair[0], int), self.coerce(key, pair[1], float)))
+        return self.distinct("model.shapes", tuple(pairs))
 
     def train(self, raw: Any) -> tuple[TrainConfig, tuple[int, ...]]:
         """The training template (at the first horizon) and the horizons when ``steps`` is a

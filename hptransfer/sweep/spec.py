@@ -120,7 +120,9 @@ class SweepSpec:
     ``widths``/``densities``/``depths``; ``model`` holds the first of each. Several depths
     make the first the base depth unless ``base.depth`` says otherwise. A list
     ``model.readout_zero_init: [false, true]`` searches the readout's init at the base
-    (``zero_inits``; ``fit`` picks the better one).
+    (``zero_inits``; ``fit`` picks the better one). ``model.shapes`` (``shapes``) lists
+    (width, density) pairs trained in place of the widths × densities product (``widths`` and
+    ``densities`` then hold their distinct values).
     """
 
     name: str
@@ -144,6 +146,12 @@ class SweepSpec:
     # data.batch_size as a list: () is (data.batch_size,); every batch trains the first's tokens
     batches: tuple[int, ...] = ()
     zero_inits: tuple[bool, ...] = ()  # model.readout_zero_init as a list: () is the model's
+    shapes: tuple[tuple[int, float], ...] = ()  # model.shapes: () is widths × densities
+
+    @property
+    def model_shapes(self) -> list[tuple[int, float]]:
+        """The (width, density) pairs trained: ``shapes``, or every width at every density."""
+        return list(self.shapes) or [(w, d) for w in self.widths for d in self.densities]
 
     @property
     def steps(self) -> tuple[int, ...]:
@@ -181,8 +189,7 @@ class SweepSpec:
                 parameterization=parameterization,
             )
             for parameterization in self.parameterizations
-            for width in self.widths
-            for density in self.densities
+            for width, density in self.model_shapes
             for depth in self.depths or (self.model.depth,)
             for zero in self.zero_inits or (self.model.readout_zero_init,)
             for train, data in self.budgets
@@ -191,7 +198,11 @@ class SweepSpec:
     def to_dict(self) -> dict[str, Any]:
         """The normalised spec: every default filled in, plain YAML/JSON types only."""
         model = self.model.to_dict()
-        model.update(width=list(self.widths), density=list(self.densities))
+        if self.shapes:  # absent otherwise: specs before model.shapes keep their hash
+            del model["width"], model["density"]
+            model["shapes"] = [list(shape) for shape in self.shapes]
+        else:
+            model.update(width=list(self.widths), density=list(self.densities))
         if len(self.depths) > 1:  # one depth stays an int: specs before the axis keep their hash
             model["depth"] = list(self.depths)
         if len(self.zero_inits) > 1:

@@ -3,7 +3,10 @@ like α_out, and explicit (width, density) shapes instead of the width × densit
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import yaml
 from conftest import tiny_spec
 
 from hptransfer.errors import ConfigError
@@ -41,3 +44,43 @@ def test_kappa_is_searched_on_a_log2_grid_or_fixed_like_alpha_out():
     (before,), (explicit,), (changed,) = (grid_runs(s)[:1] for s in (plain, one, fixed))
     assert (run_key(explicit), config_hash(explicit)) == (run_key(before), config_hash(before))
     assert run_key(changed) != run_key(before) and config_hash(changed) != config_hash(before)
+
+
+def shaped(shapes: object, **model: object) -> dict:
+    """The tiny spec with ``model.shapes`` in place of its width."""
+    raw = tiny_spec()
+    del raw["model"]["width"]
+    raw["model"].update(shapes=shapes, **model)
+    return raw
+
+
+def test_model_shapes_train_the_listed_width_density_pairs_only():
+    """d·ρ held at 4 while width grows: three shapes, not the 3 × 3 product."""
+    shapes = [[16, 0.25], [32, 0.125], [64, 0.0625]]
+    spec = parse_spec({**shaped(shapes), "parameterization": ["sp", "supar"]})
+    pairs = [(c.parameterization, c.model.width, c.model.density) for c in spec.cells]
+    assert pairs == [(p, w, d) for p in ("sp", "supar") for w, d in shapes]
+    assert spec.base.width == 16 and spec.widths == (16, 32, 64)
+    assert {r.model.width * r.model.density for r in grid_runs(spec)} == {4.0}
+    assert len(grid_runs(spec)) == 2 * 3 * 2 * 2  # parameterizations × shapes × lr × seeds
+    written = spec.to_dict()["model"]
+    assert written["shapes"] == shapes and "width" not in written and "density" not in written
+    again = parse_spec(yaml.safe_load(spec.to_yaml()))
+    assert again == spec and again.hash == spec.hash
+    assert "shapes" not in parse_spec(tiny_spec()).to_dict()["model"]
+
+
+@pytest.mark.parametrize(
+    ("shapes", "extra", "message"),
+    [
+        ([[16, 0.5]], {"width": 16}, "model.shapes: replaces model.width and model.density"),
+        ([], {}, "model.shapes: expected a list of [width, density] pairs"),
+        ([[16]], {}, "model.shapes[0]: expected a [width, density] pair"),
+        ([[16, 0.5], [16, 0.5]], {}, "model.shapes: lists a value twice"),
+        ([[16, "half"]], {}, "model.shapes[0]"),
+        ([[16, 0.5], [32, 2.0]], {}, "density must be in (0, 1]"),
+    ],
+)
+def test_bad_model_shapes_are_one_line(shapes, extra, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_spec(shaped(shapes, **extra))
