@@ -27,6 +27,7 @@ from hptransfer.analysis.coord_plot import activation_table, plot_coord_check, s
 from hptransfer.config import RunConfig
 from hptransfer.data import load_dataset
 from hptransfer.optim import build_optimizer
+from hptransfer.param import parameterization
 from hptransfer.store import write_frame
 from hptransfer.store.folder import COORD_CHECK_FILE
 from hptransfer.train import complete_run, loss_fn
@@ -264,3 +265,25 @@ def write_report(
                 summaries.append(spread(table, axis, fixed).assign(axis=name))
     summary = pd.concat(summaries)
     return summary.groupby(["parameterization", "axis"], sort=False)["spread"].max().unstack()
+
+
+def coord_check(
+    base: RunConfig,
+    parameterizations: Sequence[str],
+    widths: Sequence[int],
+    densities: Sequence[float],
+    seeds: Sequence[int],
+    out: Path,
+    depths: Sequence[int] = (),
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """The whole ``hptransfer coord-check``: the runs of :func:`coord_check_runs` (the first
+    width the base, the density sweep at the largest), trained and measured, their records and
+    figures written under ``out``; returns :func:`write_report`'s largest ratios."""
+    for name in parameterizations:
+        parameterization(name)
+    runs = coord_check_runs(
+        base, parameterizations, widths, densities, seeds, density_width=max(widths), depths=depths
+    )
+    records = measure(runs, progress)
+    return write_report(records, out, max(widths), widths[0], base.model.depth)

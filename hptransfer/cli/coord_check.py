@@ -15,7 +15,7 @@ from hptransfer.config import (
     parse_fraction,
 )
 from hptransfer.errors import ConfigError
-from hptransfer.param import BaseHPs, BaseShape, parameterization
+from hptransfer.param import BaseHPs, BaseShape
 from hptransfer.param.base import check_depth
 from hptransfer.param.rules import PAPERS
 from hptransfer.store.folder import COORD_CHECK_FILE
@@ -92,28 +92,22 @@ def base_run(args: argparse.Namespace, depth: int) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hptransfer.coord_check import coord_check_runs, measure, write_report
+    from hptransfer.coord_check import coord_check
 
-    params = args.parameterizations.split(",")
-    for p in params:
-        parameterization(p)
-    widths = _ints(args.widths)
     depths = _depths(args.depths) if args.depths else []
     if depths and args.kind == "mlp":
         raise ConfigError("--depths: an mlp has no residual blocks (a depth sweep needs a gpt)")
-    base = base_run(args, depths[0] if depths else args.depth)
-    runs = coord_check_runs(
-        base,
-        params,
-        widths,
+    worst = coord_check(
+        base_run(args, depths[0] if depths else args.depth),
+        args.parameterizations.split(","),
+        _ints(args.widths),
         _fractions(args.densities),
         _ints(args.seeds),
-        density_width=max(widths),
-        depths=depths,
+        args.out,
+        depths,
+        _show_progress,
     )
-    records = measure(runs, _show_progress)
     print(file=sys.stderr)
-    worst = write_report(records, args.out, max(widths), widths[0], base.model.depth)
     print("largest max/min ratio over layer groups and steps (1 = flat):")
     print(worst.round(2).to_string())
     print(f"wrote {args.out}/{COORD_CHECK_FILE} and coord_check_*.png")
