@@ -15,10 +15,11 @@ from hptransfer.train import train
 from tests.own.models import BUILD, python_run
 
 
-def test_trains_and_is_bit_identical_at_the_base_shape():
-    curves = [train(python_run(p)).curve for p in ("sp", "mup", "supar")]
+@pytest.mark.parametrize("build", [BUILD, "examples.hf_llama_model:build"], ids=["own", "hf-llama"])
+def test_trains_and_is_bit_identical_at_the_base_shape(build):
+    curves = [train(python_run(p, build=build)).curve for p in ("sp", "mup", "supar")]
     assert curves[0] == curves[1] == curves[2]
-    assert train(python_run(width=64, density=0.5)).curve != curves[0]
+    assert train(python_run(width=64, density=0.5, build=build)).curve != curves[0]
 
 
 def test_coordinate_check_groups_by_the_blocks_found():
