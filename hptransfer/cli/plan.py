@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 from hptransfer.budget import Horizon, budgeted, factors_line
+from hptransfer.cli.options import fields_from
 from hptransfer.cli.targets import parse_target
 from hptransfer.config import BLOCKS, DataConfig, ModelConfig, RunConfig
 from hptransfer.data.sources import IO_SIZES, io_sizes
@@ -87,14 +88,7 @@ def base_run(args: argparse.Namespace) -> RunConfig:
         inputs, outputs = IO_SIZES[corpus]
         run = RunConfig(
             model=ModelConfig(
-                kind=args.kind,
-                block=args.block,
-                width=args.width,
-                depth=args.depth,
-                heads=args.heads,
-                context=args.context,
-                input_size=inputs,
-                output_size=outputs,
+                **fields_from(args, ModelConfig, input_size=inputs, output_size=outputs)
             ),
             data=DataConfig(corpus=corpus, seq_len=min(args.context, DataConfig.seq_len)),
             hps=BaseHPs(
