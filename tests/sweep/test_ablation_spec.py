@@ -4,13 +4,14 @@ like α_out, and explicit (width, density) shapes instead of the width × densit
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import yaml
 from conftest import tiny_spec
 
 from hptransfer.errors import ConfigError
-from hptransfer.sweep import parse_spec
+from hptransfer.sweep import load_spec, parse_spec
 from hptransfer.sweep.trials import grid_runs
 
 
@@ -84,3 +85,26 @@ def test_model_shapes_train_the_listed_width_density_pairs_only():
 def test_bad_model_shapes_are_one_line(shapes, extra, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_spec(shaped(shapes, **extra))
+
+
+ABLATIONS = sorted((Path(__file__).parents[2] / "sweeps" / "realtok").glob("ablate_*.yaml"))
+
+
+@pytest.mark.parametrize("path", ABLATIONS, ids=[p.stem for p in ABLATIONS])
+def test_the_ablation_sweeps_are_the_300_step_cell_on_a_half_octave_grid(path: Path):
+    spec = load_spec(path)
+    lr = next(hp for hp in spec.search.space if hp.name == "lr")
+    assert spec.name == path.stem and spec.train.steps == 300 and spec.seeds == (0, 1, 2)
+    assert spec.data.path == "data/skjv-bpe4k" and (spec.base.width, spec.base.density) == (64, 1)
+    assert len(lr.values) == 5 and lr.to_dict()["step"] == 0.5
+    assert len(grid_runs(spec)) <= 20 * len(spec.seeds) * len(spec.cells)
+    assert (64, 0.0625) in spec.model_shapes
+
+
+def test_all_seven_ablations_are_written():
+    names = {p.stem for p in ABLATIONS}
+    assert names == {
+        *(f"ablate_supar_{x}" for x in ("init", "lr", "kappa", "noclip", "dr4")),
+        "ablate_sp_noclip",
+        "ablate_sp_dr4",
+    }
