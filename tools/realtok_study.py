@@ -160,14 +160,28 @@ def run(stage: Stage) -> None:
     sweep(stage.name, path, extra)
 
 
+# The ablation sweeps at 300 steps (part 2 of the issue), written by hand in
+# ``sweeps/realtok/ablate_<name>.yaml``, in the order they run (the cheapest test of the
+# likeliest cause first), each with the cell whose runs it can copy (same run keys).
+ABLATIONS = {
+    "supar_kappa": "realtok_w64_h300_r16_supar",
+    "supar_lr": None,
+    "supar_init": None,
+    "supar_noclip": None,
+    "sp_noclip": None,
+    "supar_dr4": "realtok_w64_h300_r16_supar",
+    "sp_dr4": "realtok_w64_h300_r16_sp",
+}
+
+
 def ablations() -> list[Path]:
-    """The ablation sweeps at 300 steps (part 2 of the issue), written by hand in
-    ``sweeps/realtok/ablate_*.yaml``; each names its results folder ``name``."""
-    return sorted(SPECS.glob("ablate_*.yaml"))
+    return [SPECS / f"ablate_{name}.yaml" for name in ABLATIONS]
 
 
 def run_ablation(path: Path) -> None:
-    sweep(yaml.safe_load(path.read_text())["name"], path, ["--auto-extend"])
+    reuse = ABLATIONS[path.stem.removeprefix("ablate_")]
+    extra = ["--reuse", str(RESULTS / reuse)] if reuse else []
+    sweep(yaml.safe_load(path.read_text())["name"], path, [*extra, "--auto-extend"])
 
 
 def sweep(name: str, path: Path, extra: list[str]) -> None:
