@@ -56,7 +56,7 @@ def build_optimizer(
             del group["eps"]
         return torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=train.momentum)
     if train.optimizer == MUON:
-        masks = _masks(model)
+        masks = sparse_masks(model)
         return MuonAdamW(groups, betas=train.betas, momentum=train.muon_momentum, masks=masks)
     optimizer_cls = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
     return optimizer_cls(groups, lr=groups[0]["lr"], betas=train.betas, fused=fusable(groups))
@@ -73,7 +73,7 @@ def fusable(groups: list[dict]) -> bool:
     )
 
 
-def _masks(model: nn.Module) -> dict[torch.nn.Parameter, torch.Tensor]:
+def sparse_masks(model: nn.Module) -> dict[torch.nn.Parameter, torch.Tensor]:
     """Each sparse layer's weight and its static mask (a layer with a ``mask`` buffer, as
     :class:`hptransfer.models.sparse.MaskedLinear` has; optim sits beside models, not above)."""
     return {

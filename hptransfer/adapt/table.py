@@ -16,9 +16,11 @@ import torch
 from torch import nn
 
 from hptransfer.adapt.shapes import RESIDUAL, Width, canonical
+from hptransfer.config import TrainConfig
 from hptransfer.errors import ConfigError
-from hptransfer.optim import group_parameters
+from hptransfer.optim import MuonAdamW, group_parameters, sparse_masks
 from hptransfer.param import BaseHPs, ParamHP, Role, parameterization
+from hptransfer.param.resolve import MUON
 
 ATTRIBUTE = "_hptransfer_table"
 
@@ -124,10 +126,13 @@ def param_groups(model: nn.Module) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, **kwargs) -> torch.optim.Optimizer:
-    """The optimizer the table was resolved for (AdamW, Adam or SGD) on :func:`param_groups`;
-    ``kwargs`` (betas, momentum, …) go to its constructor."""
+    """The optimizer the table was resolved for (AdamW, Adam, SGD, or Muon with AdamW) on
+    :func:`param_groups`; ``kwargs`` (betas, momentum, …) go to its constructor."""
     table = table_of(model)
     groups = param_groups(model)
+    if table.optimizer == MUON:
+        options = {"betas": TrainConfig().betas, "momentum": TrainConfig().muon_momentum}
+        return MuonAdamW(groups, masks=sparse_masks(model), **(options | kwargs))
     cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
     return cls[table.optimizer](groups, lr=groups[0]["lr"], **kwargs)
 

@@ -271,3 +271,22 @@ def test_multihead_attention_gets_the_mup_logit_scale():
     x = torch.randn(2, 5, 64)
     assert torch.allclose(attn(x, x, x)[0], reference(x, x, x)[0], atol=1e-6)
     assert not table.unreached
+
+
+def test_muon_table_builds_muon_with_adamw_and_keeps_masks():
+    """A table resolved for Muon gives MuonAdamW: the hidden matrices in its Muon groups, the
+    rest in AdamW's; after steps every masked weight is still exactly zero."""
+    model = TinyLM(64)
+    hpo.parametrize(
+        model, base=lambda: TinyLM(32), parameterization="supar", density=0.25, optimizer="muon"
+    )
+    optimizer = hpo.build_optimizer(model)
+    muon = {n for g in optimizer.param_groups if g.get("optimizer") == "muon" for n in g["names"]}
+    assert muon and all(dict(model.named_parameters())[n].ndim == 2 for n in muon)
+    tokens = torch.randint(61, (2, 16))
+    for _ in range(2):
+        model(tokens).logsumexp(-1).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    masked = [m for m in model.modules() if isinstance(m, MaskedLinear) and m.mask is not None]
+    assert masked and all(torch.all(m.weight[~m.mask.bool()] == 0) for m in masked)
