@@ -1,10 +1,13 @@
 """The attention logit scale on a user's model: μP's √d₀/d_head instead of 1/√d_head.
 
-Two kinds of module are reached. One with a float ``scaling`` attribute its logits are
+Three kinds of module are reached. One with a float ``scaling`` attribute its logits are
 multiplied by (transformers' families, and a user's own attention by the same convention):
-its ``scaling`` is multiplied by the rules' scale over SP's. ``nn.MultiheadAttention``, which
-has no such attribute: it becomes :class:`ScaledMultiheadAttention`, which multiplies the
-query projection by that ratio (the logits qᵀk are linear in q, so this is the same).
+its ``scaling`` is multiplied by the rules' scale over SP's. A transformers attention with no
+such attribute whose forward dispatches through transformers' attention interface: its
+config names a wrapper of its implementation that multiplies the scale it passes by that
+ratio (:mod:`.interface`). ``nn.MultiheadAttention``: it becomes
+:class:`ScaledMultiheadAttention`, which multiplies the query projection by that ratio (the
+logits qᵀk are linear in q, so this is the same).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hptransfer.adapt import structure
+from hptransfer.adapt import interface, structure
 from hptransfer.adapt.shapes import counterpart
 from hptransfer.param import SP, Parameterization, attention_scale
 
@@ -93,15 +96,21 @@ def set_attention(
     with_scaling = set(structure.scaled_attention(model))
     for name, module in model.named_modules():
         scaled = name in with_scaling
-        if not (scaled or isinstance(module, nn.MultiheadAttention)):
+        routed = not scaled and interface.dispatches(module)
+        if not (scaled or routed or isinstance(module, nn.MultiheadAttention)):
             continue
         d = structure.head_dim(module)
+        if d is None:
+            continue
         d0 = structure.head_dim(base.get_submodule(counterpart(name, blocks, base_blocks)))
         ratio = attention_scale(p, d, d0, alpha) / attention_scale(SP, d, d)
         if scaled:
             if ratio != 1.0:
                 module.scaling = module.scaling * ratio
             scales[name] = module.scaling
+        elif routed:
+            if ratio == 1.0 or interface.route(module, ratio):
+                scales[name] = ratio / d**0.5
         else:
             if ratio != 1.0:
                 module.__class__ = ScaledMultiheadAttention
