@@ -12,6 +12,7 @@ import torch
 
 import hptransfer.own as hpo
 from hptransfer.adapt import interface
+from tests.own import test_own_transformers
 
 transformers = pytest.importorskip("transformers")
 VOCAB, WIDTH, BASE, HEADS = 61, 128, 64, 4
@@ -19,17 +20,8 @@ RATIO = (BASE // HEADS) ** 0.5 / (WIDTH // HEADS) * (WIDTH // HEADS) ** 0.5  # Î
 
 
 def gpt2(width, implementation="sdpa"):
-    config = transformers.GPT2Config(
-        vocab_size=VOCAB,
-        n_embd=width,
-        n_layer=2,
-        n_head=HEADS,
-        n_positions=32,
-        bos_token_id=0,
-        eos_token_id=0,
-        attn_implementation=implementation,
-    )
-    return transformers.GPT2LMHeadModel(config)
+    assert implementation == "sdpa"
+    return test_own_transformers.gpt2(width)
 
 
 def modernbert(width, implementation="sdpa"):
