@@ -71,20 +71,22 @@ def test_sgd_optimizer():
     assert isinstance(opt, torch.optim.SGD)
 
 
+def _sparse_gpt_and_optimizer() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    run = tiny_gpt_run(input_size=32, output_size=32, density=0.25)
+    model = build_model(run)
+    return model, build_optimizer(model, plan_parameters(model, run), run.train)
+
+
 def test_adam_on_plain_cpu_tensors_is_fused():
     """The fused kernel: several times faster on the CPU than foreach, whose sqrt is slow on
     the exact zeros a sparse layer's second moment holds under its mask."""
-    run = tiny_gpt_run(input_size=32, output_size=32, density=0.25)
-    model = build_model(run)
-    optimizer = build_optimizer(model, plan_parameters(model, run), run.train)
+    _, optimizer = _sparse_gpt_and_optimizer()
     assert optimizer.defaults["fused"] is True
 
 
 def test_fused_adam_keeps_masked_weights_zero():
-    run = tiny_gpt_run(input_size=32, output_size=32, density=0.25)
-    model = build_model(run)
-    optimizer = build_optimizer(model, plan_parameters(model, run), run.train)
-    x = torch.randint(run.model.input_size, (2, run.data.seq_len))
+    model, optimizer = _sparse_gpt_and_optimizer()
+    x = torch.randint(32, (2, 16))
     for _ in range(3):
         model(x).logsumexp(-1).mean().backward()
         optimizer.step()
