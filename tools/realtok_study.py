@@ -8,7 +8,8 @@ tuned jointly (η × σ × α_out) at each horizon. The parts run in ``STAGES`` 
 and most informative first; each is one ``hptransfer sweep`` (re-running this script resumes
 the one interrupted and skips those done). A cell's sweep takes σ and α_out from the base
 grid's best point at its horizon and is written to ``sweeps/realtok/<name>.yaml`` before it
-runs. ``--list`` prints the parts and whether each is done.
+runs. ``--list`` prints the parts and whether each is done; ``--only TEXT`` keeps the parts
+whose name contains TEXT (two processes can then run disjoint parts side by side).
 """
 
 from __future__ import annotations
@@ -207,6 +208,9 @@ def main(argv: list[str]) -> None:
     plan = [(s.name, run, s) for s in first]
     plan += [(f"ablate_{name}", run_ablation, name) for name in ABLATIONS]
     plan += [(s.name, run, s) for s in STAGES if s not in first]
+    if "--only" in argv:
+        text = argv[argv.index("--only") + 1]
+        plan = [part for part in plan if text in part[0]]
     if "--list" in argv:
         for name, _, _ in plan:
             print(f"{'done' if done(name) else '    '}  {name}")
