@@ -3,7 +3,8 @@
 Every ``plot_*`` function takes DataFrames (as read from the store or made by
 :mod:`hptransfer.analysis.fit`) and returns a matplotlib :class:`~matplotlib.figure.Figure`
 drawn on the Agg canvas (no pyplot, no global state), so the notebook reuses them;
-:func:`write_plots` draws everything for a sweep folder into ``<sweep>/plots/`` as PNG and SVG.
+:func:`write_plots` draws everything for a sweep folder into ``<sweep>/plots/`` as PNG and SVG,
+:func:`plot_command` is a whole ``hptransfer plot``.
 
 Transferred runs (``transfer.parquet``: ``trial_id, parameterization, width, density``, plus
 ``transfer_curves.parquet``: ``trial_id, step, <loss>``) are drawn when present.
@@ -12,6 +13,7 @@ Transferred runs (``transfer.parquet``: ``trial_id, parameterization, width, den
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from hptransfer.analysis.names import HP_LABELS, METRIC_LABELS, param_color
 from hptransfer.analysis.regret import read_regret
 from hptransfer.analysis.tuning_plots import tuning_figures
 from hptransfer.param import param_label, param_order
-from hptransfer.store import atomic_write, location
+from hptransfer.store import Location, atomic_write, location
 from hptransfer.store.folder import PLOTS_DIR, TRANSFER_CURVES_FILE, TRANSFER_FILE
 
 FORMATS = ("png", "svg")
@@ -381,3 +383,20 @@ def write_plots(sweep_dir: Path, fit: fitting.Fit) -> list[Path]:
     out_dir = location(sweep_dir) / PLOTS_DIR
     figures = sweep_figures(location(sweep_dir), fit)
     return [path for stem, fig in figures for path in save_figure(fig, out_dir, stem)]
+
+
+@dataclass(frozen=True)
+class Plotted:
+    """What ``hptransfer plot`` did: the figures' paths, and whether fit.json was used (else
+    the sweep was fitted in memory: fit.json missing or older than trials.parquet)."""
+
+    paths: list[Path]
+    saved_fit: bool
+
+
+def plot_command(sweep: Location | None, root: Location) -> Plotted:
+    """Draw every figure of ``sweep`` (None: the latest sweep under ``root``) into its
+    plots/ folder, from its fit.json if current, else from a fit made in memory."""
+    sweep_dir = results.find_sweep(sweep, root)
+    fit, saved = fitting.current_fit(sweep_dir)
+    return Plotted(write_plots(sweep_dir, fit), saved)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hptransfer.cli.options import add_sweep_arguments, sweep_folder
+from hptransfer.cli.options import add_sweep_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,15 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hptransfer.analysis.fit import FitSettings, fit_sweep, write_fit
-    from hptransfer.analysis.fit.report import fit_report
+    from hptransfer.analysis.fit import FitSettings
+    from hptransfer.analysis.fit.command import fit_command
 
-    sweep_dir = sweep_folder(args)
     settings = FitSettings(
         metric=args.metric, n_boot=args.n_boot, seed=args.seed, at_step=args.at_step
     )
-    fit = fit_sweep(sweep_dir, settings)
-    path = write_fit(fit, sweep_dir)
-    print(fit_report(fit, sweep_dir))
-    print(f"\nwrote {path}")
+    fitted = fit_command(args.sweep, args.results, settings)
+    print(fitted.report)
+    print(f"\nwrote {fitted.path}")
     return 0

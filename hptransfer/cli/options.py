@@ -61,10 +61,3 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
         "latest sweep under --results)",
     )
     add_results_option(parser)
-
-
-def sweep_folder(args: argparse.Namespace) -> Location:
-    """The sweep folder named, else the latest sweep under ``--results``."""
-    from hptransfer.analysis.results import find_sweep
-
-    return find_sweep(args.sweep, args.results)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hptransfer.cli.options import add_sweep_arguments, sweep_folder
+from hptransfer.cli.options import add_sweep_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,16 +19,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hptransfer.analysis.fit import current_fit
-    from hptransfer.analysis.plots import write_plots
+    from hptransfer.analysis.plots import plot_command
 
-    sweep_dir = sweep_folder(args)
-    fit, saved = current_fit(sweep_dir)
-    if not saved:
+    plotted = plot_command(args.sweep, args.results)
+    if not plotted.saved_fit:
         print(
             "note: fit.json is missing or older than trials.parquet; fitted in memory "
             "(run `hptransfer fit` to save it)"
         )
-    for path in write_plots(sweep_dir, fit):
+    for path in plotted.paths:
         print(path)
     return 0

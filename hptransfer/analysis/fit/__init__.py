@@ -10,7 +10,8 @@ together at the base shape also jointly (:mod:`hptransfer.analysis.joint`), budg
 One job per module: ``selection`` (which trials, sliced how), ``optima`` (one per group and
 HP, and their drift), ``base`` (the base shape, base HPs and base settings), ``lines`` (budget
 lines), ``summary`` (readable tables), ``document`` (fit.json: :func:`load_fit` reads it,
-:func:`write_fit` writes it), ``pipeline`` (the whole fit of a sweep). What the fit does, and
+:func:`write_fit` writes it), ``pipeline`` (the whole fit of a sweep), ``report`` (what
+``hptransfer fit`` prints), ``command`` (a whole ``hptransfer fit``). What the fit does, and
 the fit.json format (``schema_version`` 2) key by key: ``docs/fit.md``.
 """
 
