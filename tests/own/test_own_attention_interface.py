@@ -162,3 +162,19 @@ def test_the_scale_stays_off_the_tensors_and_routing_again_changes_nothing(famil
     assert model.config._attn_implementation == name
     second.load_state_dict(state)
     torch.testing.assert_close(logits(second), logits(model), rtol=0, atol=0)
+
+
+@pytest.mark.slow  # inductor compiles ModernBERT's graph: ~1 min on a loaded CPU
+def test_the_routed_scale_and_every_lr_hold_under_torch_compile():
+    model, table = parametrized("modernbert", WIDTH)
+    compiled = torch.compile(model)
+
+    def per_name(groups):
+        return {n: (g["lr"], g["weight_decay"], g["eps"]) for g in groups for n in g["names"]}
+
+    want = {row.name: (row.lr, row.weight_decay, row.eps) for row in table.rows}
+    assert per_name(hpo.param_groups(compiled)) == want
+    ours = logits(compiled)
+    torch.testing.assert_close(ours, logits(model), rtol=1e-4, atol=1e-4)
+    reference = logits(hand_scaled("modernbert", model, RATIO, "sdpa"))
+    torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-4)
