@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -26,31 +25,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from hptransfer.kernels.selfcheck import self_test
 
-    from hptransfer import provenance
-    from hptransfer.kernels import selfcheck
-
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    versions = provenance.versions()
-    print(
-        f"device {provenance.device_name(str(device))} (torch {versions['torch_version']}, "
-        f"triton {versions['triton_version'] or 'not installed'})"
-    )
-    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+    result = self_test(args.dtype or ())
+    print(result.device_line())
+    if not result.verdicts:
         print(
             "CPU only: the Triton kernels need a CUDA GPU (or TRITON_INTERPRET=1 for Triton's "
             "slow CPU interpreter), so kernel auto uses the torch kernels here"
         )
         return 0
-    dtypes = args.dtype or (DTYPES if device.type == "cuda" else ("float32",))
-    failed = 0
-    for name in dtypes:
-        dtype = getattr(torch, name)
-        verdict = selfcheck.run_check(device, dtype)
-        selfcheck.record(device, dtype, verdict)
+    for verdict in result.verdicts:
         print(verdict.line())
-        failed += not verdict.ok
-    where = "under Triton's CPU interpreter; " if device.type == "cpu" else ""
-    print(f"{where}cached in {selfcheck.cache_path()}")
-    return 1 if failed else 0
+    where = "under Triton's CPU interpreter; " if result.device.type == "cpu" else ""
+    print(f"{where}cached in {result.cache}")
+    return 0 if result.ok else 1

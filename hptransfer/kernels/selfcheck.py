@@ -9,7 +9,8 @@ while compiling or launching) makes ``auto`` use the torch kernels, with one war
 The verdict is cached per device, dtype and hptransfer/torch/triton versions: in memory, and
 in ``kernel-selfcheck.json`` under the user's cache folder (``$HPTRANSFER_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/hptransfer``, else ``~/.cache/hptransfer``), so each machine pays for it
-once per installation. ``hptransfer selftest`` runs it afresh and prints the verdict.
+once per installation. ``hptransfer selftest`` runs it afresh (:func:`self_test`) and prints the
+verdicts.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import datetime
 import json
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -227,3 +228,43 @@ def _write_cache(key: str, verdict: Verdict) -> None:
     with contextlib.suppress(OSError):  # an atomic write leaves no temp file behind
         path.parent.mkdir(parents=True, exist_ok=True)
         replace_atomically(path, lambda handle: handle.write(text.encode()))
+
+
+# ----------------------------------------------------------------------------- hptransfer selftest
+
+
+@dataclass(frozen=True)
+class SelfTest:
+    """What ``hptransfer selftest`` found on this machine's device: a fresh verdict per dtype
+    checked (cached), none where the Triton kernels cannot run (a CPU without Triton's
+    interpreter)."""
+
+    device: torch.device
+    verdicts: tuple[Verdict, ...] = ()
+    cache: Path = field(default_factory=cache_path)
+
+    @property
+    def ok(self) -> bool:
+        return all(verdict.ok for verdict in self.verdicts)
+
+    def device_line(self) -> str:
+        from hptransfer.provenance import device_name, versions
+
+        v = versions()
+        return (
+            f"device {device_name(str(self.device))} (torch {v['torch_version']}, "
+            f"triton {v['triton_version'] or 'not installed'})"
+        )
+
+
+def self_test(dtypes: Sequence[str] = ()) -> SelfTest:
+    """Check the Triton kernels afresh on this machine's device in each named dtype (default:
+    every dtype of :data:`TOLERANCE` on a GPU, float32 on a CPU) and cache each verdict; no
+    check on a CPU unless ``TRITON_INTERPRET=1`` (Triton's CPU interpreter)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        return SelfTest(device)
+    chosen = [getattr(torch, name) for name in dtypes] or (
+        list(TOLERANCE) if device.type == "cuda" else [torch.float32]
+    )
+    return SelfTest(device, tuple(record(device, d, run_check(device, d)) for d in chosen))
