@@ -26,6 +26,7 @@ from hptransfer.adapt.table import table_of
 from hptransfer.analysis.coord_plot import activation_table, plot_coord_check, spread
 from hptransfer.config import RunConfig
 from hptransfer.data import load_dataset
+from hptransfer.errors import ConfigError
 from hptransfer.optim import build_optimizer
 from hptransfer.param import parameterization
 from hptransfer.store import write_frame
@@ -89,7 +90,13 @@ def _weights(model: nn.Module, layers: dict[str, nn.Module]) -> dict[str, torch.
 
 
 def check_run(run: RunConfig) -> list[dict[str, object]]:
-    """Train ``run`` for its ``train.steps`` steps and record every metric at every step."""
+    """Train ``run`` for its ``train.steps`` steps and record every metric at every step.
+    A run with the user's ``train.fn`` is refused: the check takes its own steps."""
+    if run.train.kind == "python":
+        raise ConfigError(
+            f"coord-check takes its own steps (constant LR, a hook on every layer): train.fn "
+            f"{run.train.fn!r} would not be called; give the run without it (train.kind builtin)"
+        )
     dataset = load_dataset(run.data)
     run = complete_run(run, dataset)
     model = build_model(run)

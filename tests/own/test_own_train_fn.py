@@ -20,6 +20,7 @@ import yaml
 from hptransfer.adapt import describe
 from hptransfer.cli.main import main
 from hptransfer.config import TrainConfig
+from hptransfer.coord_check import coord_check
 from hptransfer.data import load_dataset
 from hptransfer.distributed.loop import train_target
 from hptransfer.distributed.run import run_target
@@ -40,6 +41,13 @@ RECORDING = "tests.own.models:train_recording_lrs"
 
 def with_fn(run, fn=FN):
     return dataclasses.replace(run, train=dataclasses.replace(run.train, kind="python", fn=fn))
+
+
+def test_the_coordinate_check_refuses_a_train_fn_before_training(tmp_path):
+    out = tmp_path / "cc"
+    with pytest.raises(ConfigError, match=rf"coord-check takes its own steps.*train.fn '{FN}'"):
+        coord_check(with_fn(python_run(width=32)), ["supar"], [32, 64], [1.0], [0], out)
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(
