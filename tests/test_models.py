@@ -205,11 +205,12 @@ def test_mup_attention_keeps_base_head_size_when_heads_change(to, d_head):
     """Base width 128 with 4 heads: d₀ = 32, whatever heads the target has
     (docs/parameterizations.md: logits qᵀk·√d₀/d_head). With 16 heads at width 512, d_head = d₀, so
     μP scales like SP."""
-    from hptransfer.cli.plan import target_run
+    from hptransfer.cli.targets import parse_target
+    from hptransfer.transfer.plan_command import target_run
 
     base = tiny_gpt_run(width=128, heads=4, depth=1, input_size=64, output_size=64)
     base = dataclasses.replace(base, parameterization="mup", base=BaseShape(width=128))
-    target, _ = target_run(base, to)
+    target, _ = target_run(base, parse_target(to))
     assert (target.model.head_dim, target.base.heads) == (d_head, 4)
     assert attention_logit_scale(target) == pytest.approx(32**0.5 / d_head)
     # The same width reached without changing heads: d₀ is still the base's 32.

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
-from hptransfer.budget import Horizon, budgeted, factors_line
 from hptransfer.cli.options import fields_from
 from hptransfer.cli.targets import parse_target
-from hptransfer.config import BLOCKS, DataConfig, ModelConfig, RunConfig
-from hptransfer.data.sources import IO_SIZES, io_sizes
-from hptransfer.errors import ConfigError
-from hptransfer.param import PARAMETERIZATIONS, BaseHPs, BaseShape
+from hptransfer.config import BLOCKS
+from hptransfer.param import PARAMETERIZATIONS, BaseHPs
 from hptransfer.param.rules import BUDGET_RULES, COMPLETEDP
-from hptransfer.plan import format_table, forward_line, plan_header, plan_rows
-from hptransfer.sparse_evidence import sparse_lines
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,75 +64,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def base_run(args: argparse.Namespace) -> RunConfig:
-    """The proxy run: from the spec if given, else from the flags."""
-    if args.spec:
-        from hptransfer.sweep.parse import load_spec
-
-        cell = load_spec(args.spec).cells[0]
-        base = cell.base
-        run = dataclasses.replace(
-            cell,
-            model=cell.model.replace(
-                width=base.width, density=base.density, depth=base.depth or cell.model.depth
-            ),
-        )
-    else:
-        corpus = "digits" if args.kind == "mlp" else "shakespeare"
-        inputs, outputs = IO_SIZES[corpus]
-        run = RunConfig(
-            model=ModelConfig(
-                **fields_from(args, ModelConfig, input_size=inputs, output_size=outputs)
-            ),
-            data=DataConfig(corpus=corpus, seq_len=min(args.context, DataConfig.seq_len)),
-            hps=BaseHPs(
-                lr=args.lr,
-                init_std=args.init_std,
-                alpha_attn=args.alpha_attn,
-                lr_emb_ratio=args.lr_emb_ratio,
-            ),
-            base=BaseShape(width=args.base_width or args.width),
-        )
-    if args.parameterization:
-        run = dataclasses.replace(run, parameterization=args.parameterization)
-    inputs, outputs = io_sizes(run.data.corpus, run.data.path)
-    model = run.model.replace(
-        input_size=run.model.input_size or inputs, output_size=run.model.output_size or outputs
-    )
-    return dataclasses.replace(run, model=model)
-
-
-def target_run(run: RunConfig, to: str, rule: str = COMPLETEDP.name) -> tuple[RunConfig, str]:
-    """The proxy run moved to ``--to``'s shape and budget, and the budget's line (or "")."""
-    if not to:
-        return run, ""
-    target = parse_target(to)
-    reshaped = run.retarget(**target.shape.changes())
-    if not target.has_budget:
-        return reshaped, ""
-    rules = BUDGET_RULES[rule]
-    if rules is None:  # fitted
-        raise ConfigError(
-            "plan --budget-rule fitted needs a fitted sweep: use `hptransfer transfer --from "
-            "<sweep> --to ... --budget-rule fitted --dry-run`"
-        )
-    row_tokens = run.data.seq_len if run.model.takes_tokens else 1
-    proxy = Horizon(run.train.steps, run.data.batch_size, row_tokens)
-    moved = budgeted(reshaped, proxy, target, rules)
-    horizon = Horizon(moved.train.steps, moved.data.batch_size, row_tokens)
-    return moved, factors_line(rules, proxy, horizon)
-
-
 def run(args: argparse.Namespace) -> int:
-    target, budget = target_run(base_run(args), args.to, args.budget_rule)
-    rows = plan_rows(target)
+    from hptransfer.transfer.plan_command import PlanRequest, plan_command
+
+    target = parse_target(args.to) if args.to else None
+    plan = plan_command(PlanRequest(**fields_from(args, PlanRequest, target=target)))
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps(plan.rows, indent=1))
         return 0
-    print(plan_header(target))
-    print(forward_line(target))
-    if budget:
-        print(budget)
-    print("\n".join(sparse_lines(target)))
-    print(format_table(rows))
+    print(plan.text())
     return 0

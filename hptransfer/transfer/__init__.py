@@ -16,7 +16,9 @@ available is refused; its per-parameter table comes from :mod:`hptransfer.plan`.
 
 One job per module: ``source`` (the fitted sweep), ``runs`` (the request and its runs, each
 target planned once), ``report`` (gains and regret), ``command`` (a whole ``hptransfer
-transfer``: options merged with the spec, checked, described, trained, reported).
+transfer``: options merged with the spec, checked, described, trained, reported),
+``plan_command`` (a whole ``hptransfer plan``: a proxy run from a spec or flags, no fit, moved
+to a target and described).
 """
 
 from hptransfer.transfer.command import Outcome, TransferOptions, run
