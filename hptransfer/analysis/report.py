@@ -17,18 +17,23 @@ its rows of the fitted optima and of the grid arg-mins. Run (every study's write
 arguments)::
 
     python -m hptransfer.cli.report results/lr_vs_density/README.md
+
+:func:`holdout_report` is ``python -m hptransfer.cli.holdout``'s table: how well a study's
+fitted budget lines predict a held-back budget.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
 import pandas as pd
 
 from hptransfer.analysis.fit import interval, load_fit
+from hptransfer.analysis.horizon import holdout_table, markdown
 from hptransfer.param import param_label, param_order
 from hptransfer.store import write_text
 
@@ -94,3 +99,19 @@ def regenerate(readme: Path, results: Path | None = None) -> int:
     if new != text:
         write_text(readme, new)
     return len(blocks)
+
+
+def regenerate_all(readmes: Sequence[str] = ()) -> dict[str, int]:
+    """:func:`regenerate` each README (default: every study's write-up, ``results/*/README.md``);
+    the number of blocks of each."""
+    names = readmes or sorted(map(str, Path("results").glob("*/README.md")))
+    return {name: regenerate(Path(name)) for name in names}
+
+
+def holdout_report(study: Path, held_back: Path) -> str:
+    """The held-out table of ``study``'s fitted budget lines at ``held_back``'s budget
+    (:func:`~hptransfer.analysis.horizon.holdout_table`), written as ``study/holdout.json``;
+    the table as markdown."""
+    table = holdout_table(load_fit(study), load_fit(held_back))
+    write_text(study / "holdout.json", table.to_json(orient="records", indent=1) + "\n")
+    return markdown(table)

@@ -6,10 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hptransfer.analysis.fit import load_fit
-from hptransfer.analysis.horizon import holdout_table, markdown
+from hptransfer.analysis.report import holdout_report
 from hptransfer.errors import HPTransferError
-from hptransfer.store import write_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,11 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("held_back", type=Path, help="the fitted sweep at the held-back budget")
     args = parser.parse_args(argv)
     try:
-        table = holdout_table(load_fit(args.study), load_fit(args.held_back))
+        text = holdout_report(args.study, args.held_back)
     except HPTransferError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    write_text(args.study / "holdout.json", table.to_json(orient="records", indent=1) + "\n")
-    print(markdown(table))
+    print(text)
     return 0
 
 

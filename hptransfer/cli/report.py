@@ -5,15 +5,14 @@ marked in each file (:mod:`hptransfer.analysis.report`; default: every study's w
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from hptransfer.analysis.report import regenerate
+from hptransfer.analysis.report import regenerate_all
 
 
 def main(argv: list[str] | None = None) -> int:
     names = sys.argv[1:] if argv is None else argv
-    for name in names or sorted(map(str, Path("results").glob("*/README.md"))):
-        print(f"{name}: {regenerate(Path(name))} tables")
+    for name, tables in regenerate_all(names).items():
+        print(f"{name}: {tables} tables")
     return 0
 
 
