@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from hptransfer.sweep.recorder import Recorder
 
-from hptransfer.runtime.identity import point_id, trial_id
+from hptransfer.runtime.identity import point_id, run_key, trial_id
 from hptransfer.sweep.trials import (
     Job,
     grid_runs,
@@ -108,6 +108,7 @@ def run_sweep(
     check_execution(execution)
     directory = location(results_root) / spec.name
     check_reuse(reuse, directory)
+    check_runs(spec.cells)
     if new and directory.exists():
         move_aside(directory, execution.out)
     store = ResultsStore(directory)
@@ -115,7 +116,6 @@ def run_sweep(
         clear_killed_session(directory, execution)
         _check_same_spec(store, spec, extend=extend)
         store.read_curves()  # a corrupt table fails now, not at the first write inside Ray
-        check_runs(spec.cells)
         store.write_spec(spec.to_yaml())
         if spec.search.algorithm == "grid":
             _run_grid(spec, store, execution, reuse)
@@ -163,12 +163,16 @@ def run_trials(
 
 
 def check_runs(runs: Sequence[RunConfig]) -> None:
-    """Fail fast, before Ray starts: each run's data loads and fits its model."""
+    """Fail fast, before Ray starts and before anything is written: each run's data loads
+    and fits its model; the user's builder builds it (on the meta device) and the user's
+    train.fn imports, as the run key (cached) hashes them."""
     from hptransfer.data import load_dataset
     from hptransfer.train import complete_run
 
     for run in runs:
-        complete_run(run, load_dataset(run.data))
+        run = complete_run(run, load_dataset(run.data))
+        if "python" in (run.model.kind, run.train.kind):
+            run_key(run)
 
 
 # -- the two algorithms -------------------------------------------------------------------

@@ -92,3 +92,28 @@ def test_bad_builder_in_the_cli_exits_2(tmp_path, capsys):
     assert main(["plan", str(spec)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "module 'nowhere' does not import" in err[0]
+
+
+GOOD_MODEL = "{kind: python, build: tests.own.models:build, width: 32, context: 16}"
+
+
+@pytest.mark.parametrize(
+    ("model", "train", "message"),
+    [
+        (GOOD_MODEL.replace(":build", ":TinyLM"), "{steps: 2}", "raised TypeError at width 32"),
+        (GOOD_MODEL, "{steps: 2, kind: python, fn: nowhere:train}", "module 'nowhere' does not"),
+    ],
+    ids=["builder-raises", "bad-fn-path"],
+)
+def test_a_sweep_with_a_bad_builder_or_fn_exits_2_writing_nothing(
+    tmp_path, capsys, model, train, message
+):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"name: own\nmodel: {model}\ntrain: {train}\ndata: {{corpus: synthetic, seq_len: 16}}\n"
+        "search: {space: {lr: {values: [0.01]}}}\n"
+    )
+    assert main(["sweep", str(spec), "--results", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "results").exists()
