@@ -15,6 +15,9 @@ from hptransfer.param.rules import BUDGET_RULES, COMPLETEDP
 from hptransfer.plan import format_table, forward_line, plan_header, plan_rows
 from hptransfer.sparse_evidence import sparse_lines
 
+# The request's fields that are the model's (without a spec).
+MODEL_FIELDS = ("kind", "block", "width", "depth", "heads", "context")
+
 
 @dataclass(frozen=True)
 class PlanRequest:
@@ -81,12 +84,7 @@ def base_run(request: PlanRequest) -> RunConfig:
         inputs, outputs = IO_SIZES[corpus]
         run = RunConfig(
             model=ModelConfig(
-                kind=request.kind,
-                block=request.block,
-                width=request.width,
-                depth=request.depth,
-                heads=request.heads,
-                context=request.context,
+                **{name: getattr(request, name) for name in MODEL_FIELDS},
                 input_size=inputs,
                 output_size=outputs,
             ),
