@@ -267,7 +267,7 @@ def test_the_sweep_command_grows_the_grid_by_default_and_not_when_turned_off(
         assert len(calls) == 1 and "auto-extend" not in out
 
 
-SINGLE_SEED_MEASUREMENTS = ("horizon_1350.yaml", "own_llama_e2e.yaml")
+SINGLE_SEED_MEASUREMENTS = ("horizon_1350.yaml",)
 
 
 @pytest.mark.parametrize(
@@ -277,8 +277,7 @@ def test_committed_grid_studies_ask_for_at_least_3_seeds(path: Path) -> None:
     """2 seeds give 3 distinct bootstrap resamples: intervals then say little. (Optuna with ASHA
     needs one seed; the proxy's fitted LR comes from its 3-seed slice.) Exception, said in its spec
     and in results/horizon_fit/README.md: the held-back long horizon of the horizon study, one seed
-    for lack of CPU time, which no fit of γ uses; and the HF Llama end-to-end smoke run
-    (results/own_llama_e2e/README.md: a 1-seed proxy, said there, not a study)."""
+    for lack of CPU time, which no fit of γ uses."""
     spec = load_spec(path)
     if spec.search.algorithm == "grid" and path.name not in SINGLE_SEED_MEASUREMENTS:
         fitted_seeds = spec.search.slice.seeds if spec.search.slice else spec.seeds
