@@ -16,7 +16,18 @@ VOLATILE = ("created", "provenance")  # when and by which commit/versions it was
 
 
 def _comparable(document: dict) -> dict:
-    return {key: value for key, value in document.items() if key not in VOLATILE}
+    return {key: _rounded(value) for key, value in document.items() if key not in VOLATILE}
+
+
+def _rounded(value: object) -> object:
+    """Floats to 10 significant digits: the last bits of a sum move with BLAS and its threads."""
+    if isinstance(value, float):
+        return float(f"{value:.10g}")
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
+    return value
 
 
 def test_default_flow_fit_reproduces_committed_fit_json():
