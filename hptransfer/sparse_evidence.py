@@ -101,6 +101,11 @@ LOSSES = (
         _cell("llama", 4096, 64, 1 / 16, 100),
     ),
     Loss(
+        "results/realtok",
+        "+0.24 nats each at its best, 3 seeds; LLaMA, BPE-4k; +0.05 within noise at 3x the steps",
+        _cell("llama", 4096, 64, 1 / 16, 300),
+    ),
+    Loss(
         "results/lr_vs_density_v2",
         "+0.24 nats at the dense η, past SμPar's cliff; GPT-2, bytes",
         _cell("gpt2", 256, 128, 1 / 16, 400),
