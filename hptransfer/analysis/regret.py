@@ -57,6 +57,7 @@ def regret_table(
     """One row per (target, parameterization) of the regret grid runs (see module doc), the
     targets' budgets moved by ``budget_rule``."""
     rows = []
+    runs = runs.assign(tokens=_planned_tokens(runs))
     grouped = runs.groupby([*TARGET_AXES, "max_steps", "tokens", "parameterization"], sort=False)
     for (width, density, depth, max_steps, tokens, param), part in grouped:
         rows.append(
@@ -72,6 +73,17 @@ def regret_table(
             }
         )
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _planned_tokens(runs: pd.DataFrame) -> pd.Series:
+    """The tokens each run was planned for: a run stopped early (it diverged) recorded only
+    the tokens it saw, and still belongs to its target's budget."""
+    if "steps" not in runs:
+        return runs["tokens"]
+    per_step = runs["tokens"] / runs["steps"].where(runs["steps"] > 0)
+    planned = (per_step * runs["max_steps"]).round()
+    same_budget = [runs[axis] for axis in (*TARGET_AXES, "max_steps")]
+    return planned.fillna(planned.groupby(same_budget).transform("max"))
 
 
 def _regret(part: pd.DataFrame, transferred_lr: float, metric: str) -> dict[str, object]:

@@ -69,6 +69,16 @@ def test_a_best_at_the_grid_end_is_flagged_edge_and_a_diverged_transfer_diverged
     )
 
 
+def test_a_run_that_diverged_early_counts_at_its_targets_budget():
+    runs = grid({"supar": 0.0, "sp": 0.0}).assign(steps=150)
+    top = runs["parameterization"].eq("sp") & np.isclose(runs["lr"], LR * 2)
+    runs.loc[top, ["diverged", "steps", "val_loss"]] = [True, 20, math.nan]
+    runs.loc[top, "tokens"] = 20 * 1024  # what it saw before it stopped
+    table = regret_table(runs, LR).set_index("parameterization")
+    assert len(table) == 2 and (table["tokens"] == 150 * 1024).all()
+    assert table.loc["sp", "flag"] == "partial" and table.loc["sp", "regret_pct"] == 0
+
+
 def test_regret_has_a_paired_interval_saying_within_noise_when_it_covers_zero():
     table = regret_table(grid({"supar": 0.0, "sp": 0.5}), LR).set_index("parameterization")
     sp = table.loc["sp"]  # every seed differs by the same amount: a point interval
