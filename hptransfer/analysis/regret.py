@@ -57,7 +57,7 @@ def regret_table(
     """One row per (target, parameterization) of the regret grid runs (see module doc), the
     targets' budgets moved by ``budget_rule``."""
     rows = []
-    runs = runs.assign(tokens=_planned_tokens(runs))
+    runs = runs.assign(tokens=planned_tokens(runs))
     grouped = runs.groupby([*TARGET_AXES, "max_steps", "tokens", "parameterization"], sort=False)
     for (width, density, depth, max_steps, tokens, param), part in grouped:
         rows.append(
@@ -75,7 +75,7 @@ def regret_table(
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def _planned_tokens(runs: pd.DataFrame) -> pd.Series:
+def planned_tokens(runs: pd.DataFrame) -> pd.Series:
     """The tokens each run was planned for: a run stopped early (it diverged) recorded only
     the tokens it saw, and still belongs to its target's budget."""
     if "steps" not in runs:

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pandas as pd
 
 from hptransfer.analysis.paired import PairedDifference, losses_by_seed, paired_difference
-from hptransfer.analysis.regret import regret_summary, regret_table, shape_labels, write_regret
+from hptransfer.analysis.regret import (
+    planned_tokens,
+    regret_summary,
+    regret_table,
+    shape_labels,
+    write_regret,
+)
 from hptransfer.transfer.source import Source
 
 
@@ -55,7 +61,7 @@ def regret_report(rows: pd.DataFrame, source: Source, budget_rule: str) -> str:
     ``transferred_lr``), written to regret.parquet; a target trained for another budget than
     the proxy's records the rule that moved its HPs."""
     proxy = source.proxy_horizon
-    at_proxy = rows["max_steps"].eq(proxy.steps) & rows["tokens"].eq(proxy.tokens)
+    at_proxy = rows["max_steps"].eq(proxy.steps) & planned_tokens(rows).eq(proxy.tokens)
     rows = rows.assign(budget_rule=at_proxy.map({True: "", False: budget_rule}))
     parts = rows.groupby(["transferred_lr", "budget_rule"], sort=False)
     table = pd.concat(
