@@ -52,8 +52,11 @@ def finished_cells() -> dict[tuple[int, int, float, str], Path]:
 
 
 def seed_losses(folder: Path) -> dict[float, dict[int, float]]:
-    """``log2 η → {seed: loss}`` over the η whose every seed converged."""
-    trials = pd.read_parquet(folder / "trials.parquet")
+    """``log2 η → {seed: loss}`` over the η whose every seed converged, with the cell's run at
+    the dense η where it was trained apart (``<cell>_at_dense_lr``: off the cell's grid)."""
+    extra = folder.with_name(f"{folder.name}_at_dense_lr") / "trials.parquet"
+    parts = [folder / "trials.parquet", *([extra] if extra.exists() else [])]
+    trials = pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
     trials = trials[trials["steps"].ge(trials["max_steps"])]
     points = {}
     for lr, runs in trials.groupby("lr"):
