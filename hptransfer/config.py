@@ -22,6 +22,9 @@ BLOCKS = ("gpt2", "llama")  # GPT blocks: GPT-2's, or LLaMA's (RMSNorm, rotary, 
 KERNELS = ("auto", "torch", "triton")
 MASK_KINDS = ("random", "row_balanced", "block")
 BLOCK_SIZES = (16, 32, 64, 128)  # mask blocks = kernel tiles; tl.dot needs tiles of >= 16
+# How a sparse weight takes Muon's (dense) orthogonalized update: masked, or masked and
+# rescaled to the dense update's spectral norm (docs/muon.md § Density).
+MUON_MASKED_UPDATES = ("mask", "rescale")
 OPTIMIZERS = ("adamw", "adam", "sgd", "muon")  # muon: Muon on hidden matrices, AdamW on the rest
 SCHEDULES = ("cosine", "linear", "constant")
 TRAIN_KINDS = ("builtin", "python")  # python: the training function named by train.fn
@@ -189,6 +192,7 @@ class TrainConfig:
     scale_eps: bool = False
     momentum: float = 0.9
     muon_momentum: float = 0.95
+    muon_masked_update: str = "mask"  # mask | rescale (docs/muon.md § Density)
     grad_clip: float | None = 1.0
     eval_every: int = 0
     divergence_factor: float = 3.0
@@ -211,6 +215,7 @@ class TrainConfig:
         require(all(0 <= b < 1 for b in self.betas), "train.betas must be in [0, 1)")
         require(self.momentum >= 0, "train.momentum must be >= 0")
         require(0 <= self.muon_momentum < 1, "train.muon_momentum must be in [0, 1)")
+        _one_of("train.muon_masked_update", self.muon_masked_update, MUON_MASKED_UPDATES)
         self._check_optimizer_settings()
         require(
             self.grad_clip is None or self.grad_clip >= 0,
@@ -224,7 +229,7 @@ class TrainConfig:
     def _check_optimizer_settings(self) -> None:
         """A setting of another optimizer than the one chosen is refused: it would do nothing."""
         defaults = TrainConfig.__dataclass_fields__
-        own = {"momentum": "sgd", "muon_momentum": "muon"}
+        own = {"momentum": "sgd", "muon_momentum": "muon", "muon_masked_update": "muon"}
         for name, optimizer in own.items():
             require(
                 self.optimizer == optimizer or getattr(self, name) == defaults[name].default,
@@ -233,11 +238,14 @@ class TrainConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain fields for YAML and hashes; ``muon_momentum`` only when the optimizer is Muon,
-        so every spec and run written before Muon keeps its hash."""
+        """Plain fields for YAML and hashes; ``muon_momentum`` only when the optimizer is Muon
+        and ``muon_masked_update`` only when not ``mask``, so every spec and run written before
+        them keeps its hash."""
         fields = dataclasses.asdict(self)
         if self.optimizer != "muon":
             del fields["muon_momentum"]
+        if self.muon_masked_update == "mask":
+            del fields["muon_masked_update"]
         if self.kind == "builtin":
             del fields["kind"], fields["fn"]
         return fields

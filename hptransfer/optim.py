@@ -57,7 +57,13 @@ def build_optimizer(
         return torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=train.momentum)
     if train.optimizer == MUON:
         masks = sparse_masks(model)
-        return MuonAdamW(groups, betas=train.betas, momentum=train.muon_momentum, masks=masks)
+        return MuonAdamW(
+            groups,
+            betas=train.betas,
+            momentum=train.muon_momentum,
+            masks=masks,
+            rescale=train.muon_masked_update == "rescale",
+        )
     optimizer_cls = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
     return optimizer_cls(groups, lr=groups[0]["lr"], betas=train.betas, fused=fusable(groups))
 
@@ -90,6 +96,9 @@ class MuonAdamW(torch.optim.Optimizer):
     ``state_dict`` and ``load_state_dict`` act on one object. Muon's orthogonalized update is
     dense; after each step the sparse weights are re-masked, so a masked entry stays exactly
     zero (the update is the orthogonalized masked momentum times the mask, ``docs/muon.md``).
+    With ``rescale`` a sparse Muon weight's masked update is scaled to the spectral norm of
+    the dense orthogonalized update it came from (``docs/muon.md`` § Density: orthogonalizing
+    a masked momentum inflates its mask-correlated noise, which re-masking makes coherent).
     """
 
     def __init__(
@@ -99,9 +108,10 @@ class MuonAdamW(torch.optim.Optimizer):
         betas: tuple[float, float],
         momentum: float,
         masks: dict[torch.nn.Parameter, torch.Tensor],
+        rescale: bool = False,
     ) -> None:
         super().__init__(groups, defaults={})
-        self._masks = masks
+        self._masks, self._rescale = masks, rescale
         self._betas, self._momentum = betas, momentum
         self._link_inner()
 
@@ -122,16 +132,45 @@ class MuonAdamW(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        decayed = self._decayed_sparse_muon_weights() if self._rescale else {}
         for inner in (self._muon, self._adamw):
             if inner is not None:
                 inner.step()
         for weight, mask in self._masks.items():
-            weight.mul_(mask)
+            if weight in decayed:
+                update = weight - decayed[weight]  # torch's Muon: decay, then add the update
+                masked = update * mask
+                scale = spectral_norm(update) / spectral_norm(masked).clamp_min(1e-30)
+                weight.copy_(decayed[weight] + scale * masked)
+            else:
+                weight.mul_(mask)
         return loss
+
+    def _decayed_sparse_muon_weights(self) -> dict[torch.nn.Parameter, torch.Tensor]:
+        """Each sparse Muon weight as torch's Muon leaves it before adding its update."""
+        return {
+            weight: weight * (1 - group["lr"] * group["weight_decay"])
+            for group in self.param_groups
+            if group.get("optimizer") == MUON
+            for weight in group["params"]
+            if weight in self._masks
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)  # new group dicts and state: re-link the inner ones
         self._link_inner()
+
+
+def spectral_norm(matrix: torch.Tensor, iterations: int = 30) -> torch.Tensor:
+    """The largest singular value of ``matrix`` by power iteration from a fixed start (a few
+    matrix-vector products, where an SVD would cost more than Muon's step)."""
+    generator = torch.Generator(device=matrix.device).manual_seed(0)
+    vector = torch.randn(matrix.shape[1], generator=generator, device=matrix.device)
+    vector = vector.to(matrix.dtype)
+    for _ in range(iterations):
+        vector = matrix.T @ (matrix @ vector)
+        vector = vector / vector.norm().clamp_min(1e-30)
+    return (matrix @ vector).norm()
 
 
 def lr_factor_at(step: int, train: TrainConfig) -> float:

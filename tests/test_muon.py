@@ -16,7 +16,7 @@ from hptransfer.config import TrainConfig
 from hptransfer.errors import ConfigError
 from hptransfer.models import build_model, plan_parameters
 from hptransfer.models.sparse import MaskedLinear
-from hptransfer.optim import build_optimizer, build_schedule
+from hptransfer.optim import MuonAdamW, build_optimizer, build_schedule, spectral_norm
 from hptransfer.param import BaseShape, Role, rules
 from hptransfer.param.resolve import MUON_EPS, trains_with_muon
 from hptransfer.plan import plan_rows
@@ -106,6 +106,43 @@ def test_masked_entries_stay_exactly_zero_under_muon():
         assert torch.count_nonzero(layer.weight[layer.mask]) > 0.99 * layer.mask.sum()
 
 
+def _one_muon_step(mask: torch.Tensor | None, rescale: bool) -> torch.Tensor:
+    """The step one Muon update makes on a 48×32 weight (masked by ``mask`` if given)."""
+    g = torch.Generator().manual_seed(0)
+    keep = torch.ones(48, 32) if mask is None else mask
+    weight = torch.nn.Parameter(torch.randn(48, 32, generator=g) * keep)
+    weight.grad = torch.randn(48, 32, generator=g) * keep
+    group = {"params": [weight], "lr": 0.1, "weight_decay": 0.1, "optimizer": "muon"}
+    masks = {} if mask is None else {weight: mask}
+    optimizer = MuonAdamW([group], betas=(0.9, 0.95), momentum=0.0, masks=masks, rescale=rescale)
+    decayed = weight.detach() * (1 - 0.1 * 0.1)
+    optimizer.step()
+    return weight.detach() - decayed
+
+
+def test_rescale_scales_the_masked_update_to_the_dense_updates_spectral_norm():
+    mask = (torch.rand(48, 32, generator=torch.Generator().manual_seed(1)) < 0.25).float()
+    masked, rescaled = _one_muon_step(mask, False), _one_muon_step(mask, True)
+    assert torch.count_nonzero(rescaled * (1 - mask)) == 0  # a masked entry stays zero
+    scale = rescaled.norm() / masked.norm()
+    assert torch.allclose(rescaled, scale * masked, atol=1e-6) and scale < 1
+    dense = torch.linalg.matrix_norm(_one_muon_step(None, False), ord=2)
+    assert float(torch.linalg.matrix_norm(rescaled, ord=2)) == pytest.approx(float(dense), rel=0.05)
+
+
+def test_spectral_norm_by_power_iteration_matches_the_svd():
+    g = torch.Generator().manual_seed(2)
+    for matrix in (torch.randn(64, 96, generator=g), torch.randn(96, 8, generator=g)):
+        exact = float(torch.linalg.matrix_norm(matrix, ord=2))
+        assert float(spectral_norm(matrix)) == pytest.approx(exact, rel=0.02)
+
+
+def test_the_masked_update_setting_enters_hashes_only_when_not_the_default():
+    assert "muon_masked_update" not in TrainConfig(optimizer="muon").to_dict()
+    rescaled = muon_run("supar", density=0.25, muon_masked_update="rescale")
+    assert run_key(rescaled) != run_key(muon_run("supar", density=0.25))
+
+
 def _steps(model, optimizer, schedule, n, seed):
     g = torch.Generator().manual_seed(seed)
     for _ in range(n):
@@ -176,6 +213,8 @@ def test_plan_shows_each_parameters_optimizer_under_muon():
         ({"optimizer": "muon", "momentum": 0.5}, "train.momentum is sgd's setting, not muon's"),
         ({"optimizer": "adamw", "muon_momentum": 0.9}, "train.muon_momentum is muon's setting"),
         ({"optimizer": "muon", "muon_momentum": 1.0}, "train.muon_momentum must be in [0, 1)"),
+        ({"optimizer": "adamw", "muon_masked_update": "rescale"}, "is muon's setting, not adamw"),
+        ({"optimizer": "muon", "muon_masked_update": "scale"}, "train.muon_masked_update must"),
     ],
 )
 def test_settings_of_another_optimizer_are_refused(changes, message):
