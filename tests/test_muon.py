@@ -141,6 +141,8 @@ def test_the_masked_update_setting_enters_hashes_only_when_not_the_default():
     assert "muon_masked_update" not in TrainConfig(optimizer="muon").to_dict()
     rescaled = muon_run("supar", density=0.25, muon_masked_update="rescale")
     assert run_key(rescaled) != run_key(muon_run("supar", density=0.25))
+    dense = muon_run("supar", muon_masked_update="rescale")  # no mask: the same model
+    assert run_key(dense) == run_key(muon_run("supar"))
 
 
 def _steps(model, optimizer, schedule, n, seed):

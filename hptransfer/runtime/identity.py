@@ -64,10 +64,13 @@ def run_key(run: RunConfig) -> str:
     from hptransfer.train import complete_run
 
     run = complete_run(run, load_dataset(run.data))
+    train = run.train.to_dict()
+    if run.model.density >= 1:  # no mask: how a masked update is taken changes nothing
+        train.pop("muon_masked_update", None)
     content = {
         "model": run.model.to_dict(),
         "data": dataclasses.asdict(run.data),
-        "train": run.train.to_dict(),
+        "train": train,
         "seed": run.seed,
         "scales": dataclasses.asdict(forward_scales(run)),
         "params": [param.to_dict() for param in describe(run)],
