@@ -26,7 +26,8 @@ def test_committed_gaps_are_what_the_cells_give(in_repo):
 
 
 def test_gap_pairs_by_seed_at_each_best_and_at_the_dense_eta(in_repo):
-    row = realtok_table.gaps().set_index("steps").loc[300]
+    table = realtok_table.gaps()
+    row = table[table["steps"].eq(300) & table["density"].eq(1 / 16)].iloc[0]
     assert row["per_row"] == 4 and row["supar_best_log2_lr"] == -7.5
     assert row["gap_at_best"] == pytest.approx(row["supar_best_loss"] - row["sp_best_loss"])
     assert row["sp_dense_log2_lr"] == row["supar_dense_log2_lr"] == -7.5  # one dense model
