@@ -83,7 +83,6 @@ def density_probe(seeds: range) -> tuple[pd.DataFrame, str, str]:
 
 
 def rescale_probe(seeds: range) -> tuple[pd.DataFrame, str, str]:
-    with_density_exponent(0.0)
     runs = [muon_run("supar", 256, d, s, 256, update="rescale") for d in (1.0, 0.25, 1 / 16)
             for s in seeds]  # fmt: skip
     return pd.DataFrame(output_updates(runs, k=0.0, update="rescaled")), "k", "density"

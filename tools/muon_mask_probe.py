@@ -1,6 +1,6 @@
 """Issue 30: why the Muon optimum dips at density 1/4 — the masked update, measured alone.
 
-    python tools/muon_mask_probe.py          # from the repository root, about a minute
+    python tools/muon_mask_probe.py          # from the repository root, a few seconds
 
 A width-d hidden matrix under a static mask M of density ρ gets the gradient M ⊙ G with G of
 rank r (G = Δ Xᵀ: r input directions X, r output errors Δ). hptransfer's Muon update is

@@ -68,7 +68,7 @@ def seed_losses(folder: Path) -> dict[float, dict[int, float]]:
 
 def best(points: dict[float, dict[int, float]]) -> float:
     """The log2 η with the lowest seed-mean loss."""
-    return min(points, key=lambda lr: np.mean(list(points[lr].values())))
+    return min(points, key=lambda lr: _mean(points[lr]))
 
 
 def gap_row(width: int, steps: int, density: float, cells: dict) -> dict | None:
